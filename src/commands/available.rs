@@ -1,0 +1,89 @@
+//! `git ports available SERVICE`: a service's allocated ports, its free ones as ranges, and
+//! the port allocation would choose next.
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::allocator::{compress, format_runs, lowest_free};
+use crate::cli::AvailableArgs;
+use crate::error::Result;
+use crate::net;
+
+#[derive(Debug, Serialize)]
+struct Report {
+    service: String,
+    range: String,
+    allocated: Vec<Held>,
+    /// Free ports as inclusive `[start, end]` runs.
+    free: Vec<[u16; 2]>,
+    free_count: usize,
+    /// The port `allocate` would choose now (it also skips ports in use), if any.
+    next: Option<u16>,
+}
+
+#[derive(Debug, Serialize)]
+struct Held {
+    port: u16,
+    worktree: String,
+}
+
+pub fn run(ctx: &mut Ctx, args: AvailableArgs) -> Result<()> {
+    let svc = ctx.repo.settings.service(&args.service)?.clone();
+    let registry = ctx.store.load()?;
+    let held = registry.by_port();
+    let mut allocated: Vec<Held> = svc
+        .range
+        .iter()
+        .filter_map(|p| {
+            held.get(&p).map(|h| Held {
+                port: p,
+                worktree: ctx.repo.display_name(h.worktree),
+            })
+        })
+        .collect();
+    allocated.sort_by_key(|h| h.port);
+    let runs = compress(svc.range.iter().filter(|p| !held.contains_key(p)));
+    let free_count = svc.range.len() - allocated.len();
+    let next = lowest_free(svc.range, |p| held.get(&p).map(|_| ()), net::in_use).chosen;
+    let report = Report {
+        service: svc.name.clone(),
+        range: svc.range.to_string(),
+        allocated,
+        free: runs.iter().map(|&(a, b)| [a, b]).collect(),
+        free_count,
+        next,
+    };
+    if args.json {
+        ctx.out.json(&report);
+        return Ok(());
+    }
+    let out = &mut ctx.out;
+    out.line(format!(
+        "Available ports for service '{}' (range: {})",
+        report.service, report.range
+    ));
+    out.blank();
+    out.line(format!(
+        "Currently allocated ({} ports):",
+        report.allocated.len()
+    ));
+    for h in &report.allocated {
+        out.line(format!("  {} → {}", h.port, h.worktree));
+    }
+    out.blank();
+    out.line(format!(
+        "Available ports ({} remaining):",
+        report.free_count
+    ));
+    if runs.is_empty() {
+        out.line("  none");
+    } else {
+        out.line(format!("  {}", format_runs(&runs)));
+    }
+    out.blank();
+    match report.next {
+        Some(p) => out.line(format!("Next suggested port: {p}")),
+        None => out.line("Next suggested port: none (every free port is in use on this machine)"),
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! `git ports release`: give ports back to the pool.
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::ReleaseArgs;
+use crate::config::is_service_name;
+use crate::error::{Error, Result};
+use crate::output::{Style, timestamp};
+
+/// One released allocation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Released {
+    pub port: u16,
+    pub worktree: String,
+    pub service: String,
+    pub allocated_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    released: &'a [Released],
+}
+
+pub fn run(ctx: &mut Ctx, args: ReleaseArgs) -> Result<()> {
+    match &args.worktree {
+        None => release_ports(ctx, &args.ports, args.json),
+        Some(w) => release_worktree(ctx, w, args.service.as_deref(), args.json),
+    }
+}
+
+/// Releases each port; if any is not allocated, none is released.
+pub fn release_ports(ctx: &mut Ctx, ports: &[u16], json: bool) -> Result<()> {
+    let repo = &ctx.repo;
+    let released = ctx.store.update(|reg| {
+        ports
+            .iter()
+            .map(|&port| {
+                let (key, service, a) = reg
+                    .remove_port(port)
+                    .ok_or(Error::PortNotAllocated { port })?;
+                Ok(Released {
+                    port,
+                    worktree: repo.display_name(&key),
+                    service,
+                    allocated_at: timestamp(&a.allocated_at),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    render(ctx, &released, json);
+    Ok(())
+}
+
+/// Releases every port of a worktree, live or only remembered by the registry.
+fn release_worktree(ctx: &mut Ctx, query: &str, service: Option<&str>, json: bool) -> Result<()> {
+    if let Some(s) = service.filter(|s| !is_service_name(s)) {
+        return Err(Error::BadServiceName(s.into()));
+    }
+    let repo = &ctx.repo;
+    let mut name = query.to_string();
+    let released = ctx.store.update(|reg| {
+        // A worktree git no longer has is still known to the registry by its name.
+        let key = match repo.resolve(query) {
+            Ok(w) => w.key.clone(),
+            Err(_) if reg.worktrees.contains_key(query) => query.to_string(),
+            Err(e) => return Err(e),
+        };
+        name = repo.display_name(&key);
+        let Some(entry) = reg.worktrees.get(&key) else {
+            return Ok(Vec::new());
+        };
+        let ports: Vec<u16> = entry
+            .ports
+            .iter()
+            .filter(|(s, _)| service.is_none_or(|want| want == s.as_str()))
+            .map(|(_, a)| a.port)
+            .collect();
+        if let (Some(s), true) = (service, ports.is_empty()) {
+            return Err(Error::NoSuchAllocation {
+                worktree: name.clone(),
+                service: s.into(),
+            });
+        }
+        ports
+            .into_iter()
+            .map(|port| {
+                let (k, service, a) = reg
+                    .remove_port(port)
+                    .ok_or(Error::PortNotAllocated { port })?;
+                Ok(Released {
+                    port,
+                    worktree: repo.display_name(&k),
+                    service,
+                    allocated_at: timestamp(&a.allocated_at),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    if released.is_empty() && !json {
+        if let Some(s) = service {
+            return Err(Error::NoSuchAllocation {
+                worktree: name,
+                service: s.into(),
+            });
+        }
+        ctx.out.line(format!(
+            "Worktree '{name}' holds no ports: nothing to release."
+        ));
+        return Ok(());
+    }
+    render(ctx, &released, json);
+    Ok(())
+}
+
+fn render(ctx: &mut Ctx, released: &[Released], json: bool) {
+    let out = &mut ctx.out;
+    if json {
+        out.json(&Report { released });
+        return;
+    }
+    let tick = out.paint("✓", Style::Good);
+    for (i, r) in released.iter().enumerate() {
+        if i > 0 {
+            out.blank();
+        }
+        out.line(format!("Releasing port {}", r.port));
+        out.blank();
+        out.line(format!("Port {} is currently allocated to:", r.port));
+        out.line(format!("  Worktree: {}", r.worktree));
+        out.line(format!("  Service: {}", r.service));
+        out.line(format!("  Allocated at: {}", r.allocated_at));
+        out.blank();
+        out.line(format!("{tick} Port {} released", r.port));
+        out.line(format!(
+            "{tick} Updated registry for worktree '{}'",
+            r.worktree
+        ));
+        out.blank();
+        out.line(format!("Port {} is now available for allocation.", r.port));
+    }
+}

@@ -1,0 +1,471 @@
+//! `git ports status`: who holds which port, on which branch, and whether it is running.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::StatusArgs;
+use crate::error::{Error, Result};
+use crate::net::{self, Health};
+use crate::output::{Out, Style, timestamp, with_age};
+use crate::registry::{Allocation, Registry};
+use crate::repo::Head;
+
+/// One worktree of the report, live or stale.
+struct Row {
+    name: String,
+    branch: Option<String>,
+    detached: bool,
+    path: String,
+    /// Why the worktree is stale, if it is: git no longer has it, or its directory is gone.
+    stale: Option<&'static str>,
+    /// In service display order, each with its health once checked.
+    ports: Vec<(String, Allocation, Option<Health>)>,
+}
+
+#[derive(Serialize)]
+struct Json {
+    timestamp: String,
+    total_allocations: usize,
+    worktrees: Vec<JsonWorktree>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<Summary>,
+}
+
+#[derive(Serialize)]
+struct JsonWorktree {
+    name: String,
+    /// The checked-out branch; null when HEAD is detached or the worktree is stale.
+    branch: Option<String>,
+    detached: bool,
+    path: String,
+    stale: bool,
+    ports: BTreeMap<String, JsonPort>,
+}
+
+#[derive(Serialize)]
+struct JsonPort {
+    port: u16,
+    allocated_at: String,
+    /// `running`, `stopped`, `error`, or `stale` (not checked): only with --health-check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_time_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize, Default)]
+struct Summary {
+    running: usize,
+    stopped: usize,
+    errors: usize,
+}
+
+enum View {
+    All,
+    Worktree(String),
+    Service(String),
+}
+
+pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
+    let registry = ctx.store.load()?;
+    let mut rows = rows(ctx, &registry);
+    let view = if let Some(q) = &args.worktree {
+        // A removed worktree is still found by the name the registry knows it by.
+        let name = match ctx.repo.resolve(q) {
+            Ok(w) => w.name.clone(),
+            Err(_) if rows.iter().any(|r| r.stale.is_some() && &r.name == q) => q.clone(),
+            Err(e @ Error::AmbiguousWorktree { .. }) => return Err(Error::Usage(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        rows.retain(|r| r.name == name);
+        View::Worktree(name)
+    } else if let Some(s) = &args.service {
+        let in_registry = registry.allocations().any(|h| h.service == s);
+        if !in_registry {
+            ctx.repo.settings.service(s)?;
+        }
+        for r in &mut rows {
+            r.ports.retain(|(svc, _, _)| svc == s);
+        }
+        rows.retain(|r| !r.ports.is_empty());
+        View::Service(s.clone())
+    } else {
+        View::All
+    };
+
+    let summary = args.health_check.then(|| check(&mut rows, args.timeout));
+    let errors = summary.as_ref().map_or(0, |s| s.errors);
+    if args.json {
+        let json = to_json(ctx, rows, summary);
+        ctx.out.json(&json);
+    } else if !ctx.store.exists() && matches!(view, View::All) {
+        ctx.out.line("No ports allocated yet.");
+        ctx.out.line("Allocate one with `git ports allocate web`, or run `git ports hook install --services web` to allocate on every `git worktree add`.");
+    } else {
+        match &view {
+            View::All => render_all(ctx, &rows),
+            View::Worktree(name) => render_worktree(ctx, name, &rows),
+            View::Service(s) => render_service(ctx, s, &rows, &registry),
+        }
+        if let Some(s) = &summary {
+            render_summary(&mut ctx.out, s);
+        }
+    }
+    if errors > 0 {
+        Err(Error::HealthErrors(errors))
+    } else {
+        Ok(())
+    }
+}
+
+/// The registry's worktrees in `git worktree list` order, then the stale ones by name.
+fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
+    let order = |service: &str| {
+        ctx.repo
+            .settings
+            .services
+            .iter()
+            .position(|s| s.name == service)
+            .unwrap_or(usize::MAX)
+    };
+    let ports_of = |key: &str| {
+        let mut ports: Vec<(String, Allocation, Option<Health>)> = registry
+            .worktrees
+            .get(key)
+            .map(|e| {
+                e.ports
+                    .iter()
+                    .map(|(s, a)| (s.clone(), a.clone(), None))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ports.sort_by(|a, b| (order(&a.0), &a.0).cmp(&(order(&b.0), &b.0)));
+        ports
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    for w in &ctx.repo.worktrees {
+        if !registry.worktrees.contains_key(&w.key) {
+            continue;
+        }
+        rows.push(Row {
+            name: w.name.clone(),
+            branch: w.head.branch().map(str::to_string),
+            detached: matches!(w.head, Head::Detached(_)),
+            path: w.path.display().to_string(),
+            stale: (w.prunable && !w.locked).then_some("directory missing"),
+            ports: ports_of(&w.key),
+        });
+    }
+    for (key, entry) in &registry.worktrees {
+        if ctx.repo.by_key(key).is_none() {
+            rows.push(Row {
+                name: key.clone(),
+                branch: None,
+                detached: false,
+                path: entry.path.clone(),
+                stale: Some("removed from git"),
+                ports: ports_of(key),
+            });
+        }
+    }
+    rows
+}
+
+/// Checks every port of every live worktree at once; stale worktrees are never counted as
+/// running, so they are not checked.
+fn check(rows: &mut [Row], timeout: f64) -> Summary {
+    let ports: Vec<u16> = rows
+        .iter()
+        .filter(|r| r.stale.is_none())
+        .flat_map(|r| r.ports.iter().map(|p| p.1.port))
+        .collect();
+    let mut results = net::check_all(&ports, Duration::from_secs_f64(timeout)).into_iter();
+    let mut summary = Summary::default();
+    for r in rows.iter_mut().filter(|r| r.stale.is_none()) {
+        for p in &mut r.ports {
+            let h = results
+                .next()
+                .unwrap_or(Health::Error("not checked".into()));
+            match h {
+                Health::Running { .. } => summary.running += 1,
+                Health::Stopped => summary.stopped += 1,
+                Health::Error(_) => summary.errors += 1,
+            }
+            p.2 = Some(h);
+        }
+    }
+    summary
+}
+
+fn to_json(ctx: &Ctx, rows: Vec<Row>, summary: Option<Summary>) -> Json {
+    let checked = summary.is_some();
+    let worktrees: Vec<JsonWorktree> = rows
+        .into_iter()
+        .map(|r| JsonWorktree {
+            ports: r
+                .ports
+                .into_iter()
+                .map(|(service, a, h)| {
+                    let health = match (&h, checked) {
+                        (Some(h), _) => Some(h.word()),
+                        (None, true) => Some("stale"),
+                        (None, false) => None,
+                    };
+                    let port = JsonPort {
+                        port: a.port,
+                        allocated_at: timestamp(&a.allocated_at),
+                        health,
+                        response_time_ms: match h {
+                            Some(Health::Running { ms }) => Some((ms * 100.0).round() / 100.0),
+                            _ => None,
+                        },
+                        error: match h {
+                            Some(Health::Stopped) => Some("connection refused".into()),
+                            Some(Health::Error(e)) => Some(e),
+                            _ => None,
+                        },
+                    };
+                    (service, port)
+                })
+                .collect(),
+            name: r.name,
+            branch: r.branch,
+            detached: r.detached,
+            path: r.path,
+            stale: r.stale.is_some(),
+        })
+        .collect();
+    Json {
+        timestamp: timestamp(&ctx.now),
+        total_allocations: worktrees.iter().map(|w| w.ports.len()).sum(),
+        worktrees,
+        summary,
+    }
+}
+
+const LABEL: usize = 11;
+
+/// `  web:       8002    [RUNNING]  ✓  0.4 ms`
+fn port_line(out: &Out, service: &str, a: &Allocation, h: Option<&Health>, stale: bool) -> String {
+    let label = format!("{service}:");
+    let mut line = format!("  {label:<LABEL$}{}", a.port);
+    let pad = " ".repeat(8usize.saturating_sub(a.port.to_string().len()));
+    match h {
+        Some(Health::Running { ms }) => {
+            let w = out.paint("[RUNNING]  ✓", Style::Good);
+            line += &format!("{pad}{w}  {ms:.1} ms");
+        }
+        Some(Health::Stopped) => line += &format!("{pad}{}", out.paint("[STOPPED]  ✗", Style::Bad)),
+        Some(Health::Error(e)) => {
+            line += &format!("{pad}{}  {e}", out.paint("[ERROR]    ✗", Style::Bad));
+        }
+        None if stale => line += &format!("{pad}{}", out.paint("[STALE]", Style::Warn)),
+        None => {}
+    }
+    line
+}
+
+fn heading_of(r: &Row) -> String {
+    let head = match (&r.branch, r.detached) {
+        (Some(b), _) => format!(" ({b})"),
+        (None, true) => " (detached)".to_string(),
+        (None, false) => String::new(),
+    };
+    let stale = r
+        .stale
+        .map(|why| format!(" [stale: {why}]"))
+        .unwrap_or_default();
+    format!("{}{head}{stale}:", r.name)
+}
+
+fn render_all(ctx: &mut Ctx, rows: &[Row]) {
+    let checked = rows.iter().any(|r| r.ports.iter().any(|p| p.2.is_some()));
+    let out = &mut ctx.out;
+    out.heading(if checked {
+        "Port Allocation Status with Health Check"
+    } else {
+        "Port Allocation Status"
+    });
+    for r in rows {
+        out.blank();
+        let h = heading_of(r);
+        let h = if r.stale.is_some() {
+            out.paint(&h, Style::Warn)
+        } else {
+            h
+        };
+        out.line(h);
+        for (s, a, health) in &r.ports {
+            let line = port_line(out, s, a, health.as_ref(), r.stale.is_some() && checked);
+            out.line(line);
+        }
+    }
+    out.blank();
+    let total: usize = rows.iter().map(|r| r.ports.len()).sum();
+    let wts = rows.len();
+    out.line(format!(
+        "Total allocations: {total} port{} across {wts} worktree{}",
+        if total == 1 { "" } else { "s" },
+        if wts == 1 { "" } else { "s" }
+    ));
+    let used: Vec<_> = ctx
+        .repo
+        .settings
+        .services
+        .iter()
+        .filter(|s| rows.iter().any(|r| r.ports.iter().any(|p| p.0 == s.name)))
+        .collect();
+    if !used.is_empty() {
+        out.line("Available capacity:");
+        let width = used.iter().map(|s| s.name.len() + 1).max().unwrap_or(0);
+        for s in used {
+            let held = rows
+                .iter()
+                .flat_map(|r| r.ports.iter())
+                .filter(|p| s.range.contains(p.1.port))
+                .count();
+            let label = format!("{}:", s.name);
+            out.line(format!(
+                "  {label:<width$} {}/{} ports free",
+                s.range.len() - held,
+                s.range.len()
+            ));
+        }
+    }
+    stale_hint(out, rows);
+}
+
+fn stale_hint(out: &mut Out, rows: &[Row]) {
+    let stale: usize = rows
+        .iter()
+        .filter(|r| r.stale.is_some())
+        .map(|r| r.ports.len())
+        .sum();
+    if stale > 0 {
+        out.blank();
+        out.line(format!(
+            "Stale worktrees hold {stale} port{}: run `git ports prune` to release them.",
+            if stale == 1 { "" } else { "s" }
+        ));
+    }
+}
+
+fn render_worktree(ctx: &mut Ctx, name: &str, rows: &[Row]) {
+    let settings = &ctx.repo.settings;
+    let out = &mut ctx.out;
+    out.heading(&format!("Port Status for Worktree: {name}"));
+    let Some(r) = rows.first() else {
+        out.blank();
+        out.line("No ports allocated to this worktree.");
+        out.line(format!(
+            "Allocate one with `git ports allocate web --worktree {}`.",
+            crate::output::shell_quote(name)
+        ));
+        return;
+    };
+    out.line(format!(
+        "Branch: {}",
+        heading_of(r)
+            .trim_start_matches(&r.name)
+            .trim_end_matches(':')
+            .trim()
+    ));
+    out.line(format!("Path: {}", r.path));
+    out.blank();
+    out.line("Allocated Ports:");
+    let checked = r.ports.iter().any(|p| p.2.is_some());
+    for (s, a, h) in &r.ports {
+        let line = port_line(out, s, a, h.as_ref(), r.stale.is_some() && checked);
+        out.line(line);
+    }
+    out.blank();
+    out.line("Allocation Details:");
+    for (i, (s, a, _)) in r.ports.iter().enumerate() {
+        if i > 0 {
+            out.blank();
+        }
+        out.line(format!("  Service: {s}"));
+        out.line(format!("    Port: {}", a.port));
+        out.line(format!(
+            "    Allocated: {}",
+            with_age(&a.allocated_at, &ctx.now)
+        ));
+        out.line(format!("    Range: {}", settings.range_text(s)));
+    }
+    stale_hint(out, rows);
+}
+
+fn render_service(ctx: &mut Ctx, service: &str, rows: &[Row], registry: &Registry) {
+    let range = ctx.repo.settings.service(service).ok().map(|s| s.range);
+    let out = &mut ctx.out;
+    out.heading(&format!("Port Status for Service: {service}"));
+    out.blank();
+    let range_text = range.map_or_else(|| "unknown".to_string(), |r| r.to_string());
+    out.line(format!("Allocated Ports (range {range_text}):"));
+    let mut entries: Vec<(&Row, &Allocation, Option<&Health>)> = rows
+        .iter()
+        .flat_map(|r| r.ports.iter().map(move |p| (r, &p.1, p.2.as_ref())))
+        .collect();
+    entries.sort_by_key(|e| e.1.port);
+    for (r, a, h) in &entries {
+        out.blank();
+        let mut line = format!("  {} → {}", a.port, r.name);
+        if let Some(why) = r.stale {
+            line += &out.paint(&format!(" [stale: {why}]"), Style::Warn);
+        }
+        if let Some(h) = h {
+            let full = port_line(out, service, a, Some(h), false);
+            let status = full
+                .split_once(&a.port.to_string())
+                .map(|x| x.1)
+                .unwrap_or("");
+            line += status.trim_end();
+        }
+        out.line(line);
+        let branch = match (&r.branch, r.detached) {
+            (Some(b), _) => b.clone(),
+            (None, true) => "(detached)".into(),
+            (None, false) => "(unknown)".into(),
+        };
+        out.line(format!("         Branch: {branch}"));
+        out.line(format!(
+            "         Created: {}",
+            with_age(&a.allocated_at, &ctx.now)
+        ));
+    }
+    if entries.is_empty() {
+        out.line("  none");
+    }
+    if let Some(range) = range {
+        let held = registry
+            .allocations()
+            .filter(|h| range.contains(h.allocation.port))
+            .count();
+        out.blank();
+        out.line(format!("Service '{service}' usage:"));
+        out.line(format!("  Allocated: {} ports", entries.len()));
+        out.line(format!("  Available: {} ports", range.len() - held));
+        out.line(format!(
+            "  Utilization: {}%",
+            (entries.len() * 100 + range.len() / 2) / range.len()
+        ));
+    }
+    stale_hint(out, rows);
+}
+
+fn render_summary(out: &mut Out, s: &Summary) {
+    out.blank();
+    out.line("Health Summary:");
+    let plural = |n: usize| if n == 1 { "service" } else { "services" };
+    out.line(format!("  Running:  {} {}", s.running, plural(s.running)));
+    out.line(format!("  Stopped:  {} {}", s.stopped, plural(s.stopped)));
+    out.line(format!("  Errors:   {} {}", s.errors, plural(s.errors)));
+    out.blank();
+    out.line("Note: STOPPED status means port is allocated but no service is responding.");
+    out.line("      This is normal if you haven't started the development server yet.");
+}

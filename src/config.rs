@@ -1,0 +1,303 @@
+//! Services, their port ranges and every other setting, from the defaults and git config.
+//! Config keys and file names live here as constants.
+
+use crate::allocator::PortRange;
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+
+/// The registry file, in the repository's common dir.
+pub const REGISTRY_FILE: &str = "worktree-ports.json";
+/// The sidecar file every writer of the registry locks.
+pub const LOCK_SUFFIX: &str = ".lock";
+/// `ports.<service>.range`: a service's port range, `START-END`, bounds inclusive.
+pub const KEY_RANGE: &str = "range";
+/// `ports.<service>.env`: the variable name `env` and `exec` use for a service.
+pub const KEY_ENV: &str = "env";
+/// `ports.autoAllocate`: services the post-checkout hook allocates to new worktrees.
+pub const KEY_AUTO_ALLOCATE: &str = "ports.autoAllocate";
+/// `ports.machineWide`: false keeps this repository out of the machine-wide ledger.
+pub const KEY_MACHINE_WIDE: &str = "ports.machineWide";
+/// `color.ports`, then `color.ui`: git's colour switches.
+pub const KEY_COLOR: &str = "color.ports";
+pub const KEY_COLOR_UI: &str = "color.ui";
+/// Overrides the directory of the machine-wide ledger.
+pub const ENV_HOME: &str = "GIT_PORTS_HOME";
+
+/// The spec's services and ranges, in the spec's order.
+pub const DEFAULT_SERVICES: &[(&str, u16, u16)] = &[
+    ("web", 8000, 8099),
+    ("api", 9000, 9099),
+    ("db", 5432, 5532),
+    ("redis", 6379, 6479),
+    ("grpc", 50051, 50151),
+    ("websocket", 3000, 3099),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub range: PortRange,
+}
+
+/// Whether to colour output, from `color.ports` / `color.ui`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The defaults in the spec's order, then services only config names, by name.
+    pub services: Vec<Service>,
+    /// `ports.<service>.env` overrides, by service.
+    pub env_names: BTreeMap<String, String>,
+    pub auto_allocate: Vec<String>,
+    pub machine_wide: bool,
+    pub color: ColorChoice,
+}
+
+/// `[a-z][a-z0-9-]*`: what a service may be called.
+pub fn is_service_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: what `env` will print as a variable name.
+pub fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn config_error(key: &str, value: &str, reason: impl Into<String>) -> Error {
+    Error::Config {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Settings with nothing but the defaults.
+    pub fn defaults() -> Self {
+        let services = DEFAULT_SERVICES
+            .iter()
+            .map(|&(name, start, end)| Service {
+                name: name.into(),
+                range: PortRange { start, end },
+            })
+            .collect();
+        Settings {
+            services,
+            env_names: BTreeMap::new(),
+            auto_allocate: Vec::new(),
+            machine_wide: true,
+            color: ColorChoice::Auto,
+        }
+    }
+
+    /// Reads every `ports.*` key (and git's colour keys) from the repository's config, which
+    /// includes the global and system files.
+    pub fn from_git(config: &git2::Config) -> Result<Self> {
+        let mut settings = Settings::defaults();
+        let mut ranges = BTreeMap::new();
+        let mut entries = config.entries(Some(r"^(ports|color)\..*"))?;
+        while let Some(entry) = entries.next() {
+            let entry = entry?;
+            let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+            let value = String::from_utf8_lossy(entry.value_bytes()).into_owned();
+            settings.apply(&name, &value, &mut ranges)?;
+        }
+        settings.add_ranges(ranges);
+        Ok(settings)
+    }
+
+    /// Overrides default ranges and appends the services only config names, by name.
+    fn add_ranges(&mut self, ranges: BTreeMap<String, PortRange>) {
+        for (name, range) in ranges {
+            match self.services.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.range = range,
+                None => self.services.push(Service { name, range }),
+            }
+        }
+    }
+
+    /// Applies one config entry; later entries (more local files) win, as in git.
+    fn apply(
+        &mut self,
+        key: &str,
+        value: &str,
+        ranges: &mut BTreeMap<String, PortRange>,
+    ) -> Result<()> {
+        let lower = key.to_ascii_lowercase();
+        if lower == KEY_AUTO_ALLOCATE.to_ascii_lowercase() {
+            if value.is_empty() {
+                self.auto_allocate.clear();
+            }
+            for s in value.split([',', ' ']).filter(|s| !s.is_empty()) {
+                if !is_service_name(s) {
+                    return Err(config_error(key, value, "not a service name"));
+                }
+                if !self.auto_allocate.iter().any(|x| x == s) {
+                    self.auto_allocate.push(s.to_string());
+                }
+            }
+            return Ok(());
+        }
+        if lower == KEY_MACHINE_WIDE.to_ascii_lowercase() {
+            self.machine_wide = parse_bool(value)
+                .ok_or_else(|| config_error(key, value, "expected true or false"))?;
+            return Ok(());
+        }
+        if lower == KEY_COLOR || (lower == KEY_COLOR_UI && self.color == ColorChoice::Auto) {
+            self.color = match value.to_ascii_lowercase().as_str() {
+                "always" => ColorChoice::Always,
+                "auto" => ColorChoice::Auto,
+                v => match parse_bool(v) {
+                    Some(true) => ColorChoice::Auto,
+                    Some(false) | None => ColorChoice::Never,
+                },
+            };
+            return Ok(());
+        }
+        let Some(rest) = key.strip_prefix("ports.") else {
+            return Ok(());
+        };
+        let Some((service, var)) = rest.rsplit_once('.') else {
+            return Ok(());
+        };
+        let var = var.to_ascii_lowercase();
+        if var != KEY_RANGE && var != KEY_ENV {
+            return Ok(());
+        }
+        if !is_service_name(service) {
+            return Err(config_error(
+                key,
+                value,
+                "service names use lowercase letters, digits and '-', starting with a letter",
+            ));
+        }
+        if var == KEY_RANGE {
+            let range = value
+                .parse()
+                .map_err(|reason| config_error(key, value, reason))?;
+            ranges.insert(service.to_string(), range);
+        } else {
+            if !is_env_name(value) {
+                return Err(config_error(
+                    key,
+                    value,
+                    "not a variable name: use letters, digits and '_', not starting with a digit",
+                ));
+            }
+            self.env_names
+                .insert(service.to_string(), value.to_string());
+        }
+        Ok(())
+    }
+
+    /// The service called `name`. Unknown names and names without a range are errors.
+    pub fn service(&self, name: &str) -> Result<&Service> {
+        if !is_service_name(name) {
+            return Err(Error::BadServiceName(name.to_string()));
+        }
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::UnknownService {
+                service: name.to_string(),
+                known: self.known(),
+            })
+    }
+
+    pub fn known(&self) -> Vec<String> {
+        self.services.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// The services whose range contains `port`.
+    pub fn containing(&self, port: u16) -> Vec<&Service> {
+        self.services
+            .iter()
+            .filter(|s| s.range.contains(port))
+            .collect()
+    }
+
+    /// Other services whose range overlaps `service`'s.
+    pub fn overlapping<'a>(&'a self, service: &'a Service) -> impl Iterator<Item = &'a Service> {
+        self.services
+            .iter()
+            .filter(move |s| s.name != service.name && s.range.overlaps(&service.range))
+    }
+
+    /// The range of `name` as text, or `unknown` for a service config no longer defines.
+    pub fn range_text(&self, name: &str) -> String {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .map_or_else(|| "unknown".to_string(), |s| s.range.to_string())
+    }
+
+    /// The environment variable for a service: `ports.<service>.env`, else `WEB_PORT` style.
+    pub fn env_name(&self, service: &str) -> String {
+        self.env_names
+            .get(service)
+            .cloned()
+            .unwrap_or_else(|| format!("{}_PORT", service.to_uppercase().replace('-', "_")))
+    }
+}
+
+/// git's boolean spellings.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" | "" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names() {
+        for ok in ["web", "storybook", "a1-b2"] {
+            assert!(is_service_name(ok), "{ok}");
+        }
+        for bad in ["", "Web", "1web", "-x", "../x", "we b", "wéb", "web_"] {
+            assert!(!is_service_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_entries_add_and_override() {
+        let mut s = Settings::defaults();
+        let mut ranges = BTreeMap::new();
+        for (k, v) in [
+            ("ports.web.range", "8100-8199"),
+            ("ports.storybook.range", "6006-6106"),
+            ("ports.storybook.env", "STORYBOOK"),
+        ] {
+            assert!(s.apply(k, v, &mut ranges).is_ok(), "{k}");
+        }
+        s.add_ranges(ranges);
+        assert_eq!(
+            s.service("web").map(|x| x.range.to_string()).ok(),
+            Some("8100-8199".into())
+        );
+        assert_eq!(s.known().last().map(String::as_str), Some("storybook"));
+        assert_eq!(s.env_name("storybook"), "STORYBOOK");
+        assert_eq!(s.env_name("my-svc"), "MY_SVC_PORT");
+        let mut ranges = BTreeMap::new();
+        assert!(s.apply("ports.x.range", "9000-8000", &mut ranges).is_err());
+        assert!(s.apply("ports.X.range", "1-2", &mut ranges).is_err());
+        assert!(s.apply("ports.x.env", "A-B", &mut ranges).is_err());
+        assert!(
+            s.apply("ports.x.env", "$(touch pwned)", &mut ranges)
+                .is_err()
+        );
+    }
+}

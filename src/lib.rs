@@ -1,0 +1,13 @@
+//! git-ports hands out development-server ports to git worktrees, so every checkout of a
+//! project can run its servers side by side without collisions.
+
+pub mod allocator;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod net;
+pub mod output;
+pub mod registry;
+pub mod repo;
+pub mod store;

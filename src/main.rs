@@ -1,0 +1,53 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use git_ports::cli::Cli;
+use git_ports::{commands, output};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = output::emit(&e.render().to_string());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("{}", e.render());
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            // clap's usage errors are the spec's "invalid arguments": exit 1, one line.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("git-ports: {}", first.trim_start_matches("error: "));
+            eprintln!("hint: see `git ports --help`");
+            return ExitCode::from(1);
+        }
+    };
+    let family = commands::family(&cli);
+    let mut out = output::Out::default();
+    let result = commands::run(cli, &mut out);
+    if let Err(e) = output::emit(&out.text) {
+        eprintln!("git-ports: cannot write to stdout: {e}");
+        return ExitCode::from(1);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ git_ports::error::Error::Reported(_)) => {
+            ExitCode::from(u8::try_from(e.exit_code(family)).unwrap_or(1))
+        }
+        Err(e) => {
+            eprintln!("git-ports: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("caused by: {s}");
+                source = s.source();
+            }
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(u8::try_from(e.exit_code(family)).unwrap_or(1))
+        }
+    }
+}

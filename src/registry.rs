@@ -1,0 +1,292 @@
+//! The registry's JSON model: which worktree holds which port for which service.
+//!
+//! ```json
+//! { "version": 1,
+//!   "worktrees": {
+//!     "/":         { "path": "/src/app",           "ports": { "web": { "port": 8000, "allocated_at": "2026-01-15T10:30:00Z" } } },
+//!     "feature-x": { "path": "/src/app-feature-x", "ports": { "web": { "port": 8001, "allocated_at": "…" } } } } }
+//! ```
+//! Worktrees are keyed by git's admin name (the folder under `<common dir>/worktrees/`); the main
+//! worktree, which has none, is keyed [`MAIN_KEY`], which no admin name can be.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::is_service_name;
+
+pub const VERSION: u64 = 1;
+
+/// The registry key of the main worktree: git's admin names never contain a slash.
+pub const MAIN_KEY: &str = "/";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    pub version: u64,
+    #[serde(default)]
+    pub worktrees: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Where the worktree was when it was last given a port.
+    pub path: String,
+    #[serde(default)]
+    pub ports: BTreeMap<String, Allocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    #[serde(deserialize_with = "port")]
+    pub port: u16,
+    #[serde(with = "rfc3339")]
+    pub allocated_at: DateTime<Utc>,
+}
+
+fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = i64::deserialize(d)?;
+    u16::try_from(n)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| serde::de::Error::custom(format!("port {n} is outside 1-65535")))
+}
+
+/// Timestamps are written as `2026-01-15T10:30:00Z`: whole seconds, UTC.
+mod rfc3339 {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| serde::de::Error::custom(format!("'{s}' is not an RFC 3339 time: {e}")))
+    }
+}
+
+/// Who holds a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder<'a> {
+    pub worktree: &'a str,
+    pub service: &'a str,
+    pub allocation: &'a Allocation,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            version: VERSION,
+            worktrees: BTreeMap::new(),
+        }
+    }
+}
+
+impl Registry {
+    /// Parses and validates registry text. The error says what is wrong, with line and column
+    /// for JSON errors.
+    pub fn parse(text: &str) -> Result<Registry, String> {
+        #[derive(Deserialize)]
+        struct Probe {
+            version: Option<serde_json::Value>,
+        }
+        let probe: Probe = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        match probe.version {
+            None => return Err("missing field `version`".into()),
+            Some(v) if v.as_u64() == Some(VERSION) => {}
+            Some(v) => {
+                return Err(format!(
+                    "unsupported version {v} (this git-ports reads version {VERSION})"
+                ));
+            }
+        }
+        let registry: Registry = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        registry.validate()?;
+        Ok(registry)
+    }
+
+    /// Checks what serde cannot: names, and that no port is held twice.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen: HashMap<u16, (&str, &str)> = HashMap::new();
+        for (wt, entry) in &self.worktrees {
+            if wt.is_empty() || (wt.contains('/') && wt != MAIN_KEY) {
+                return Err(format!("invalid worktree key '{wt}'"));
+            }
+            for (service, a) in &entry.ports {
+                if !is_service_name(service) {
+                    return Err(format!("worktree '{wt}': invalid service name '{service}'"));
+                }
+                if let Some((w0, s0)) = seen.insert(a.port, (wt, service)) {
+                    return Err(format!(
+                        "port {} is held twice: by '{w0}' ({s0}) and by '{wt}' ({service})",
+                        a.port
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Every allocation, as (worktree key, service, allocation).
+    pub fn allocations(&self) -> impl Iterator<Item = Holder<'_>> {
+        self.worktrees.iter().flat_map(|(wt, e)| {
+            e.ports.iter().map(move |(service, allocation)| Holder {
+                worktree: wt,
+                service,
+                allocation,
+            })
+        })
+    }
+
+    /// A port → holder index for searches.
+    pub fn by_port(&self) -> HashMap<u16, Holder<'_>> {
+        self.allocations().map(|h| (h.allocation.port, h)).collect()
+    }
+
+    pub fn holder(&self, port: u16) -> Option<Holder<'_>> {
+        self.allocations().find(|h| h.allocation.port == port)
+    }
+
+    pub fn total(&self) -> usize {
+        self.worktrees.values().map(|e| e.ports.len()).sum()
+    }
+
+    /// Records an allocation. The caller has checked the port is free.
+    pub fn insert(&mut self, worktree: &str, path: &str, service: &str, a: Allocation) {
+        let entry = self
+            .worktrees
+            .entry(worktree.to_string())
+            .or_insert_with(|| Entry {
+                path: path.to_string(),
+                ports: BTreeMap::new(),
+            });
+        entry.path = path.to_string();
+        entry.ports.insert(service.to_string(), a);
+    }
+
+    /// Removes the allocation of `port`, dropping a worktree left with none. Returns what it held.
+    pub fn remove_port(&mut self, port: u16) -> Option<(String, String, Allocation)> {
+        let (wt, service) = self
+            .holder(port)
+            .map(|h| (h.worktree.to_string(), h.service.to_string()))?;
+        let entry = self.worktrees.get_mut(&wt)?;
+        let a = entry.ports.remove(&service)?;
+        if entry.ports.is_empty() {
+            self.worktrees.remove(&wt);
+        }
+        Some((wt, service, a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-01-15T10:30:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut r = Registry::default();
+        r.insert(
+            MAIN_KEY,
+            "/src/app",
+            "web",
+            Allocation {
+                port: 8000,
+                allocated_at: at(),
+            },
+        );
+        r.insert(
+            "feature-x",
+            "/src/fx",
+            "db",
+            Allocation {
+                port: 5432,
+                allocated_at: at(),
+            },
+        );
+        let text = r.to_json();
+        assert!(
+            text.contains("\"allocated_at\": \"2024-01-15T10:30:00Z\""),
+            "{text}"
+        );
+        assert_eq!(Registry::parse(&text), Ok(r.clone()));
+        assert_eq!(
+            r.remove_port(5432).map(|x| x.0),
+            Some("feature-x".to_string())
+        );
+        assert!(!r.worktrees.contains_key("feature-x"));
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let a = r#""allocated_at": "2024-01-15T10:30:00Z""#;
+        let cases = [
+            ("", "EOF"),
+            ("[]", "expected"),
+            ("{", "EOF"),
+            (
+                r#"{"version": 2, "worktrees": {}}"#,
+                "unsupported version 2",
+            ),
+            (r#"{"worktrees": {}}"#, "missing field `version`"),
+            (r#"{"version": 1, "worktrees": []}"#, "invalid type"),
+            (
+                &format!(
+                    r#"{{"version":1,"worktrees":{{"a":{{"path":"/a","ports":{{"web":{{"port":0,{a}}}}}}}}}}}"#
+                ),
+                "port 0 is outside",
+            ),
+            (
+                &format!(
+                    r#"{{"version":1,"worktrees":{{"a":{{"path":"/a","ports":{{"web":{{"port":70000,{a}}}}}}}}}}}"#
+                ),
+                "port 70000 is outside",
+            ),
+            (
+                &format!(
+                    r#"{{"version":1,"worktrees":{{"a":{{"path":"/a","ports":{{"web":{{"port":"80",{a}}}}}}}}}}}"#
+                ),
+                "invalid type",
+            ),
+            (
+                &format!(
+                    r#"{{"version":1,"worktrees":{{"a":{{"path":"/a","ports":{{"web":{{"port":8000,{a}}},"api":{{"port":8000,{a}}}}}}}}}}}"#
+                ),
+                "held twice",
+            ),
+            (
+                &format!(
+                    r#"{{"version":1,"worktrees":{{"a":{{"path":"/a","ports":{{"Web":{{"port":8000,{a}}}}}}}}}}}"#
+                ),
+                "invalid service name",
+            ),
+            (
+                r#"{"version":1,"worktrees":{"a":{"path":"/a","ports":{"web":{"port":8000,"allocated_at":"yesterday"}}}}}"#,
+                "RFC 3339",
+            ),
+        ];
+        for (text, want) in cases {
+            match Registry::parse(text) {
+                Ok(_) => panic!("parsed: {text}"),
+                Err(e) => assert!(e.contains(want), "{text}: {e}"),
+            }
+        }
+        assert!(Registry::parse("{\n  \"version\": 1,\n  x").is_err_and(|e| e.contains("line 3")));
+    }
+}

@@ -1,0 +1,278 @@
+//! Everything git: opening the repository as git would, its common dir, and the worktrees,
+//! read from their admin files directly (opening a libgit2 repository per worktree is slow).
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::registry::MAIN_KEY;
+
+/// What a worktree has checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    /// A branch, born or unborn: `feature/auth`.
+    Branch(String),
+    /// A detached HEAD at this commit.
+    Detached(String),
+    /// HEAD could not be read.
+    Unknown,
+}
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Head::Branch(b) => f.write_str(b),
+            Head::Detached(_) => f.write_str("(detached)"),
+            Head::Unknown => f.write_str("(unknown)"),
+        }
+    }
+}
+
+impl Head {
+    fn parse(text: &str) -> Head {
+        let t = text.trim();
+        if let Some(r) = t.strip_prefix("ref:") {
+            let r = r.trim();
+            Head::Branch(r.strip_prefix("refs/heads/").unwrap_or(r).to_string())
+        } else if !t.is_empty() && t.chars().all(|c| c.is_ascii_hexdigit()) {
+            Head::Detached(t.to_string())
+        } else {
+            Head::Unknown
+        }
+    }
+
+    pub fn branch(&self) -> Option<&str> {
+        match self {
+            Head::Branch(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Worktree {
+    /// The registry key: git's admin name, or [`MAIN_KEY`] for the main worktree.
+    pub key: String,
+    /// What people call it: the admin name, or the main worktree's directory name.
+    pub name: String,
+    pub path: PathBuf,
+    pub head: Head,
+    pub is_main: bool,
+    pub locked: bool,
+    /// Its directory is gone: `git worktree prune` would remove it.
+    pub prunable: bool,
+}
+
+pub struct Repo {
+    pub git: git2::Repository,
+    pub common_dir: PathBuf,
+    /// The common repository is bare: there is no main worktree.
+    pub bare: bool,
+    /// Main first, then linked worktrees by path, as `git worktree list` orders them.
+    pub worktrees: Vec<Worktree>,
+    /// Index into `worktrees` of the one the command runs in.
+    pub current: Option<usize>,
+    pub settings: Settings,
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn strip_slash(p: &Path) -> PathBuf {
+    p.components().collect()
+}
+
+impl Repo {
+    /// Opens the repository the way git does for this process: GIT_DIR, GIT_WORK_TREE and the
+    /// current directory, so hooks and `git --git-dir=… ports` find the right one.
+    pub fn open() -> Result<Repo> {
+        let git = git2::Repository::open_from_env().map_err(Error::NotARepo)?;
+        let config = git.config()?.snapshot()?;
+        let settings = Settings::from_git(&config)?;
+        let common_dir = strip_slash(git.commondir());
+        let bare = git.is_bare() || config.get_bool("core.bare").unwrap_or(false);
+
+        let mut worktrees = Vec::new();
+        if !bare {
+            let path = if git.is_worktree() {
+                main_path(&common_dir, &config)
+            } else {
+                git.workdir()
+                    .map(strip_slash)
+                    .unwrap_or_else(|| main_path(&common_dir, &config))
+            };
+            let head =
+                read_trimmed(&common_dir.join("HEAD")).map_or(Head::Unknown, |t| Head::parse(&t));
+            worktrees.push(Worktree {
+                key: MAIN_KEY.to_string(),
+                name: basename(&path),
+                prunable: false,
+                locked: false,
+                is_main: true,
+                head,
+                path,
+            });
+        }
+        let names = git.worktrees()?;
+        let mut linked: Vec<Worktree> = names
+            .iter_bytes()
+            .filter_map(|n| std::str::from_utf8(n).ok())
+            .map(|name| linked_worktree(&common_dir, name))
+            .collect();
+        linked.sort_by(|a, b| a.path.cmp(&b.path));
+        worktrees.extend(linked);
+
+        let current = if git.is_worktree() {
+            let admin = git
+                .path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            worktrees
+                .iter()
+                .position(|w| !w.is_main && Some(&w.name) == admin.as_ref())
+        } else if git.is_bare() {
+            None
+        } else {
+            worktrees.iter().position(|w| w.is_main)
+        };
+        Ok(Repo {
+            git,
+            common_dir,
+            bare,
+            worktrees,
+            current,
+            settings,
+        })
+    }
+
+    /// The worktree the command runs in, or an error asking for `--worktree`.
+    pub fn current(&self) -> Result<&Worktree> {
+        self.current
+            .map(|i| &self.worktrees[i])
+            .ok_or(Error::NeedWorktree)
+    }
+
+    pub fn by_key(&self, key: &str) -> Option<&Worktree> {
+        self.worktrees.iter().find(|w| w.key == key)
+    }
+
+    /// The display name of a registry key, live or not.
+    pub fn display_name(&self, key: &str) -> String {
+        match self.by_key(key) {
+            Some(w) => w.name.clone(),
+            None => key.to_string(),
+        }
+    }
+
+    /// `--worktree X` if given, else the current worktree.
+    pub fn target(&self, query: Option<&str>) -> Result<&Worktree> {
+        match query {
+            Some(q) => self.resolve(q),
+            None => self.current(),
+        }
+    }
+
+    /// Finds the worktree a user means by `query`: its name, a path (absolute or relative to
+    /// the current directory, to it or inside it), or the branch checked out in it.
+    pub fn resolve(&self, query: &str) -> Result<&Worktree> {
+        let mut found: Vec<usize> = Vec::new();
+        let mut add = |i: usize| {
+            if !found.contains(&i) {
+                found.push(i);
+            }
+        };
+        for (i, w) in self.worktrees.iter().enumerate() {
+            if w.name == query || w.head.branch() == Some(query) {
+                add(i);
+            }
+        }
+        if let Ok(p) = fs::canonicalize(query) {
+            let deepest = self
+                .worktrees
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| {
+                    let root = fs::canonicalize(&w.path).ok()?;
+                    p.starts_with(&root).then(|| (root.components().count(), i))
+                })
+                .max();
+            if let Some((_, i)) = deepest {
+                add(i);
+            }
+        }
+        match found.as_slice() {
+            [i] => Ok(&self.worktrees[*i]),
+            [] => Err(Error::WorktreeNotFound {
+                query: query.to_string(),
+                known: self.worktrees.iter().map(|w| w.name.clone()).collect(),
+            }),
+            many => Err(Error::AmbiguousWorktree {
+                query: query.to_string(),
+                candidates: many
+                    .iter()
+                    .map(|&i| {
+                        let w = &self.worktrees[i];
+                        format!("{} ({})", w.name, w.path.display())
+                    })
+                    .collect(),
+            }),
+        }
+    }
+}
+
+fn basename(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The main worktree of a non-bare repository: `core.worktree`, else the common dir's parent.
+fn main_path(common_dir: &Path, config: &git2::Config) -> PathBuf {
+    if let Ok(wt) = config.get_path("core.worktree") {
+        return strip_slash(&common_dir.join(wt));
+    }
+    common_dir
+        .parent()
+        .map_or_else(|| common_dir.to_path_buf(), Path::to_path_buf)
+}
+
+fn linked_worktree(common_dir: &Path, name: &str) -> Worktree {
+    let admin = common_dir.join("worktrees").join(name);
+    let gitfile = read_trimmed(&admin.join("gitdir")).map(|g| admin.join(g));
+    let path = gitfile
+        .as_deref()
+        .and_then(Path::parent)
+        .map_or_else(|| admin.clone(), strip_slash);
+    let prunable = gitfile.as_deref().is_none_or(|g| !g.exists());
+    let head = read_trimmed(&admin.join("HEAD")).map_or(Head::Unknown, |t| Head::parse(&t));
+    Worktree {
+        key: name.to_string(),
+        name: name.to_string(),
+        path,
+        head,
+        is_main: false,
+        locked: admin.join("locked").exists(),
+        prunable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_forms() {
+        assert_eq!(
+            Head::parse("ref: refs/heads/feature/auth\n"),
+            Head::Branch("feature/auth".into())
+        );
+        assert_eq!(Head::parse("0123abcd").to_string(), "(detached)");
+        assert_eq!(Head::parse("garbage!"), Head::Unknown);
+    }
+}

@@ -1,0 +1,4 @@
+//! The one integration-test binary: real git, real files, real sockets.
+
+mod allocate;
+mod support;

@@ -1,0 +1,254 @@
+//! The test environment: a temp dir with an isolated HOME, git config and ledger, real
+//! repositories and linked worktrees made by the `git` CLI, and the built binary to run.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_git-ports");
+
+/// Variables git sets for hooks and aliases; a test that runs inside one must not inherit them.
+const GIT_VARS: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_PREFIX",
+    "GIT_CEILING_DIRECTORIES",
+];
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+}
+
+/// What a run of git-ports gave.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code, showing everything printed if it differs.
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(
+            self.code, want,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        self.code(0)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("git-ports-test")
+            .tempdir()
+            .expect("temp dir");
+        for d in ["home", "ports-home"] {
+            std::fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
+        }
+        std::fs::write(tmp.path().join("gitconfig"), "").expect("gitconfig");
+        Env { tmp }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn isolate(&self, cmd: &mut Command) {
+        for v in GIT_VARS {
+            cmd.env_remove(v);
+        }
+        cmd.env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("home/.config"))
+            .env("XDG_DATA_HOME", self.path("home/.local/share"))
+            .env("GIT_CONFIG_GLOBAL", self.path("gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_PORTS_HOME", self.path("ports-home"))
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("LC_ALL", "C")
+            .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE");
+    }
+
+    /// Runs git in `dir`, failing the test if git fails.
+    #[track_caller]
+    pub fn git<I, S>(&self, dir: &Path, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("git");
+        cmd.args(args).current_dir(dir);
+        self.isolate(&mut cmd);
+        let o = cmd.output().expect("run git");
+        assert!(
+            o.status.success(),
+            "git failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A command for git-ports in `dir`, with the environment isolated.
+    pub fn cmd(&self, dir: &Path) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir);
+        self.isolate(&mut cmd);
+        cmd
+    }
+
+    /// Runs git-ports in `dir`.
+    pub fn run<I, S>(&self, dir: &Path, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let o = self.cmd(dir).args(args).output().expect("run git-ports");
+        Run::from(o)
+    }
+
+    /// A new repository `name` with one commit on branch `main`.
+    pub fn repo(&self, name: &str) -> Repo<'_> {
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        self.git(&dir, ["init", "-q", "-b", "main"]);
+        self.git(&dir, ["commit", "-q", "--allow-empty", "-m", "init"]);
+        Repo { env: self, dir }
+    }
+}
+
+pub struct Repo<'a> {
+    pub env: &'a Env,
+    /// The main worktree (or the bare repository).
+    pub dir: PathBuf,
+}
+
+impl Repo<'_> {
+    #[track_caller]
+    pub fn git<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.env.git(&self.dir, args)
+    }
+
+    /// `git worktree add ../<dir> -b <branch>`; returns the worktree's path.
+    #[track_caller]
+    pub fn worktree(&self, dir: &str, branch: &str) -> PathBuf {
+        let path = self.env.path(dir);
+        self.git([
+            "worktree",
+            "add",
+            "-q",
+            path.to_str().expect("utf-8"),
+            "-b",
+            branch,
+        ]);
+        path
+    }
+
+    /// Runs git-ports in the main worktree.
+    pub fn run<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.env.run(&self.dir, args)
+    }
+
+    /// Gives `service` a range of its own, so exact port numbers never depend on other tests.
+    pub fn range(&self, service: &str, start: u16, end: u16) {
+        self.git([
+            "config",
+            &format!("ports.{service}.range"),
+            &format!("{start}-{end}"),
+        ]);
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        let common = self.git(["rev-parse", "--path-format=absolute", "--git-common-dir"]);
+        PathBuf::from(common.trim()).join("worktree-ports.json")
+    }
+
+    pub fn registry(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.registry_path()).expect("registry");
+        serde_json::from_str(&text).expect("registry is JSON")
+    }
+}
+
+/// Replaces what changes from run to run: the temp dir and timestamps.
+pub fn scrub(text: &str, env: &Env) -> String {
+    let root = env.root().to_string_lossy().into_owned();
+    let mut out = text.replace(&root, "[TMP]");
+    // RFC 3339 UTC timestamps: 2026-01-15T10:30:00Z.
+    let bytes: Vec<char> = out.chars().collect();
+    let mut res = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest: String = bytes[i..bytes.len().min(i + 20)].iter().collect();
+        if rest.len() == 20 && is_stamp(&rest) {
+            res.push_str("[TIME]");
+            i += 20;
+        } else {
+            res.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out = res;
+    out
+}
+
+fn is_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    digits.iter().all(|&i| b[i].is_ascii_digit())
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z'
+}
+
+/// Asserts two texts are equal, printing both in full when not.
+#[track_caller]
+pub fn same(got: &str, want: &str) {
+    assert!(
+        got == want,
+        "output differs\n--- got ---\n{got}\n--- want ---\n{want}\n---"
+    );
+}
