@@ -41,9 +41,10 @@ impl Health {
     }
 }
 
-/// The number of threads the health check uses. Loopback connects take microseconds; the
-/// threads are there so ports that never answer cost one timeout between them, not one each.
-pub const POOL: usize = 8;
+/// The most threads the health check uses. Loopback connects take microseconds, so a few
+/// threads would do for answering ports; the rest are there so that ports that never answer
+/// wait out their timeouts together: 50 silent ports cost about one timeout, not fifty.
+pub const POOL: usize = 64;
 
 /// Connects to `port` on 127.0.0.1 and on ::1 (a server bound to `localhost` may listen on
 /// either). Running if either accepts; stopped if both refuse.

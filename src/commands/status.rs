@@ -108,8 +108,8 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         ctx.out.line("Allocate one with `git ports allocate web`, or run `git ports hook install --services web` to allocate on every `git worktree add`.");
     } else {
         match &view {
-            View::All => render_all(ctx, &rows),
-            View::Worktree(name) => render_worktree(ctx, name, &rows),
+            View::All => render_all(ctx, &rows, args.health_check),
+            View::Worktree(name) => render_worktree(ctx, name, &rows, args.health_check),
             View::Service(s) => render_service(ctx, s, &rows, &registry),
         }
         if let Some(s) = &summary {
@@ -270,12 +270,19 @@ fn port_line(out: &Out, service: &str, a: &Allocation, h: Option<&Health>, stale
     line
 }
 
+/// The branch as people read it; `None` when a stale worktree's is unknown.
+fn branch_text(r: &Row) -> Option<String> {
+    match (&r.branch, r.detached) {
+        (Some(b), _) => Some(b.clone()),
+        (None, true) => Some("(detached)".into()),
+        (None, false) => None,
+    }
+}
+
 fn heading_of(r: &Row) -> String {
-    let head = match (&r.branch, r.detached) {
-        (Some(b), _) => format!(" ({b})"),
-        (None, true) => " (detached)".to_string(),
-        (None, false) => String::new(),
-    };
+    let head = branch_text(r)
+        .map(|b| format!(" ({})", b.trim_matches(['(', ')'])))
+        .unwrap_or_default();
     let stale = r
         .stale
         .map(|why| format!(" [stale: {why}]"))
@@ -283,8 +290,7 @@ fn heading_of(r: &Row) -> String {
     format!("{}{head}{stale}:", r.name)
 }
 
-fn render_all(ctx: &mut Ctx, rows: &[Row]) {
-    let checked = rows.iter().any(|r| r.ports.iter().any(|p| p.2.is_some()));
+fn render_all(ctx: &mut Ctx, rows: &[Row], checked: bool) {
     let out = &mut ctx.out;
     out.heading(if checked {
         "Port Allocation Status with Health Check"
@@ -355,7 +361,7 @@ fn stale_hint(out: &mut Out, rows: &[Row]) {
     }
 }
 
-fn render_worktree(ctx: &mut Ctx, name: &str, rows: &[Row]) {
+fn render_worktree(ctx: &mut Ctx, name: &str, rows: &[Row], checked: bool) {
     let settings = &ctx.repo.settings;
     let out = &mut ctx.out;
     out.heading(&format!("Port Status for Worktree: {name}"));
@@ -370,15 +376,11 @@ fn render_worktree(ctx: &mut Ctx, name: &str, rows: &[Row]) {
     };
     out.line(format!(
         "Branch: {}",
-        heading_of(r)
-            .trim_start_matches(&r.name)
-            .trim_end_matches(':')
-            .trim()
+        branch_text(r).unwrap_or_else(|| "(unknown)".into())
     ));
     out.line(format!("Path: {}", r.path));
     out.blank();
     out.line("Allocated Ports:");
-    let checked = r.ports.iter().any(|p| p.2.is_some());
     for (s, a, h) in &r.ports {
         let line = port_line(out, s, a, h.as_ref(), r.stale.is_some() && checked);
         out.line(line);
@@ -427,11 +429,7 @@ fn render_service(ctx: &mut Ctx, service: &str, rows: &[Row], registry: &Registr
             line += status.trim_end();
         }
         out.line(line);
-        let branch = match (&r.branch, r.detached) {
-            (Some(b), _) => b.clone(),
-            (None, true) => "(detached)".into(),
-            (None, false) => "(unknown)".into(),
-        };
+        let branch = branch_text(r).unwrap_or_else(|| "(unknown)".into());
         out.line(format!("         Branch: {branch}"));
         out.line(format!(
             "         Created: {}",

@@ -1,4 +1,5 @@
 //! The one integration-test binary: real git, real files, real sockets.
 
 mod allocate;
+mod status;
 mod support;

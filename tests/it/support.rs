@@ -252,3 +252,17 @@ pub fn same(got: &str, want: &str) {
         "output differs\n--- got ---\n{got}\n--- want ---\n{want}\n---"
     );
 }
+
+/// A listener on 127.0.0.1:`port` that never answers: a backlog of 0, already filled by one
+/// connection nobody accepts, so the kernel drops every further SYN and connects time out.
+/// Returns `None` where that cannot be set up.
+pub fn silent_listener(port: u16) -> Option<(socket2::Socket, std::net::TcpStream)> {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    s.bind(&addr.into()).ok()?;
+    s.listen(0).ok()?;
+    let filler =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500)).ok()?;
+    Some((s, filler))
+}
