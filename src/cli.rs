@@ -33,6 +33,13 @@ pub enum Command {
     Check(CheckArgs),
     Available(AvailableArgs),
     Status(StatusArgs),
+    Get(GetArgs),
+    Env(EnvArgs),
+    Exec(ExecArgs),
+    Prune(PruneArgs),
+    Hook(HookArgs),
+    Man(ManArgs),
+    Completions(CompletionsArgs),
 }
 
 fn port(s: &str) -> Result<u16, String> {
@@ -170,10 +177,134 @@ fn seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Print the port a worktree holds for a service
+///
+/// Prints just the number, for `--port "$(git ports get web)"`. Exits 2 if the worktree
+/// holds no port for the service.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The service
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// The worktree: its name, path or branch (default: the current worktree)
+    #[arg(long, short = 'w', value_name = "WORKTREE")]
+    pub worktree: Option<String>,
+}
+
+/// Print a worktree's ports as environment variables
+///
+/// One variable per allocated service: WEB_PORT, API_PORT, DB_PORT, … (the service in
+/// capitals, '-' as '_', then _PORT), or the name set with `git config ports.<service>.env`.
+/// The shell format is safe for `eval "$(git ports env)"`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The worktree: its name, path or branch (default: the current worktree)
+    #[arg(long, short = 'w', value_name = "WORKTREE")]
+    pub worktree: Option<String>,
+
+    /// How to print the variables
+    #[arg(long, value_enum, default_value_t = EnvFormat::Shell)]
+    pub format: EnvFormat,
+}
+
 /// The formats of `git ports env`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EnvFormat {
+    /// `export WEB_PORT=8000` lines
     Shell,
+    /// `WEB_PORT=8000` lines, for .env files
     Dotenv,
+    /// One JSON object
     Json,
+}
+
+/// Run a command with the worktree's ports in its environment
+///
+/// Adds the variables `git ports env` prints to the environment of COMMAND and runs it.
+/// git-ports exits with COMMAND's exit status.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The worktree: its name, path or branch (default: the current worktree)
+    #[arg(long, short = 'w', value_name = "WORKTREE")]
+    pub worktree: Option<String>,
+
+    /// The command and its arguments
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// Release the ports of worktrees git no longer has
+///
+/// A worktree removed with `git worktree remove`, or whose directory is gone, gives its ports
+/// back. A locked worktree keeps them.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only say what would be released
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Manage the post-checkout hook that allocates ports on `git worktree add`
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    #[command(subcommand)]
+    pub command: HookCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// Install the hook, keeping any hook already there
+    ///
+    /// Adds a marked block to the post-checkout hook in core.hooksPath, or in the hooks
+    /// directory of the common dir (shared by every worktree). Running it again replaces the
+    /// block in place.
+    Install {
+        /// Services to allocate to every new worktree; sets ports.autoAllocate
+        #[arg(long, value_delimiter = ',', value_name = "SERVICE,…")]
+        services: Vec<String>,
+    },
+    /// Remove the hook's block, and the hook file if nothing else is left in it
+    Uninstall,
+    /// Say whether the hook is installed, where, and which services it allocates
+    Status,
+    /// What the hook runs (git runs this; not for people)
+    #[command(hide = true)]
+    Run {
+        /// The hook's name
+        #[arg(value_name = "HOOK")]
+        hook: String,
+        /// The arguments git gave the hook
+        #[arg(value_name = "ARG", allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Print the manual page, or install it where `man` finds it
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write the page to <dir of git-ports>/../share/man/man1/git-ports.1, where man looks
+    /// for the pages of programs on PATH
+    #[arg(long)]
+    pub install: bool,
+}
+
+/// Print a shell completion script
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// Shells `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e @ git_ports::error::Error::Reported(_)) => {
             ExitCode::from(u8::try_from(e.exit_code(family)).unwrap_or(1))
         }

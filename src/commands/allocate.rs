@@ -115,7 +115,7 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
 }
 
 /// Allocates `service` to `wt` inside a locked update.
-fn allocate_one(
+pub fn allocate_one(
     reg: &mut Registry,
     settings: &Settings,
     wt: &Worktree,

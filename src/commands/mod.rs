@@ -3,6 +3,12 @@
 pub mod allocate;
 pub mod available;
 pub mod check;
+pub mod completions;
+pub mod env;
+pub mod get;
+pub mod hook;
+pub mod man;
+pub mod prune;
 pub mod release;
 pub mod status;
 
@@ -44,8 +50,15 @@ pub fn family(cli: &Cli) -> Family {
     }
 }
 
-/// Runs the command. Whatever it printed is in `out`, error or not.
-pub fn run(cli: Cli, out: &mut Out) -> Result<()> {
+/// Runs the command and gives its exit code on success. Whatever it printed is in `out`,
+/// error or not.
+pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
+    // These two need no repository.
+    match cli.command {
+        Some(Command::Man(args)) => return man::run(out, args).map(|()| 0),
+        Some(Command::Completions(args)) => return completions::run(out, args).map(|()| 0),
+        _ => {}
+    }
     let mut ctx = Ctx::open()?;
     let result = match cli.command {
         None => status::run(&mut ctx, cli.status),
@@ -54,7 +67,17 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<()> {
         Some(Command::Release(args)) => release::run(&mut ctx, args),
         Some(Command::Check(args)) => check::run(&mut ctx, args),
         Some(Command::Available(args)) => available::run(&mut ctx, args),
+        Some(Command::Get(args)) => get::run(&mut ctx, args),
+        Some(Command::Env(args)) => env::run(&mut ctx, args),
+        Some(Command::Prune(args)) => prune::run(&mut ctx, args),
+        Some(Command::Hook(args)) => hook::run(&mut ctx, args.command),
+        Some(Command::Exec(args)) => {
+            let code = env::exec(&mut ctx, args);
+            *out = std::mem::take(&mut ctx.out);
+            return code;
+        }
+        Some(Command::Man(_) | Command::Completions(_)) => Ok(()),
     };
     *out = std::mem::take(&mut ctx.out);
-    result
+    result.map(|()| 0)
 }

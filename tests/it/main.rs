@@ -3,3 +3,4 @@
 mod allocate;
 mod status;
 mod support;
+mod workflow;

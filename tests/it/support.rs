@@ -88,6 +88,15 @@ impl Env {
         for v in GIT_VARS {
             cmd.env_remove(v);
         }
+        // Hooks run `git ports`: git finds git-ports on PATH, as after an install.
+        let bin_dir = Path::new(BIN)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![bin_dir];
+        dirs.extend(std::env::split_paths(&path));
+        cmd.env("PATH", std::env::join_paths(dirs).unwrap_or(path));
         cmd.env("HOME", self.path("home"))
             .env("XDG_CONFIG_HOME", self.path("home/.config"))
             .env("XDG_DATA_HOME", self.path("home/.local/share"))
@@ -101,6 +110,26 @@ impl Env {
             .env("LC_ALL", "C")
             .env("NO_COLOR", "1")
             .env_remove("CLICOLOR_FORCE");
+    }
+
+    /// Runs git in `dir` and returns everything it gave, whether it failed or not.
+    pub fn git_run<I, S>(&self, dir: &Path, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("git");
+        cmd.args(args).current_dir(dir);
+        self.isolate(&mut cmd);
+        Run::from(cmd.output().expect("run git"))
+    }
+
+    /// Runs `sh -c script` in `dir` with the test environment.
+    pub fn sh(&self, dir: &Path, script: &str) -> Run {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]).current_dir(dir);
+        self.isolate(&mut cmd);
+        Run::from(cmd.output().expect("run sh"))
     }
 
     /// Runs git in `dir`, failing the test if git fails.

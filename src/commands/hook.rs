@@ -1,0 +1,351 @@
+//! `git ports hook`: the post-checkout hook that allocates ports on `git worktree add`.
+//!
+//! The hook is a marked block in the post-checkout file, placed right after the shebang so an
+//! `exit` in the user's own lines cannot skip it, replaced in place on re-install and removed
+//! exactly on uninstall. The user's lines are never touched.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::Ctx;
+use super::allocate::allocate_one;
+use super::prune::prune;
+use crate::cli::HookCommand;
+use crate::config::KEY_AUTO_ALLOCATE;
+use crate::error::{Error, Result};
+use crate::output::Style;
+
+pub const BEGIN: &str = "# >>> git-ports >>>";
+pub const END: &str = "# <<< git-ports <<<";
+const HOOK: &str = "post-checkout";
+/// The line a hook that is not a shell script needs, added by hand.
+const RUN_LINE: &str = "git ports hook run post-checkout \"$@\"";
+
+fn block() -> String {
+    format!(
+        "{BEGIN}\n\
+         # Allocates ports to each new worktree (`git ports hook install`); never fails a checkout.\n\
+         {RUN_LINE} || echo \"git-ports: warning: no ports were allocated (the checkout itself succeeded)\" >&2\n\
+         {END}\n"
+    )
+}
+
+pub fn run(ctx: &mut Ctx, command: HookCommand) -> Result<()> {
+    match command {
+        HookCommand::Install { services } => install(ctx, services),
+        HookCommand::Uninstall => uninstall(ctx),
+        HookCommand::Status => status(ctx),
+        HookCommand::Run { hook, args } => run_hook(ctx, &hook, &args),
+    }
+}
+
+/// `core.hooksPath` (relative to the worktree, as git reads it), else `<common dir>/hooks`.
+fn hooks_dir(ctx: &Ctx) -> Result<PathBuf> {
+    let config = ctx.repo.git.config()?.snapshot()?;
+    match config.get_path("core.hooksPath") {
+        Ok(p) if p.is_absolute() => Ok(p),
+        Ok(p) => {
+            let base = ctx
+                .repo
+                .current()
+                .map_or_else(|_| ctx.repo.common_dir.clone(), |w| w.path.clone());
+            Ok(base.join(p))
+        }
+        Err(_) => Ok(ctx.repo.common_dir.join("hooks")),
+    }
+}
+
+fn hook_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Hook {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// A shell script: a shell shebang, or an empty file.
+fn is_shell(text: &str) -> bool {
+    let first = text.lines().next().unwrap_or("").trim();
+    if text.trim().is_empty() {
+        return true;
+    }
+    let Some(interp) = first.strip_prefix("#!") else {
+        return false;
+    };
+    let mut words = interp.split_whitespace();
+    let mut prog = words.next().unwrap_or("");
+    if prog.ends_with("/env") {
+        prog = words.find(|w| !w.starts_with('-')).unwrap_or("");
+    }
+    let name = prog.rsplit('/').next().unwrap_or("");
+    matches!(
+        name,
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "ash" | "mksh"
+    )
+}
+
+/// Splits out our block: (text before, block present, text after).
+fn split_block(text: &str) -> Option<(&str, &str)> {
+    let start = text.find(BEGIN)?;
+    let end_rel = text[start..].find(END)?;
+    let mut end = start + end_rel + END.len();
+    if text[end..].starts_with('\n') {
+        end += 1;
+    }
+    Some((&text[..start], &text[end..]))
+}
+
+fn with_block(text: &str) -> String {
+    if let Some((before, after)) = split_block(text) {
+        return format!("{before}{}{after}", block());
+    }
+    match text.split_once('\n') {
+        Some((first, rest)) if first.starts_with("#!") => format!("{first}\n{}{rest}", block()),
+        _ if text.trim().is_empty() => format!("#!/bin/sh\n{}", block()),
+        _ => format!("{}{text}", block()),
+    }
+}
+
+fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
+    for s in &services {
+        ctx.repo.settings.service(s)?;
+    }
+    let dir = hooks_dir(ctx)?;
+    let path = dir.join(HOOK);
+    let existing = match fs::read(&path) {
+        Ok(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
+            hook_error(
+                &path,
+                format!("is not a shell script; add this line to it by hand: {RUN_LINE}"),
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(Error::Io {
+                path,
+                action: "cannot read",
+                source: e,
+            });
+        }
+    };
+    if let Some(text) = &existing
+        && split_block(text).is_none()
+        && !is_shell(text)
+    {
+        return Err(hook_error(
+            &path,
+            format!("is not a shell script; add this line to it by hand: {RUN_LINE}"),
+        ));
+    }
+
+    let mut services = services;
+    if services.is_empty() && ctx.repo.settings.auto_allocate.is_empty() {
+        services.push("web".into());
+    }
+    if !services.is_empty() {
+        let mut config = ctx
+            .repo
+            .git
+            .config()?
+            .open_level(git2::ConfigLevel::Local)?;
+        let _ = config.remove_multivar(KEY_AUTO_ALLOCATE, ".*");
+        for s in &services {
+            config.set_multivar(KEY_AUTO_ALLOCATE, "^$", s)?;
+        }
+        ctx.repo.settings.auto_allocate = services;
+    }
+
+    fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        action: "cannot create",
+        source,
+    })?;
+    let text = with_block(existing.as_deref().unwrap_or(""));
+    let write_err = |source| Error::Io {
+        path: path.clone(),
+        action: "cannot write",
+        source,
+    };
+    fs::write(&path, &text).map_err(write_err)?;
+    #[cfg(unix)]
+    if existing.is_none() {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(write_err)?;
+    }
+    let tick = ctx.out.paint("✓", Style::Good);
+    let verb = match &existing {
+        None => "Created",
+        Some(t) if split_block(t).is_some() => "Updated",
+        Some(_) => "Added git-ports to",
+    };
+    ctx.out.line(format!(
+        "{tick} {verb} post-checkout hook {}",
+        path.display()
+    ));
+    ctx.out.line(format!(
+        "{tick} New worktrees get: {} ({KEY_AUTO_ALLOCATE})",
+        ctx.repo.settings.auto_allocate.join(", ")
+    ));
+    if !is_executable(&path) {
+        let warn = ctx.out.paint("warning", Style::Warn);
+        ctx.out.line(format!(
+            "{warn}: the hook is not executable, so git will not run it: chmod +x {}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+fn is_executable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        path.exists()
+    }
+}
+
+fn uninstall(ctx: &mut Ctx) -> Result<()> {
+    let path = hooks_dir(ctx)?.join(HOOK);
+    let text = fs::read_to_string(&path).unwrap_or_default();
+    let Some((before, after)) = split_block(&text) else {
+        ctx.out.line(format!(
+            "The git-ports hook is not installed in {}.",
+            path.display()
+        ));
+        return Ok(());
+    };
+    let rest = format!("{before}{after}");
+    let only_shebang = rest
+        .lines()
+        .all(|l| l.trim().is_empty() || (l.starts_with("#!") && rest.starts_with(l)));
+    let tick = ctx.out.paint("✓", Style::Good);
+    if only_shebang {
+        fs::remove_file(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            action: "cannot remove",
+            source,
+        })?;
+        ctx.out.line(format!(
+            "{tick} Removed {} (nothing else was in it)",
+            path.display()
+        ));
+    } else {
+        fs::write(&path, rest).map_err(|source| Error::Io {
+            path: path.clone(),
+            action: "cannot write",
+            source,
+        })?;
+        ctx.out.line(format!(
+            "{tick} Removed the git-ports block from {}; your own lines are kept",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+fn status(ctx: &mut Ctx) -> Result<()> {
+    let path = hooks_dir(ctx)?.join(HOOK);
+    let installed = fs::read_to_string(&path).is_ok_and(|t| split_block(&t).is_some());
+    let services = &ctx.repo.settings.auto_allocate;
+    let out = &mut ctx.out;
+    if installed {
+        out.line(format!("Hook: installed in {}", path.display()));
+    } else {
+        out.line(format!(
+            "Hook: not installed (it would go in {})",
+            path.display()
+        ));
+    }
+    if services.is_empty() {
+        out.line(format!("Services: none ({KEY_AUTO_ALLOCATE} is not set)"));
+    } else {
+        out.line(format!(
+            "Services: {} ({KEY_AUTO_ALLOCATE})",
+            services.join(", ")
+        ));
+    }
+    if installed && !is_executable(&path) {
+        out.line("Warning: the hook is not executable, so git does not run it.");
+    }
+    Ok(())
+}
+
+/// git runs post-checkout with (old HEAD, new HEAD, 1 for a branch checkout). `git worktree
+/// add` gives the null id as old HEAD: only then are ports allocated. Stale worktrees are
+/// pruned first, so their ports are handed out again.
+fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
+    let [old, _new, flag] = args else {
+        return Ok(());
+    };
+    let new_worktree =
+        hook == HOOK && !old.is_empty() && old.bytes().all(|b| b == b'0') && flag == "1";
+    if !new_worktree || ctx.repo.settings.auto_allocate.is_empty() {
+        return Ok(());
+    }
+    let wt = ctx.repo.current()?.clone();
+    let services = ctx.repo.settings.auto_allocate.clone();
+    let repo = &ctx.repo;
+    let now = ctx.now;
+    let (pruned, allocated) = ctx.store.update(|reg| {
+        let pruned = prune(repo, reg);
+        let allocated = services
+            .iter()
+            .map(|s| {
+                allocate_one(reg, &repo.settings, &wt, s, None, now, |k| {
+                    repo.display_name(k)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((pruned, allocated))
+    })?;
+    for p in pruned {
+        ctx.out.line(format!(
+            "git-ports: released port {} ({}) of removed worktree '{}'",
+            p.port, p.service, p.worktree
+        ));
+    }
+    for a in allocated {
+        ctx.out.line(format!(
+            "git-ports: {} port {} for worktree '{}'",
+            a.service, a.port, wt.name
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_goes_after_the_shebang_and_comes_out_exactly() {
+        let user = "#!/bin/bash\necho hi\nexit 0\n";
+        let installed = with_block(user);
+        assert!(
+            installed.starts_with(&format!("#!/bin/bash\n{BEGIN}\n")),
+            "{installed}"
+        );
+        assert_eq!(with_block(&installed), installed);
+        let (before, after) = split_block(&installed).unwrap_or(("", ""));
+        assert_eq!(format!("{before}{after}"), user);
+        assert!(with_block("").starts_with("#!/bin/sh\n"));
+    }
+
+    #[test]
+    fn shells() {
+        for ok in [
+            "#!/bin/sh\n",
+            "#!/usr/bin/env bash\n",
+            "#!/bin/zsh -e\n",
+            "",
+        ] {
+            assert!(is_shell(ok), "{ok}");
+        }
+        for bad in ["#!/usr/bin/env python3\n", "#!/usr/bin/perl\n", "echo hi\n"] {
+            assert!(!is_shell(bad), "{bad}");
+        }
+    }
+}

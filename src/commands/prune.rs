@@ -1,0 +1,96 @@
+//! `git ports prune`: release the ports of worktrees git no longer has.
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::PruneArgs;
+use crate::error::Result;
+use crate::output::Style;
+use crate::registry::Registry;
+use crate::repo::Repo;
+
+/// One allocation prune releases (or would).
+#[derive(Debug, Clone, Serialize)]
+pub struct Pruned {
+    pub worktree: String,
+    pub service: String,
+    pub port: u16,
+    /// `removed`: git no longer lists the worktree; `missing`: its directory is gone.
+    pub reason: &'static str,
+}
+
+/// The allocations of stale worktrees: not listed by git, or listed with their directory
+/// gone and not locked (a locked worktree may live on a drive that is not mounted).
+pub fn stale(repo: &Repo, registry: &Registry) -> Vec<Pruned> {
+    let mut stale: Vec<Pruned> = registry
+        .allocations()
+        .filter_map(|h| {
+            let reason = match repo.by_key(h.worktree) {
+                None => "removed",
+                Some(w) if w.prunable && !w.locked => "missing",
+                Some(_) => return None,
+            };
+            Some(Pruned {
+                worktree: h.worktree.to_string(),
+                service: h.service.to_string(),
+                port: h.allocation.port,
+                reason,
+            })
+        })
+        .collect();
+    stale.sort_by(|a, b| (&a.worktree, a.port).cmp(&(&b.worktree, b.port)));
+    stale
+}
+
+/// Removes the stale allocations from the registry, returning them.
+pub fn prune(repo: &Repo, registry: &mut Registry) -> Vec<Pruned> {
+    let gone = stale(repo, registry);
+    for p in &gone {
+        registry.remove_port(p.port);
+    }
+    gone
+}
+
+pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
+    let repo = &ctx.repo;
+    let pruned = if args.dry_run {
+        stale(repo, &ctx.store.load()?)
+    } else {
+        ctx.store.update(|reg| Ok(prune(repo, reg)))?
+    };
+    if args.json {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            dry_run: bool,
+            released: &'a [Pruned],
+        }
+        ctx.out.json(&Report {
+            dry_run: args.dry_run,
+            released: &pruned,
+        });
+        return Ok(());
+    }
+    let out = &mut ctx.out;
+    if pruned.is_empty() {
+        out.line("Nothing to prune: every worktree in the registry still exists.");
+        return Ok(());
+    }
+    let verb = if args.dry_run {
+        "Would release"
+    } else {
+        "Released"
+    };
+    let tick = out.paint("✓", Style::Good);
+    for p in &pruned {
+        let why = match p.reason {
+            "removed" => "worktree removed",
+            _ => "directory missing",
+        };
+        let mark = if args.dry_run { "-" } else { &tick };
+        out.line(format!(
+            "{mark} {verb} port {} ({}) of worktree '{}': {why}",
+            p.port, p.service, p.worktree
+        ));
+    }
+    Ok(())
+}

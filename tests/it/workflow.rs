@@ -1,0 +1,451 @@
+//! The git workflow: the post-checkout hook, prune, get/env/exec, the man page, completions.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use clap::CommandFactory;
+use git_ports::cli::Cli;
+
+use crate::support::{Env, same};
+
+fn write_hook(path: &std::path::Path, text: &str) {
+    fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+    fs::write(path, text).expect("write hook");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+fn hook_allocates_on_worktree_add_keeps_user_hook_and_prune_releases() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 23000, 23009);
+    repo.range("api", 23010, 23019);
+    let hook = repo.dir.join(".git/hooks/post-checkout");
+    let user = "#!/bin/sh\necho \"$1 $3\" >> \"$(git rev-parse --git-common-dir)/user-hook-ran\"\nexit 0\n";
+    write_hook(&hook, user);
+
+    let install = repo.run(["hook", "install", "--services", "web,api"]);
+    install.ok();
+    assert!(
+        install
+            .stdout
+            .contains("New worktrees get: web, api (ports.autoAllocate)"),
+        "{}",
+        install.stdout
+    );
+    let installed = fs::read_to_string(&hook).expect("hook");
+    // Re-install replaces the block in place.
+    repo.run(["hook", "install"]).ok();
+    assert_eq!(fs::read_to_string(&hook).expect("hook"), installed);
+    assert_eq!(
+        repo.git(["config", "--get-all", "ports.autoAllocate"]),
+        "web\napi\n"
+    );
+
+    let fx = env.path("feature-x");
+    let add = env.git_run(
+        &repo.dir,
+        [
+            "worktree",
+            "add",
+            fx.to_str().unwrap_or_default(),
+            "-b",
+            "feature-x",
+        ],
+    );
+    add.ok();
+    // git passes a hook's stdout on to stderr.
+    assert!(add.stderr.contains("git-ports: web port 23000 for worktree 'feature-x'\ngit-ports: api port 23010 for worktree 'feature-x'\n"), "{add:?}");
+    let ports = &repo.registry()["worktrees"]["feature-x"]["ports"];
+    assert_eq!(
+        (ports["web"]["port"].clone(), ports["api"]["port"].clone()),
+        (23000.into(), 23010.into())
+    );
+    let ran = fs::read_to_string(repo.dir.join(".git/user-hook-ran")).expect("the user's hook ran");
+    assert!(
+        ran.starts_with("0000000000000000000000000000000000000000 1"),
+        "{ran}"
+    );
+    let status = repo.run(["status"]);
+    assert!(
+        status
+            .ok()
+            .stdout
+            .contains("\nfeature-x (feature-x):\n  web:       23000\n  api:       23010\n"),
+        "{}",
+        status.stdout
+    );
+
+    // A branch switch in an existing worktree allocates nothing and prints nothing from us.
+    repo.git(["branch", "other"]);
+    let switch = env.git_run(&fx, ["checkout", "-q", "other"]);
+    switch.ok();
+    assert!(
+        !switch.stdout.contains("git-ports") && !switch.stderr.contains("git-ports"),
+        "{switch:?}"
+    );
+
+    repo.git(["worktree", "remove", fx.to_str().unwrap_or_default()]);
+    let dry = repo.run(["prune", "--dry-run"]);
+    same(
+        &dry.ok().stdout,
+        "- Would release port 23000 (web) of worktree 'feature-x': worktree removed\n- Would release port 23010 (api) of worktree 'feature-x': worktree removed\n",
+    );
+    assert_eq!(
+        repo.registry()["worktrees"]["feature-x"]["ports"]["web"]["port"],
+        23000
+    );
+    let prune = repo.run(["prune"]);
+    same(
+        &prune.ok().stdout,
+        "✓ Released port 23000 (web) of worktree 'feature-x': worktree removed\n✓ Released port 23010 (api) of worktree 'feature-x': worktree removed\n",
+    );
+    assert_eq!(repo.registry()["worktrees"], serde_json::json!({}));
+
+    repo.run(["hook", "uninstall"]).ok();
+    assert_eq!(fs::read_to_string(&hook).expect("hook"), user);
+}
+
+#[test]
+fn a_new_hook_file_is_created_and_removed_whole() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 23020, 23029);
+    repo.run(["hook", "install"]).ok();
+    let hook = repo.dir.join(".git/hooks/post-checkout");
+    let text = fs::read_to_string(&hook).expect("hook");
+    assert!(
+        text.starts_with("#!/bin/sh\n# >>> git-ports >>>\n")
+            && text.ends_with("# <<< git-ports <<<\n"),
+        "{text}"
+    );
+    assert_ne!(
+        fs::metadata(&hook).expect("meta").permissions().mode() & 0o111,
+        0
+    );
+    let st = repo.run(["hook", "status"]);
+    assert!(
+        st.ok().stdout.contains("Hook: installed in ")
+            && st.stdout.contains("Services: web (ports.autoAllocate)"),
+        "{}",
+        st.stdout
+    );
+    repo.run(["hook", "uninstall"]).ok();
+    assert!(!hook.exists());
+    assert!(
+        repo.run(["hook", "status"])
+            .ok()
+            .stdout
+            .starts_with("Hook: not installed")
+    );
+}
+
+#[test]
+fn hooks_path_and_bare_repositories() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 23030, 23039);
+    repo.git(["config", "core.hooksPath", "my-hooks"]);
+    repo.run(["hook", "install", "--services", "web"]).ok();
+    assert!(repo.dir.join("my-hooks/post-checkout").exists());
+    // A relative core.hooksPath is read from the worktree the hook runs in: commit the hooks
+    // so that the new worktree has them too, as projects that use one do.
+    repo.git(["add", "my-hooks"]);
+    repo.git(["commit", "-q", "-m", "hooks"]);
+    let add = env.git_run(
+        &repo.dir,
+        [
+            "worktree",
+            "add",
+            env.path("wt").to_str().unwrap_or_default(),
+            "-b",
+            "wt",
+        ],
+    );
+    add.ok();
+    assert!(
+        add.stderr
+            .contains("git-ports: web port 23030 for worktree 'wt'"),
+        "{add:?}"
+    );
+
+    let src = env.repo("src");
+    let bare = env.path("bare.git");
+    env.git(
+        env.root(),
+        [
+            "clone",
+            "-q",
+            "--bare",
+            src.dir.to_str().unwrap_or_default(),
+            bare.to_str().unwrap_or_default(),
+        ],
+    );
+    env.git(&bare, ["config", "ports.web.range", "23040-23049"]);
+    env.run(&bare, ["hook", "install", "--services", "web"])
+        .ok();
+    assert!(bare.join("hooks/post-checkout").exists());
+    let add = env.git_run(
+        &bare,
+        [
+            "worktree",
+            "add",
+            env.path("bwt").to_str().unwrap_or_default(),
+            "-b",
+            "bwt",
+        ],
+    );
+    add.ok();
+    assert!(
+        add.stderr
+            .contains("git-ports: web port 23040 for worktree 'bwt'"),
+        "{add:?}"
+    );
+}
+
+#[test]
+fn a_hook_that_is_not_a_shell_script_is_refused() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    let hook = repo.dir.join(".git/hooks/post-checkout");
+    let py = "#!/usr/bin/env python3\nprint('hi')\n";
+    write_hook(&hook, py);
+    let run = repo.run(["hook", "install"]);
+    run.code(1);
+    assert!(run.stderr.contains("is not a shell script; add this line to it by hand: git ports hook run post-checkout \"$@\""), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&hook).expect("hook"), py);
+}
+
+#[test]
+fn a_corrupt_registry_never_fails_worktree_add() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.run(["hook", "install", "--services", "web"]).ok();
+    fs::write(repo.registry_path(), "{ not json").expect("write");
+    let add = env.git_run(
+        &repo.dir,
+        [
+            "worktree",
+            "add",
+            env.path("wt").to_str().unwrap_or_default(),
+            "-b",
+            "wt",
+        ],
+    );
+    add.ok();
+    assert!(add.stderr.contains("git-ports: registry "), "{add:?}");
+    assert!(
+        add.stderr.contains(
+            "git-ports: warning: no ports were allocated (the checkout itself succeeded)"
+        ),
+        "{add:?}"
+    );
+    assert!(env.path("wt/.git").exists());
+    assert_eq!(
+        fs::read_to_string(repo.registry_path()).expect("read"),
+        "{ not json"
+    );
+}
+
+#[test]
+fn locked_worktrees_keep_their_ports_through_prune() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 23050, 23059);
+    let locked = repo.worktree("locked", "l");
+    let missing = repo.worktree("missing", "m");
+    env.run(&locked, ["allocate", "web"]).ok();
+    env.run(&missing, ["allocate", "web"]).ok();
+    repo.git(["worktree", "lock", locked.to_str().unwrap_or_default()]);
+    fs::remove_dir_all(&locked).expect("rm");
+    fs::remove_dir_all(&missing).expect("rm");
+    let j = repo.run(["prune", "--json"]).ok().json();
+    assert_eq!(
+        j["released"],
+        serde_json::json!([{"worktree": "missing", "service": "web", "port": 23051, "reason": "missing"}])
+    );
+    assert_eq!(
+        repo.registry()["worktrees"]["locked"]["ports"]["web"]["port"],
+        23050
+    );
+    same(
+        &repo.run(["prune"]).ok().stdout,
+        "Nothing to prune: every worktree in the registry still exists.\n",
+    );
+}
+
+#[test]
+fn get_env_and_exec() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 23060, 23069);
+    repo.range("api", 23070, 23079);
+    repo.range("my-svc", 23080, 23089);
+    repo.git(["config", "ports.api.env", "PORT"]);
+    repo.run(["allocate", "web", "api", "my-svc"]).ok();
+    same(&repo.run(["get", "web"]).ok().stdout, "23060\n");
+    let none = repo.run(["get", "db"]);
+    none.code(2);
+    assert!(
+        none.stderr
+            .contains("hint: allocate one with `git ports allocate db --worktree app`"),
+        "{}",
+        none.stderr
+    );
+    same(
+        &repo.run(["env"]).ok().stdout,
+        "export WEB_PORT=23060\nexport PORT=23070\nexport MY_SVC_PORT=23080\n",
+    );
+    same(
+        &repo.run(["env", "--format", "dotenv"]).ok().stdout,
+        "WEB_PORT=23060\nPORT=23070\nMY_SVC_PORT=23080\n",
+    );
+    assert_eq!(
+        repo.run(["env", "--format", "json"]).ok().json(),
+        serde_json::json!({"WEB_PORT": 23060, "PORT": 23070, "MY_SVC_PORT": 23080})
+    );
+    same(
+        &repo
+            .run(["exec", "--", "sh", "-c", "echo $WEB_PORT $PORT"])
+            .ok()
+            .stdout,
+        "23060 23070\n",
+    );
+    repo.run(["exec", "--", "sh", "-c", "exit 7"]).code(7);
+    repo.run(["exec", "--", "/nonexistent/cmd"]).code(1);
+    same(
+        &env.sh(
+            &repo.dir,
+            "eval \"$(git ports env)\" && echo \"$WEB_PORT/$MY_SVC_PORT\"",
+        )
+        .ok()
+        .stdout,
+        "23060/23080\n",
+    );
+    // A hostile variable name in config is refused, never printed.
+    repo.git(["config", "ports.web.env", "X=1; touch pwned #"]);
+    repo.run(["env"]).code(1);
+    assert!(!repo.dir.join("pwned").exists());
+}
+
+#[test]
+fn the_man_page_documents_every_command_and_flag() {
+    let page = git_ports::commands::man::PAGE;
+    let cmd = Cli::command();
+    let mut missing = Vec::new();
+    let check = |c: &clap::Command, path: &str, missing: &mut Vec<String>| {
+        for a in c.get_arguments().filter(|a| !a.is_hide_set()) {
+            if let Some(l) = a.get_long() {
+                let roff = format!("\\fB\\-\\-{}\\fR", l.replace('-', "\\-"));
+                if !page.contains(&roff) {
+                    missing.push(format!("{path} --{l}"));
+                }
+            }
+        }
+    };
+    check(&cmd, "git ports", &mut missing);
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = sub.get_name();
+        if !page.contains(&format!("\\fB{name}\\fR")) && !page.contains(&format!("\\fB{name} ")) {
+            missing.push(name.to_string());
+        }
+        check(sub, name, &mut missing);
+        for nested in sub.get_subcommands().filter(|c| !c.is_hide_set()) {
+            if !page.contains(&format!("\\fB{name} {}\\fR", nested.get_name())) {
+                missing.push(format!("{name} {}", nested.get_name()));
+            }
+            check(
+                nested,
+                &format!("{name} {}", nested.get_name()),
+                &mut missing,
+            );
+        }
+    }
+    assert!(missing.is_empty(), "not in man/git-ports.1: {missing:?}");
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "COMMANDS",
+        "SERVICES AND RANGES",
+        "CONFIGURATION",
+        "FILES",
+        "ENVIRONMENT",
+        "EXIT STATUS",
+        "EXAMPLES",
+        "SEE ALSO",
+    ] {
+        assert!(page.contains(&format!(".SH {section}\n")), "{section}");
+    }
+    let groff = std::process::Command::new("groff")
+        .args(["-man", "-ww", "-z", "man/git-ports.1"])
+        .output();
+    match groff {
+        Ok(o) => assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "groff: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(_) => eprintln!("groff is not installed: its check is skipped"),
+    }
+}
+
+#[test]
+fn man_install_puts_the_page_beside_the_binary() {
+    let env = Env::new();
+    let bin = env.path("prefix/bin");
+    fs::create_dir_all(&bin).expect("mkdir");
+    fs::copy(crate::support::BIN, bin.join("git-ports")).expect("copy binary");
+    let out = std::process::Command::new(bin.join("git-ports"))
+        .args(["man", "--install"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let page = env.path("prefix/share/man/man1/git-ports.1");
+    assert_eq!(
+        fs::read_to_string(&page).expect("page"),
+        git_ports::commands::man::PAGE
+    );
+    let printed = std::process::Command::new(bin.join("git-ports"))
+        .arg("man")
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&printed.stdout),
+        git_ports::commands::man::PAGE
+    );
+}
+
+#[test]
+fn completions_include_git_bash_integration() {
+    let env = Env::new();
+    let bash = env.run(env.root(), ["completions", "bash"]);
+    bash.ok();
+    assert!(bash.stdout.contains("_git_ports ()"), "no _git_ports");
+    assert!(
+        bash.stdout
+            .contains("allocate release check available status"),
+        "subcommands"
+    );
+    let script = env.path("c.bash");
+    fs::write(&script, &bash.stdout).expect("write");
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .expect("bash");
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        assert!(
+            env.run(env.root(), ["completions", shell])
+                .ok()
+                .stdout
+                .contains("git-ports"),
+            "{shell}"
+        );
+    }
+}
