@@ -157,6 +157,10 @@ pub struct StatusArgs {
     #[arg(long, value_name = "SERVICE")]
     pub service: Option<String>,
 
+    /// Show every allocation on this machine, grouped by repository and worktree
+    #[arg(long, conflicts_with_all = ["worktree", "service", "all"])]
+    pub machine: bool,
+
     /// Connect to each allocated port and report RUNNING, STOPPED or ERROR
     #[arg(long)]
     pub health_check: bool,

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod ledger;
 pub mod net;
 pub mod output;
 pub mod registry;

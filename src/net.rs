@@ -140,3 +140,58 @@ mod tests {
         );
     }
 }
+
+/// A process listening on a port.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listener {
+    pub pid: u32,
+    pub command: String,
+}
+
+/// Which process listens on `port`, from `/proc` on Linux: the socket's inode from
+/// `/proc/net/tcp{,6}`, then the process holding it among `/proc/<pid>/fd`. `None` when it
+/// cannot be told (another user's process, or not Linux).
+pub fn listener(port: u16) -> Option<Listener> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let p = local
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            if p == Some(port) && *state == "0A" && *inode != "0" {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for proc in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            if inodes.iter().any(|i| target.as_os_str() == i.as_str()) {
+                let command = std::fs::read_to_string(proc.path().join("comm"))
+                    .map(|c| c.trim().to_string())
+                    .unwrap_or_default();
+                return Some(Listener { pid, command });
+            }
+        }
+    }
+    None
+}

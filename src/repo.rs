@@ -30,8 +30,13 @@ impl fmt::Display for Head {
     }
 }
 
+/// Reads a HEAD file; `Unknown` if it cannot be read.
+pub fn read_head(path: &Path) -> Head {
+    read_trimmed(path).map_or(Head::Unknown, |t| Head::parse(&t))
+}
+
 impl Head {
-    fn parse(text: &str) -> Head {
+    pub fn parse(text: &str) -> Head {
         let t = text.trim();
         if let Some(r) = t.strip_prefix("ref:") {
             let r = r.trim();

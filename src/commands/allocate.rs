@@ -2,24 +2,24 @@
 
 use serde::Serialize;
 
-use super::Ctx;
+use super::{Ctx, Elsewhere};
 use crate::allocator::{Taken, lowest_free};
 use crate::cli::{AllocateArgs, AvailableArgs, CheckArgs};
-use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::net;
 use crate::output::{Style, timestamp};
 use crate::registry::{Allocation, Registry};
-use crate::repo::Worktree;
+use crate::repo::{Repo, Worktree};
 
 /// One port the search passed over, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Skip {
     pub port: u16,
-    /// `worktree`: another worktree of this repository holds it; `in_use`: something on this
-    /// machine is bound to it.
+    /// `worktree`: another worktree of this repository holds it; `repository`: a worktree of
+    /// another repository on this machine does; `in_use`: something on this machine is bound
+    /// to it.
     pub reason: &'static str,
-    /// Who holds it, for `worktree`.
+    /// Who holds it, for `worktree` and `repository`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
 }
@@ -87,17 +87,12 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
         ctx.repo.settings.service(s)?;
     }
     let wt = ctx.repo.target(args.worktree.as_deref())?.clone();
-    let settings = &ctx.repo.settings;
     let repo = &ctx.repo;
     let now = ctx.now;
-    let results = ctx.store.update(|reg| {
+    let results = ctx.update(|reg, elsewhere| {
         services
             .iter()
-            .map(|s| {
-                allocate_one(reg, settings, &wt, s, args.port, now, |k| {
-                    repo.display_name(k)
-                })
-            })
+            .map(|s| allocate_one(reg, elsewhere, repo, &wt, s, args.port, now))
             .collect::<Result<Vec<_>>>()
     })?;
 
@@ -114,17 +109,19 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Allocates `service` to `wt` inside a locked update.
+/// Allocates `service` to `wt` inside a locked update, skipping ports this registry holds,
+/// ports other repositories hold and ports in use on this machine.
 pub fn allocate_one(
     reg: &mut Registry,
-    settings: &Settings,
+    elsewhere: &Elsewhere,
+    repo: &Repo,
     wt: &Worktree,
     service: &str,
     want: Option<u16>,
     now: chrono::DateTime<chrono::Utc>,
-    name_of: impl Fn(&str) -> String,
 ) -> Result<Allocated> {
-    let svc = settings.service(service)?;
+    let name_of = |k: &str| repo.display_name(k);
+    let svc = repo.settings.service(service)?;
     let range = svc.range;
     let existing = reg
         .worktrees
@@ -165,22 +162,33 @@ pub fn allocate_one(
                     service: h.service.into(),
                 });
             }
+            if let Some(c) = elsewhere.get(&port) {
+                return Err(Error::PortHeldElsewhere {
+                    port,
+                    holder: c.describe(),
+                });
+            }
             (port, Vec::new(), net::in_use(port))
         }
         None => {
             let held = reg.by_port();
-            let search = lowest_free(range, |p| held.get(&p).map(|h| h.worktree), net::in_use);
+            let holder = |p: u16| match (held.get(&p), elsewhere.get(&p)) {
+                (Some(h), _) => Some(("worktree", name_of(h.worktree))),
+                (None, Some(c)) => Some(("repository", c.describe())),
+                (None, None) => None,
+            };
+            let search = lowest_free(range, holder, net::in_use);
             let skipped = search
                 .skipped
-                .iter()
+                .into_iter()
                 .map(|(port, why)| match why {
-                    Taken::Held(k) => Skip {
-                        port: *port,
-                        reason: "worktree",
-                        holder: Some(name_of(k)),
+                    Taken::Held((reason, by)) => Skip {
+                        port,
+                        reason,
+                        holder: Some(by),
                     },
                     Taken::InUse => Skip {
-                        port: *port,
+                        port,
                         reason: "in_use",
                         holder: None,
                     },
@@ -190,7 +198,10 @@ pub fn allocate_one(
                 return Err(Error::RangeExhausted {
                     service: service.into(),
                     range: range.to_string(),
-                    held: held.keys().filter(|p| range.contains(**p)).count(),
+                    held: range
+                        .iter()
+                        .filter(|p| held.contains_key(p) || elsewhere.contains_key(p))
+                        .count(),
                     total: range.len(),
                 });
             };

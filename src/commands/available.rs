@@ -24,6 +24,7 @@ struct Report {
 #[derive(Debug, Serialize)]
 struct Held {
     port: u16,
+    /// The worktree's name, or `~/src/other (worktree)` for another repository's.
     worktree: String,
 }
 
@@ -31,20 +32,21 @@ pub fn run(ctx: &mut Ctx, args: AvailableArgs) -> Result<()> {
     let svc = ctx.repo.settings.service(&args.service)?.clone();
     let registry = ctx.store.load()?;
     let held = registry.by_port();
-    let mut allocated: Vec<Held> = svc
+    let elsewhere = ctx.elsewhere()?;
+    // Who holds a port: a worktree here, or `~/src/other (worktree)` in another repository.
+    let holder = |p: u16| match (held.get(&p), elsewhere.get(&p)) {
+        (Some(h), _) => Some(ctx.repo.display_name(h.worktree)),
+        (None, Some(c)) => Some(c.describe()),
+        (None, None) => None,
+    };
+    let allocated: Vec<Held> = svc
         .range
         .iter()
-        .filter_map(|p| {
-            held.get(&p).map(|h| Held {
-                port: p,
-                worktree: ctx.repo.display_name(h.worktree),
-            })
-        })
+        .filter_map(|p| holder(p).map(|worktree| Held { port: p, worktree }))
         .collect();
-    allocated.sort_by_key(|h| h.port);
-    let runs = compress(svc.range.iter().filter(|p| !held.contains_key(p)));
+    let runs = compress(svc.range.iter().filter(|&p| holder(p).is_none()));
     let free_count = svc.range.len() - allocated.len();
-    let next = lowest_free(svc.range, |p| held.get(&p).map(|_| ()), net::in_use).chosen;
+    let next = lowest_free(svc.range, holder, net::in_use).chosen;
     let report = Report {
         service: svc.name.clone(),
         range: svc.range.to_string(),

@@ -1,24 +1,29 @@
-//! `git ports check PORT`: is a port free, who holds it, and is anything listening on it.
+//! `git ports check PORT`: is a port free, who holds it (here or in another repository), and
+//! is anything listening on it.
 
 use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::CheckArgs;
 use crate::error::{Error, Result};
-use crate::net;
+use crate::net::{self, Listener};
 use crate::output::{Style, timestamp};
 
 #[derive(Debug, Serialize)]
 struct Report {
     port: u16,
-    /// True when no worktree holds the port.
+    /// True when no worktree, of this repository or another, holds the port.
     available: bool,
-    /// The holder, when a worktree holds it.
+    /// The holder, when a worktree of this repository holds it.
     allocated_to: Option<Holder>,
+    /// The holder, when another repository on this machine holds it.
+    elsewhere: Option<Elsewhere>,
     /// Services whose range contains the port, with their ranges.
     services: Vec<ServiceRange>,
     /// Something on this machine is bound to the port right now.
     listening: bool,
+    /// The process listening, where /proc tells.
+    process: Option<Listener>,
 }
 
 #[derive(Debug, Serialize)]
@@ -26,6 +31,13 @@ struct Holder {
     worktree: String,
     service: String,
     allocated_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Elsewhere {
+    repository: String,
+    worktree: String,
+    service: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +54,11 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
         service: h.service.to_string(),
         allocated_at: timestamp(&h.allocation.allocated_at),
     });
+    let claim = if holder.is_none() {
+        ctx.elsewhere()?.remove(&port)
+    } else {
+        None
+    };
     let services: Vec<ServiceRange> = ctx
         .repo
         .settings
@@ -53,44 +70,64 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
         })
         .collect();
     let listening = net::in_use(port);
-    let taken = holder.as_ref().map(|h| {
-        Error::Reported(Box::new(Error::PortTaken {
+    let process = if listening { net::listener(port) } else { None };
+    let taken = match (&holder, &claim) {
+        (Some(h), _) => Some(Error::PortTaken {
             port,
             worktree: h.worktree.clone(),
             service: h.service.clone(),
-        }))
-    });
+        }),
+        (None, Some(c)) => Some(Error::PortHeldElsewhere {
+            port,
+            holder: c.describe(),
+        }),
+        (None, None) => None,
+    };
     let report = Report {
         port,
-        available: holder.is_none(),
+        available: taken.is_none(),
         allocated_to: holder,
+        elsewhere: claim.map(|c| Elsewhere {
+            repository: crate::ledger::repo_dir(&c.repo).display().to_string(),
+            worktree: c.name,
+            service: c.service,
+        }),
         services,
         listening,
+        process,
     };
     if args.json {
         ctx.out.json(&report);
     } else {
         render(ctx, &report);
     }
-    taken.map_or(Ok(()), Err)
+    taken.map_or(Ok(()), |e| Err(Error::Reported(Box::new(e))))
 }
 
 fn render(ctx: &mut Ctx, r: &Report) {
     let out = &mut ctx.out;
     out.line(format!("Checking port {} availability", r.port));
     out.blank();
-    match &r.allocated_to {
-        None => {
+    match (&r.allocated_to, &r.elsewhere) {
+        (None, None) => {
             let word = out.paint("AVAILABLE", Style::Good);
             out.line(format!("Port {}: {word}", r.port));
             out.line("- Not allocated to any worktree");
         }
-        Some(h) => {
+        (Some(h), _) => {
             let word = out.paint("ALLOCATED", Style::Bad);
             out.line(format!("Port {}: {word}", r.port));
             out.line(format!(
                 "- Allocated to worktree '{}' for service '{}' at {}",
                 h.worktree, h.service, h.allocated_at
+            ));
+        }
+        (None, Some(e)) => {
+            let word = out.paint("ALLOCATED ELSEWHERE", Style::Bad);
+            out.line(format!("Port {}: {word}", r.port));
+            out.line(format!(
+                "- Held by another repository: {} (worktree '{}', service '{}')",
+                e.repository, e.worktree, e.service
             ));
         }
     }
@@ -104,18 +141,21 @@ fn render(ctx: &mut Ctx, r: &Report) {
             .collect();
         out.line(format!("- Valid for services: {}", list.join(", ")));
     }
-    if r.listening {
-        out.line("- Something on this machine is listening on it now");
-    } else {
-        out.line("- Nothing on this machine is listening on it now");
+    match (&r.process, r.listening) {
+        (Some(p), _) => out.line(format!("- In use now by process {} ({})", p.pid, p.command)),
+        (None, true) => out.line("- In use now by another process"),
+        (None, false) => out.line("- Nothing on this machine is listening on it now"),
     }
     out.blank();
-    match (&r.allocated_to, r.listening) {
-        (None, false) => out.line("This port can be allocated immediately."),
-        (None, true) => out.line("Allocation skips this port while something is listening on it."),
-        (Some(h), _) => out.line(format!(
+    match (&r.allocated_to, &r.elsewhere, r.listening) {
+        (None, None, false) => out.line("This port can be allocated immediately."),
+        (None, None, true) => {
+            out.line("Allocation skips this port while something is listening on it.")
+        }
+        (Some(h), _, _) => out.line(format!(
             "Release it first with `git ports release {}` if '{}' no longer needs it.",
             r.port, h.worktree
         )),
+        (None, Some(_), _) => out.line("Allocation in this repository skips this port."),
     }
 }

@@ -289,15 +289,11 @@ fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
     let services = ctx.repo.settings.auto_allocate.clone();
     let repo = &ctx.repo;
     let now = ctx.now;
-    let (pruned, allocated) = ctx.store.update(|reg| {
+    let (pruned, allocated) = ctx.update(|reg, elsewhere| {
         let pruned = prune(repo, reg);
         let allocated = services
             .iter()
-            .map(|s| {
-                allocate_one(reg, &repo.settings, &wt, s, None, now, |k| {
-                    repo.display_name(k)
-                })
-            })
+            .map(|s| allocate_one(reg, elsewhere, repo, &wt, s, None, now))
             .collect::<Result<Vec<_>>>()?;
         Ok((pruned, allocated))
     })?;

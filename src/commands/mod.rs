@@ -12,11 +12,16 @@ pub mod prune;
 pub mod release;
 pub mod status;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
 use chrono::{DateTime, Utc};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Family, Result};
+use crate::ledger::{Claim, LedgerStore};
 use crate::output::{Out, use_color};
+use crate::registry::Registry;
 use crate::repo::Repo;
 use crate::store::Store;
 
@@ -24,21 +29,69 @@ use crate::store::Store;
 pub struct Ctx {
     pub repo: Repo,
     pub store: Store,
+    /// The machine-wide ledger; `None` where no data directory can be found.
+    pub ledger: Option<LedgerStore>,
+    /// This repository in the ledger: its common dir, canonical.
+    pub repo_id: PathBuf,
     pub out: Out,
     pub now: DateTime<Utc>,
 }
+
+/// Ports other repositories on this machine hold.
+pub type Elsewhere = HashMap<u16, Claim>;
 
 impl Ctx {
     pub fn open() -> Result<Ctx> {
         let repo = Repo::open()?;
         let store = Store::new(&repo.common_dir);
         let out = Out::new(use_color(repo.settings.color));
+        let repo_id = std::fs::canonicalize(&repo.common_dir).unwrap_or(repo.common_dir.clone());
+        let ledger = LedgerStore::locate();
         Ok(Ctx {
             repo,
             store,
+            ledger,
+            repo_id,
             out,
             now: Utc::now(),
         })
+    }
+
+    /// What the ledger says other repositories hold, read without locking, for reports.
+    pub fn elsewhere(&self) -> Result<Elsewhere> {
+        match &self.ledger {
+            Some(l) => Ok(l.load()?.elsewhere(&self.repo_id)),
+            None => Ok(Elsewhere::new()),
+        }
+    }
+
+    /// The one way commands change the registry. With the machine-wide ledger: lock the ledger,
+    /// then the registry (always in that order), mend the ledger, let `f` change the registry
+    /// knowing what other repositories hold, and record this repository's allocations in the
+    /// ledger. With `ports.machineWide false` the ledger is only read.
+    pub fn update<T>(&self, f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>) -> Result<T> {
+        let Some(ledger_store) = self
+            .ledger
+            .as_ref()
+            .filter(|_| self.repo.settings.machine_wide)
+        else {
+            let elsewhere = self.elsewhere()?;
+            return self.store.update(|reg| f(reg, &elsewhere));
+        };
+        let guard = ledger_store.lock()?;
+        let mut ledger = ledger_store.load()?;
+        let before = ledger.clone();
+        ledger.mend(&self.repo_id);
+        let elsewhere = ledger.elsewhere(&self.repo_id);
+        let (out, registry) = self.store.update(|reg| {
+            let out = f(reg, &elsewhere)?;
+            Ok((out, reg.clone()))
+        })?;
+        ledger.sync(&self.repo_id, &registry, |k| self.repo.display_name(k));
+        if ledger != before {
+            ledger_store.save(&ledger, &guard)?;
+        }
+        Ok(out)
     }
 }
 

@@ -56,7 +56,7 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let pruned = if args.dry_run {
         stale(repo, &ctx.store.load()?)
     } else {
-        ctx.store.update(|reg| Ok(prune(repo, reg)))?
+        ctx.update(|reg, _| Ok(prune(repo, reg)))?
     };
     if args.json {
         #[derive(Serialize)]

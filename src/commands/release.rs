@@ -32,7 +32,7 @@ pub fn run(ctx: &mut Ctx, args: ReleaseArgs) -> Result<()> {
 /// Releases each port; if any is not allocated, none is released.
 pub fn release_ports(ctx: &mut Ctx, ports: &[u16], json: bool) -> Result<()> {
     let repo = &ctx.repo;
-    let released = ctx.store.update(|reg| {
+    let released = ctx.update(|reg, _| {
         ports
             .iter()
             .map(|&port| {
@@ -59,7 +59,7 @@ fn release_worktree(ctx: &mut Ctx, query: &str, service: Option<&str>, json: boo
     }
     let repo = &ctx.repo;
     let mut name = query.to_string();
-    let released = ctx.store.update(|reg| {
+    let released = ctx.update(|reg, _| {
         // A worktree git no longer has is still known to the registry by its name.
         let key = match repo.resolve(query) {
             Ok(w) => w.key.clone(),

@@ -1,20 +1,26 @@
 //! `git ports status`: who holds which port, on which branch, and whether it is running.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::StatusArgs;
+use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::ledger::{Ledger, repo_dir};
 use crate::net::{self, Health};
 use crate::output::{Out, Style, timestamp, with_age};
-use crate::registry::{Allocation, Registry};
-use crate::repo::Head;
+use crate::registry::{Allocation, MAIN_KEY, Registry};
+use crate::repo::{Head, read_head};
+use crate::store::Store;
 
 /// One worktree of the report, live or stale.
 struct Row {
+    /// The repository, for the machine-wide view: an index into its list.
+    group: usize,
     name: String,
     branch: Option<String>,
     detached: bool,
@@ -22,8 +28,11 @@ struct Row {
     /// Why the worktree is stale, if it is: git no longer has it, or its directory is gone.
     stale: Option<&'static str>,
     /// In service display order, each with its health once checked.
-    ports: Vec<(String, Allocation, Option<Health>)>,
+    ports: Vec<Port>,
 }
+
+/// A service, its allocation, and its health once checked.
+type Port = (String, Allocation, Option<Health>);
 
 #[derive(Serialize)]
 struct Json {
@@ -72,6 +81,9 @@ enum View {
 }
 
 pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
+    if args.machine {
+        return machine(ctx, &args);
+    }
     let registry = ctx.store.load()?;
     let mut rows = rows(ctx, &registry);
     let view = if let Some(q) = &args.worktree {
@@ -124,35 +136,38 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
 }
 
 /// The registry's worktrees in `git worktree list` order, then the stale ones by name.
-fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
+/// A worktree's ports in service display order: the configured order, then by name.
+fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
     let order = |service: &str| {
-        ctx.repo
-            .settings
+        settings
             .services
             .iter()
             .position(|s| s.name == service)
             .unwrap_or(usize::MAX)
     };
-    let ports_of = |key: &str| {
-        let mut ports: Vec<(String, Allocation, Option<Health>)> = registry
-            .worktrees
-            .get(key)
-            .map(|e| {
-                e.ports
-                    .iter()
-                    .map(|(s, a)| (s.clone(), a.clone(), None))
-                    .collect()
-            })
-            .unwrap_or_default();
-        ports.sort_by(|a, b| (order(&a.0), &a.0).cmp(&(order(&b.0), &b.0)));
-        ports
-    };
+    let mut ports: Vec<Port> = registry
+        .worktrees
+        .get(key)
+        .map(|e| {
+            e.ports
+                .iter()
+                .map(|(s, a)| (s.clone(), a.clone(), None))
+                .collect()
+        })
+        .unwrap_or_default();
+    ports.sort_by(|a, b| (order(&a.0), &a.0).cmp(&(order(&b.0), &b.0)));
+    ports
+}
+
+fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
+    let ports_of = |key: &str| ports_of(&ctx.repo.settings, registry, key);
     let mut rows: Vec<Row> = Vec::new();
     for w in &ctx.repo.worktrees {
         if !registry.worktrees.contains_key(&w.key) {
             continue;
         }
         rows.push(Row {
+            group: 0,
             name: w.name.clone(),
             branch: w.head.branch().map(str::to_string),
             detached: matches!(w.head, Head::Detached(_)),
@@ -164,6 +179,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
     for (key, entry) in &registry.worktrees {
         if ctx.repo.by_key(key).is_none() {
             rows.push(Row {
+                group: 0,
                 name: key.clone(),
                 branch: None,
                 detached: false,
@@ -204,47 +220,190 @@ fn check(rows: &mut [Row], timeout: f64) -> Summary {
 
 fn to_json(ctx: &Ctx, rows: Vec<Row>, summary: Option<Summary>) -> Json {
     let checked = summary.is_some();
-    let worktrees: Vec<JsonWorktree> = rows
-        .into_iter()
-        .map(|r| JsonWorktree {
-            ports: r
-                .ports
-                .into_iter()
-                .map(|(service, a, h)| {
-                    let health = match (&h, checked) {
-                        (Some(h), _) => Some(h.word()),
-                        (None, true) => Some("stale"),
-                        (None, false) => None,
-                    };
-                    let port = JsonPort {
-                        port: a.port,
-                        allocated_at: timestamp(&a.allocated_at),
-                        health,
-                        response_time_ms: match h {
-                            Some(Health::Running { ms }) => Some((ms * 100.0).round() / 100.0),
-                            _ => None,
-                        },
-                        error: match h {
-                            Some(Health::Stopped) => Some("connection refused".into()),
-                            Some(Health::Error(e)) => Some(e),
-                            _ => None,
-                        },
-                    };
-                    (service, port)
-                })
-                .collect(),
-            name: r.name,
-            branch: r.branch,
-            detached: r.detached,
-            path: r.path,
-            stale: r.stale.is_some(),
-        })
-        .collect();
+    let worktrees: Vec<JsonWorktree> = rows.into_iter().map(|r| json_row(r, checked)).collect();
     Json {
         timestamp: timestamp(&ctx.now),
         total_allocations: worktrees.iter().map(|w| w.ports.len()).sum(),
         worktrees,
         summary,
+    }
+}
+
+fn json_row(r: Row, checked: bool) -> JsonWorktree {
+    let port = |(service, a, h): Port| {
+        let health = match (&h, checked) {
+            (Some(h), _) => Some(h.word()),
+            (None, true) => Some("stale"),
+            (None, false) => None,
+        };
+        let (response_time_ms, error) = match h {
+            Some(Health::Running { ms }) => (Some((ms * 100.0).round() / 100.0), None),
+            Some(Health::Stopped) => (None, Some("connection refused".to_string())),
+            Some(Health::Error(e)) => (None, Some(e)),
+            None => (None, None),
+        };
+        let p = JsonPort {
+            port: a.port,
+            allocated_at: timestamp(&a.allocated_at),
+            health,
+            response_time_ms,
+            error,
+        };
+        (service, p)
+    };
+    JsonWorktree {
+        ports: r.ports.into_iter().map(port).collect(),
+        name: r.name,
+        branch: r.branch,
+        detached: r.detached,
+        path: r.path,
+        stale: r.stale.is_some(),
+    }
+}
+
+/// `--machine`: every repository the ledger knows of (and this one), each read from its own
+/// registry, which is the truth for it.
+fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
+    let ledger = match &ctx.ledger {
+        Some(l) => l.load()?,
+        None => Ledger::default(),
+    };
+    let mut repos: Vec<PathBuf> = ledger.ports.values().map(|c| c.repo.clone()).collect();
+    repos.push(ctx.repo_id.clone());
+    repos.sort();
+    repos.dedup();
+    let mut groups: Vec<PathBuf> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    for repo in repos.into_iter().filter(|r| r.is_dir()) {
+        let registry = if repo == ctx.repo_id {
+            ctx.store.load()?
+        } else {
+            match Store::new(&repo).load() {
+                Ok(r) => r,
+                // Another repository's broken registry is its own business.
+                Err(_) => continue,
+            }
+        };
+        if registry.worktrees.is_empty() {
+            continue;
+        }
+        let group = groups.len();
+        for (key, entry) in &registry.worktrees {
+            let (head, name, admin_ok) = if key == MAIN_KEY {
+                let name = repo_dir(&repo)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                (
+                    read_head(&repo.join("HEAD")),
+                    name.unwrap_or_default(),
+                    true,
+                )
+            } else {
+                let admin = repo.join("worktrees").join(key);
+                (read_head(&admin.join("HEAD")), key.clone(), admin.is_dir())
+            };
+            let stale = if !admin_ok {
+                Some("removed from git")
+            } else if !Path::new(&entry.path).exists() {
+                Some("directory missing")
+            } else {
+                None
+            };
+            rows.push(Row {
+                group,
+                name,
+                branch: stale
+                    .is_none()
+                    .then(|| head.branch().map(str::to_string))
+                    .flatten(),
+                detached: matches!(head, Head::Detached(_)),
+                path: entry.path.clone(),
+                stale,
+                ports: ports_of(&ctx.repo.settings, &registry, key),
+            });
+        }
+        groups.push(repo);
+    }
+    let summary = args.health_check.then(|| check(&mut rows, args.timeout));
+    let errors = summary.as_ref().map_or(0, |s| s.errors);
+    if args.json {
+        #[derive(Serialize)]
+        struct MachineJson {
+            timestamp: String,
+            total_allocations: usize,
+            repositories: Vec<JsonRepo>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            summary: Option<Summary>,
+        }
+        #[derive(Serialize)]
+        struct JsonRepo {
+            path: String,
+            common_dir: String,
+            worktrees: Vec<JsonWorktree>,
+        }
+        let checked = summary.is_some();
+        let mut repositories: Vec<JsonRepo> = groups
+            .iter()
+            .map(|g| JsonRepo {
+                path: repo_dir(g).display().to_string(),
+                common_dir: g.display().to_string(),
+                worktrees: Vec::new(),
+            })
+            .collect();
+        let total = rows.iter().map(|r| r.ports.len()).sum();
+        for r in rows {
+            repositories[r.group].worktrees.push(json_row(r, checked));
+        }
+        let json = MachineJson {
+            timestamp: timestamp(&ctx.now),
+            total_allocations: total,
+            repositories,
+            summary,
+        };
+        ctx.out.json(&json);
+    } else {
+        let out = &mut ctx.out;
+        out.heading(if args.health_check {
+            "Port Allocations on This Machine with Health Check"
+        } else {
+            "Port Allocations on This Machine"
+        });
+        for (g, repo) in groups.iter().enumerate() {
+            out.blank();
+            out.line(format!("{}:", repo_dir(repo).display()));
+            for r in rows.iter().filter(|r| r.group == g) {
+                let h = heading_of(r);
+                out.line(format!("  {h}"));
+                for (s, a, health) in &r.ports {
+                    let line = port_line(
+                        out,
+                        s,
+                        a,
+                        health.as_ref(),
+                        r.stale.is_some() && args.health_check,
+                    );
+                    out.line(format!("  {line}"));
+                }
+            }
+        }
+        let total: usize = rows.iter().map(|r| r.ports.len()).sum();
+        out.blank();
+        out.line(format!(
+            "Total allocations: {total} port{} across {} worktree{} in {} repositor{}",
+            if total == 1 { "" } else { "s" },
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" },
+            groups.len(),
+            if groups.len() == 1 { "y" } else { "ies" },
+        ));
+        if let Some(s) = &summary {
+            render_summary(out, s);
+        }
+    }
+    if errors > 0 {
+        Err(Error::HealthErrors(errors))
+    } else {
+        Ok(())
     }
 }
 

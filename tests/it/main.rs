@@ -1,6 +1,7 @@
 //! The one integration-test binary: real git, real files, real sockets.
 
 mod allocate;
+mod machine;
 mod status;
 mod support;
 mod workflow;
