@@ -64,7 +64,8 @@ pub fn repo_dir(common_dir: &Path) -> PathBuf {
     }
 }
 
-fn tilde(p: &Path) -> String {
+/// `~/src/app` for a path under HOME.
+pub fn tilde(p: &Path) -> String {
     if let Some(home) = std::env::var_os("HOME").map(PathBuf::from)
         && let Ok(rest) = p.strip_prefix(&home)
     {

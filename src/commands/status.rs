@@ -10,7 +10,7 @@ use super::Ctx;
 use crate::cli::StatusArgs;
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::ledger::{Ledger, repo_dir};
+use crate::ledger::{Ledger, repo_dir, tilde};
 use crate::net::{self, Health};
 use crate::output::{Out, Style, timestamp, with_age};
 use crate::registry::{Allocation, MAIN_KEY, Registry};
@@ -370,7 +370,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
         });
         for (g, repo) in groups.iter().enumerate() {
             out.blank();
-            out.line(format!("{}:", repo_dir(repo).display()));
+            out.line(format!("{}:", tilde(&repo_dir(repo))));
             for r in rows.iter().filter(|r| r.group == g) {
                 let h = heading_of(r);
                 out.line(format!("  {h}"));
