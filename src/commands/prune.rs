@@ -19,17 +19,15 @@ pub struct Pruned {
     pub reason: &'static str,
 }
 
-/// The allocations of stale worktrees: not listed by git, or listed with their directory
-/// gone and not locked (a locked worktree may live on a drive that is not mounted).
+/// The allocations of stale worktrees: git no longer has them, or their directory is gone and
+/// they are not locked (a locked worktree may live on a drive that is not mounted). Asked of
+/// the disk now, not of the worktree list read at startup: a worktree another process created
+/// since then must not count as removed.
 pub fn stale(repo: &Repo, registry: &Registry) -> Vec<Pruned> {
     let mut stale: Vec<Pruned> = registry
         .allocations()
         .filter_map(|h| {
-            let reason = match repo.by_key(h.worktree) {
-                None => "removed",
-                Some(w) if w.prunable && !w.locked => "missing",
-                Some(_) => return None,
-            };
+            let reason = repo.gone(h.worktree)?;
             Some(Pruned {
                 worktree: h.worktree.to_string(),
                 service: h.service.to_string(),

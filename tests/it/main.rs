@@ -2,6 +2,7 @@
 
 mod allocate;
 mod machine;
+mod robust;
 mod status;
 mod support;
 mod workflow;

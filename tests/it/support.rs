@@ -239,6 +239,11 @@ impl Repo<'_> {
     }
 }
 
+/// Gives a command the test environment: for commands other than git and git-ports.
+pub fn isolate_for_tests(env: &Env, cmd: &mut Command) {
+    env.isolate(cmd);
+}
+
 /// Replaces what changes from run to run: the temp dir and timestamps.
 pub fn scrub(text: &str, env: &Env) -> String {
     let root = env.root().to_string_lossy().into_owned();

@@ -1,0 +1,279 @@
+//! Speed against git itself, on repositories with 10, 100 and 1000 linked worktrees.
+//!
+//! `cargo bench` builds the fixtures once (cached under `target/bench-fixtures/`; 1000
+//! worktrees take about a minute to create), then times each command interleaved with
+//! `git worktree list --porcelain` on the same repository, at least 10 runs each, and prints the
+//! medians and their ratio to git's. Ratios, not absolute times, are what to compare across
+//! machines. `cargo bench -- --quick` runs 10 and 100 only.
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_git-ports");
+const RUNS: usize = 15;
+
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-fixtures")
+}
+
+/// The environment every command runs in: isolated git config and ledger, fixed identity.
+fn env<'a>(cmd: &'a mut Command, root: &Path) -> &'a mut Command {
+    for v in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_COMMON_DIR",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.env("HOME", root.join("home"))
+        .env("GIT_CONFIG_GLOBAL", root.join("gitconfig"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_PORTS_HOME", root.join("ports-home"))
+        .env("GIT_AUTHOR_NAME", "Bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+        .env("GIT_COMMITTER_NAME", "Bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+}
+
+fn git(root: &Path, dir: &Path, args: &[&str]) {
+    let ok = env(&mut Command::new("git"), root)
+        .current_dir(dir)
+        .args(args)
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "git {args:?} failed in {}",
+        dir.display()
+    );
+}
+
+/// A repository `main` with `n` linked worktrees `wt0…`, each holding web, api and db except
+/// `wt0`, which holds no web port (so `allocate web` there searches past every other one).
+fn fixture(n: usize) -> PathBuf {
+    let root = target_dir().join(format!("wt{n}"));
+    let repo = root.join("main");
+    if root.join("ready").exists() {
+        return root;
+    }
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(root.join("home")).expect("mkdir");
+    fs::create_dir_all(root.join("ports-home")).expect("mkdir");
+    fs::create_dir_all(&repo).expect("mkdir");
+    fs::write(root.join("gitconfig"), "").expect("gitconfig");
+    eprintln!("creating a fixture with {n} worktrees…");
+    git(&root, &repo, &["init", "-q", "-b", "main"]);
+    fs::write(repo.join("README"), "bench\n").expect("write");
+    git(&root, &repo, &["add", "README"]);
+    git(&root, &repo, &["commit", "-q", "-m", "init"]);
+    for (service, start) in [
+        ("web", 20000),
+        ("api", 22000),
+        ("db", 24000),
+        ("redis", 26000),
+    ] {
+        let range = format!("{start}-{}", start + 1999);
+        git(
+            &root,
+            &repo,
+            &["config", &format!("ports.{service}.range"), &range],
+        );
+    }
+    let mut worktrees = String::new();
+    for i in 0..n {
+        let path = root.join(format!("wt{i}"));
+        let p = path.to_str().expect("utf-8");
+        git(
+            &root,
+            &repo,
+            &["worktree", "add", "-q", p, "-b", &format!("branch-{i}")],
+        );
+        let mut ports = Vec::new();
+        for (service, start) in [("web", 20000), ("api", 22000), ("db", 24000)] {
+            if !(service == "web" && i == 0) {
+                ports.push(format!(
+                    "\"{service}\": {{\"port\": {}, \"allocated_at\": \"2026-01-01T00:00:00Z\"}}",
+                    start + i
+                ));
+            }
+        }
+        if i > 0 {
+            worktrees.push_str(",\n");
+        }
+        worktrees.push_str(&format!(
+            "\"wt{i}\": {{\"path\": \"{p}\", \"ports\": {{{}}}}}",
+            ports.join(", ")
+        ));
+    }
+    let registry = format!("{{\"version\": 1, \"worktrees\": {{\n{worktrees}\n}}}}\n");
+    fs::write(repo.join(".git/worktree-ports.json"), registry).expect("registry");
+    fs::write(root.join("ready"), "").expect("ready");
+    root
+}
+
+fn time(root: &Path, dir: &Path, program: &str, args: &[&str]) -> Duration {
+    let start = Instant::now();
+    let status = env(&mut Command::new(program), root)
+        .current_dir(dir)
+        .args(args)
+        .status();
+    let took = start.elapsed();
+    assert!(status.is_ok(), "{program} {args:?}");
+    took
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs each case and the reference interleaved, `RUNS` times; prints medians and ratios.
+fn compare(
+    title: &str,
+    root: &Path,
+    dir: &Path,
+    reference: (&str, &[&str]),
+    cases: &[(&str, &[&str])],
+    between: &dyn Fn(),
+) {
+    let mut ref_times = Vec::new();
+    let mut times: Vec<Vec<Duration>> = cases.iter().map(|_| Vec::new()).collect();
+    for _ in 0..RUNS {
+        ref_times.push(time(root, dir, reference.0, reference.1));
+        for (i, (_, args)) in cases.iter().enumerate() {
+            times[i].push(time(root, dir, BIN, args));
+            between();
+        }
+    }
+    let r = median(ref_times);
+    println!("\n{title}");
+    println!(
+        "  {:<44} {:>10}  {:>6}",
+        format!("{} {}", reference.0, reference.1.join(" ")),
+        ms(r),
+        "1.00×"
+    );
+    for ((name, _), t) in cases.iter().zip(times) {
+        let m = median(t);
+        println!(
+            "  {:<44} {:>10}  {:>5.2}×",
+            name,
+            ms(m),
+            m.as_secs_f64() / r.as_secs_f64()
+        );
+    }
+}
+
+fn release(root: &Path, dir: &Path, port: &str) {
+    let _ = env(&mut Command::new(BIN), root)
+        .current_dir(dir)
+        .args(["release", port])
+        .status();
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
+    println!("git-ports benchmark: medians of {RUNS} runs, ratios to git on the same repository");
+
+    // Startup: one worktree.
+    let root = fixture(1);
+    let repo = root.join("main");
+    compare(
+        "startup (1 worktree)",
+        &root,
+        &repo,
+        ("git", &["rev-parse", "--git-common-dir"]),
+        &[("git ports status", &["status"])],
+        &|| {},
+    );
+
+    for &n in sizes {
+        let root = fixture(n);
+        let repo = root.join("main");
+        let wt0 = root.join("wt0");
+        let release_web = || release(&root, &repo, "20000");
+        release_web();
+        compare(
+            &format!("{n} worktrees"),
+            &root,
+            &repo,
+            ("git", &["worktree", "list", "--porcelain"]),
+            &[
+                ("git ports status", &["status"]),
+                ("git ports status --json", &["status", "--json"]),
+                (
+                    "git ports allocate web --worktree wt0",
+                    &["allocate", "web", "--worktree", "wt0"],
+                ),
+                ("git ports check 20000", &["check", "20000"]),
+            ],
+            &release_web,
+        );
+        release_web();
+        let _ = wt0;
+    }
+
+    // Health checks: 300 ports with nothing listening.
+    let root = fixture(100);
+    let repo = root.join("main");
+    let t = median(
+        (0..RUNS)
+            .map(|_| time(&root, &repo, BIN, &["status", "--health-check"]))
+            .collect(),
+    );
+    println!(
+        "\nhealth check, 300 stopped ports: {} (goal: under 100 ms)",
+        ms(t)
+    );
+
+    // 50 never-answering ports: listeners with a full backlog drop every further SYN.
+    let root = fixture(50);
+    let repo = root.join("main");
+    let mut held = Vec::new();
+    for i in 0..50u16 {
+        let port = 22000 + i; // each worktree's api port
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        if s.bind(&addr.into()).is_err() || s.listen(0).is_err() {
+            continue;
+        }
+        let filler = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+        held.push((s, filler));
+    }
+    let t = median(
+        (0..3)
+            .map(|_| {
+                time(
+                    &root,
+                    &repo,
+                    BIN,
+                    &[
+                        "status",
+                        "--health-check",
+                        "--timeout",
+                        "1",
+                        "--service",
+                        "api",
+                    ],
+                )
+            })
+            .collect(),
+    );
+    println!(
+        "health check, {} never-answering ports at --timeout 1: {} (goal: under 2 s)",
+        held.len(),
+        ms(t)
+    );
+}
