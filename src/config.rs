@@ -139,7 +139,7 @@ impl Settings {
             }
             for s in value.split([',', ' ']).filter(|s| !s.is_empty()) {
                 if !is_service_name(s) {
-                    return Err(config_error(key, value, "not a service name"));
+                    return Err(config_error(KEY_AUTO_ALLOCATE, value, "not a service name"));
                 }
                 if !self.auto_allocate.iter().any(|x| x == s) {
                     self.auto_allocate.push(s.to_string());
@@ -149,7 +149,7 @@ impl Settings {
         }
         if lower == KEY_MACHINE_WIDE.to_ascii_lowercase() {
             self.machine_wide = parse_bool(value)
-                .ok_or_else(|| config_error(key, value, "expected true or false"))?;
+                .ok_or_else(|| config_error(KEY_MACHINE_WIDE, value, "expected true or false"))?;
             return Ok(());
         }
         if lower == KEY_COLOR || (lower == KEY_COLOR_UI && self.color == ColorChoice::Auto) {

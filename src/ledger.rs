@@ -175,12 +175,15 @@ impl LedgerStore {
     }
 
     pub fn load(&self) -> Result<Ledger> {
-        match store::read_text(&self.path).map_err(self.io("cannot read"))? {
-            None => Ok(Ledger::default()),
-            Some(t) => Ledger::parse(&t).map_err(|reason| Error::LedgerCorrupt {
-                path: self.path.clone(),
-                reason,
-            }),
+        let corrupt = |reason| Error::LedgerCorrupt {
+            path: self.path.clone(),
+            reason,
+        };
+        match store::read_text(&self.path) {
+            Ok(None) => Ok(Ledger::default()),
+            Ok(Some(t)) => Ledger::parse(&t).map_err(corrupt),
+            Err(store::ReadError::Refused(reason)) => Err(corrupt(reason)),
+            Err(store::ReadError::Io(e)) => Err(self.io("cannot read")(e)),
         }
     }
 

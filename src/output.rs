@@ -34,6 +34,8 @@ pub fn use_color(choice: ColorChoice) -> bool {
 pub struct Out {
     pub text: String,
     pub color: bool,
+    /// Printed on stderr as `git-ports: warning: …`, whatever happens on stdout.
+    pub warnings: Vec<String>,
 }
 
 impl Out {
@@ -41,7 +43,12 @@ impl Out {
         Out {
             text: String::new(),
             color,
+            warnings: Vec::new(),
         }
+    }
+
+    pub fn warn(&mut self, s: impl Into<String>) {
+        self.warnings.push(s.into());
     }
 
     pub fn line(&mut self, s: impl AsRef<str>) {

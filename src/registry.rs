@@ -95,6 +95,16 @@ impl Registry {
         struct Probe {
             version: Option<serde_json::Value>,
         }
+        // serde would name the internal probe type for a top level that is not an object.
+        if let Some((i, c)) = text.char_indices().find(|(_, c)| !c.is_whitespace())
+            && c != '{'
+        {
+            let line = text[..i].matches('\n').count() + 1;
+            let column = i - text[..i].rfind('\n').map_or(0, |n| n + 1) + 1;
+            return Err(format!(
+                "expected a JSON object, found `{c}` at line {line} column {column}"
+            ));
+        }
         let probe: Probe = serde_json::from_str(text).map_err(|e| e.to_string())?;
         match probe.version {
             None => return Err("missing field `version`".into()),
@@ -238,7 +248,7 @@ mod tests {
         let a = r#""allocated_at": "2024-01-15T10:30:00Z""#;
         let cases = [
             ("", "EOF"),
-            ("[]", "expected"),
+            ("[]", "expected a JSON object, found `[` at line 1 column 1"),
             ("{", "EOF"),
             (
                 r#"{"version": 2, "worktrees": {}}"#,

@@ -32,24 +32,37 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Why a file could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// It is there, but not a file git-ports will read: the reason.
+    Refused(String),
+    Io(io::Error),
+}
+
 /// Reads the file, or `None` if there is none. A symlink is refused: replacing it on write
 /// would silently detach it from what it points to.
-pub fn read_text(path: &Path) -> io::Result<Option<String>> {
+pub fn read_text(path: &Path) -> Result<Option<String>, ReadError> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+        Err(e) => return Err(ReadError::Io(e)),
         Ok(m) if m.file_type().is_symlink() => {
-            return Err(io::Error::other(
-                "is a symlink; git-ports keeps only a regular file here",
+            return Err(ReadError::Refused(
+                "is a symlink; git-ports keeps only a regular file here".into(),
             ));
         }
-        Ok(m) if !m.is_file() => return Err(io::Error::other("is not a regular file")),
+        Ok(m) if !m.is_file() => {
+            return Err(ReadError::Refused("is not a regular file".into()));
+        }
         Ok(_) => {}
     }
-    let bytes = fs::read(path)?;
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "is not UTF-8 text"))
+    let bytes = fs::read(path).map_err(ReadError::Io)?;
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        ReadError::Refused(format!(
+            "is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 /// Replaces `path` with `text` atomically: temp file in the same directory, fsync, rename,
@@ -126,16 +139,18 @@ impl Store {
     /// Reads the registry without locking: renames are atomic, so a reader sees a whole file.
     /// A missing file is an empty registry.
     pub fn load(&self) -> Result<Registry> {
-        let text = read_text(&self.path).map_err(|source| Error::RegistryIo {
+        let corrupt = |reason| Error::RegistryCorrupt {
             path: self.path.clone(),
-            action: "cannot read",
-            source,
-        })?;
-        match text {
-            None => Ok(Registry::default()),
-            Some(t) => Registry::parse(&t).map_err(|reason| Error::RegistryCorrupt {
+            reason,
+        };
+        match read_text(&self.path) {
+            Ok(None) => Ok(Registry::default()),
+            Ok(Some(t)) => Registry::parse(&t).map_err(corrupt),
+            Err(ReadError::Refused(reason)) => Err(corrupt(reason)),
+            Err(ReadError::Io(source)) => Err(Error::RegistryIo {
                 path: self.path.clone(),
-                reason,
+                action: "cannot read",
+                source,
             }),
         }
     }

@@ -84,7 +84,16 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
         return Err(Error::Usage("--port takes exactly one service".into()));
     }
     for s in &services {
-        ctx.repo.settings.service(s)?;
+        let svc = ctx.repo.settings.service(s)?;
+        // Overlapping ranges are allowed: every allocation checks the whole registry, so a
+        // port is still never given out twice; the two services just share a pool.
+        for other in ctx.repo.settings.overlapping(svc) {
+            let msg = format!(
+                "the range of '{}' ({}) overlaps that of '{}' ({}); they share those ports",
+                svc.name, svc.range, other.name, other.range
+            );
+            ctx.out.warn(msg);
+        }
     }
     let wt = ctx.repo.target(args.worktree.as_deref())?.clone();
     let repo = &ctx.repo;

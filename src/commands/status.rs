@@ -439,9 +439,11 @@ fn branch_text(r: &Row) -> Option<String> {
 }
 
 fn heading_of(r: &Row) -> String {
-    let head = branch_text(r)
-        .map(|b| format!(" ({})", b.trim_matches(['(', ')'])))
-        .unwrap_or_default();
+    let head = match (&r.branch, r.detached) {
+        (Some(b), _) => format!(" ({b})"),
+        (None, true) => " (detached)".into(),
+        (None, false) => String::new(),
+    };
     let stale = r
         .stale
         .map(|why| format!(" [stale: {why}]"))

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real git, real files, real sockets.
 
 mod allocate;
+mod bad_input;
 mod machine;
 mod robust;
 mod status;
