@@ -300,3 +300,103 @@ mod tests {
         assert!(Registry::parse("{\n  \"version\": 1,\n  x").is_err_and(|e| e.contains("line 3")));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::allocator::{PortRange, Taken, lowest_free};
+    use proptest::prelude::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap_or_default()
+    }
+
+    fn registry() -> impl Strategy<Value = Registry> {
+        let key = prop_oneof![Just(MAIN_KEY.to_string()), "[a-z0-9._-]{1,12}"];
+        let service = "[a-z][a-z0-9-]{0,8}";
+        prop::collection::vec(
+            (key, service, 1u16.., 0i64..4_000_000_000, "[ -~]{0,20}"),
+            0..30,
+        )
+        .prop_map(|items| {
+            let mut r = Registry::default();
+            for (k, s, port, t, path) in items {
+                if r.holder(port).is_none() {
+                    r.insert(
+                        &k,
+                        &path,
+                        &s,
+                        Allocation {
+                            port,
+                            allocated_at: at(t),
+                        },
+                    );
+                }
+            }
+            r
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn serialize_then_parse_round_trips(r in registry()) {
+            prop_assert_eq!(Registry::parse(&r.to_json()), Ok(r));
+        }
+
+        #[test]
+        fn parse_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Registry::parse(&String::from_utf8_lossy(&bytes));
+            let _ = crate::ledger::Ledger::parse(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn parse_never_panics_on_damaged_registries(r in registry(), cut in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let text = r.to_json().into_bytes();
+            let i = cut.index(text.len().max(1)).min(text.len().saturating_sub(1));
+            let mut damaged = text.clone();
+            if !damaged.is_empty() {
+                damaged[i] = byte;
+            }
+            let _ = Registry::parse(&String::from_utf8_lossy(&damaged));
+            let _ = Registry::parse(&String::from_utf8_lossy(&text[..i]));
+        }
+
+        /// Random allocate/release sequences over overlapping ranges: no port is ever held
+        /// twice, every port lies in its service's range, and each allocation takes the lowest
+        /// port no worktree holds.
+        #[test]
+        fn allocation_invariants(ops in prop::collection::vec((any::<bool>(), 0usize..6, 0usize..3), 1..120)) {
+            let services = [
+                ("web", PortRange { start: 100, end: 119 }),
+                ("api", PortRange { start: 110, end: 129 }),
+                ("db", PortRange { start: 125, end: 127 }),
+            ];
+            let mut reg = Registry::default();
+            for (allocate, w, s) in ops {
+                let (service, range) = services[s];
+                let wt = format!("wt{w}");
+                let held_now = reg.worktrees.get(&wt).and_then(|e| e.ports.get(service)).map(|a| a.port);
+                if allocate {
+                    if held_now.is_some() {
+                        continue;
+                    }
+                    let by_port = reg.by_port();
+                    let search = lowest_free(range, |p| by_port.get(&p).map(|_| ()), |_| false);
+                    let expected = range.iter().find(|p| reg.holder(*p).is_none());
+                    prop_assert_eq!(search.chosen, expected);
+                    prop_assert!(search.skipped.iter().all(|(p, t)| *t == Taken::Held(()) && reg.holder(*p).is_some()));
+                    if let Some(port) = search.chosen {
+                        reg.insert(&wt, "/p", service, Allocation { port, allocated_at: at(0) });
+                    }
+                } else if let Some(port) = held_now {
+                    prop_assert!(reg.remove_port(port).is_some());
+                }
+                prop_assert_eq!(reg.validate(), Ok(()));
+                for h in reg.allocations() {
+                    let range = services.iter().find(|(n, _)| *n == h.service).map(|x| x.1);
+                    prop_assert!(range.is_some_and(|r| r.contains(h.allocation.port)));
+                }
+            }
+        }
+    }
+}
