@@ -138,20 +138,23 @@ fn ms(d: Duration) -> String {
 }
 
 /// Runs each case and the reference interleaved, `RUNS` times; prints medians and ratios.
+/// A command to time: its label, the directory it runs in, its arguments.
+type Case<'a> = (&'a str, &'a Path, &'a [&'a str]);
+
 fn compare(
     title: &str,
     root: &Path,
     dir: &Path,
     reference: (&str, &[&str]),
-    cases: &[(&str, &[&str])],
+    cases: &[Case],
     between: &dyn Fn(),
 ) {
     let mut ref_times = Vec::new();
     let mut times: Vec<Vec<Duration>> = cases.iter().map(|_| Vec::new()).collect();
     for _ in 0..RUNS {
         ref_times.push(time(root, dir, reference.0, reference.1));
-        for (i, (_, args)) in cases.iter().enumerate() {
-            times[i].push(time(root, dir, BIN, args));
+        for (i, (_, case_dir, args)) in cases.iter().enumerate() {
+            times[i].push(time(root, case_dir, BIN, args));
             between();
         }
     }
@@ -163,7 +166,7 @@ fn compare(
         ms(r),
         "1.00×"
     );
-    for ((name, _), t) in cases.iter().zip(times) {
+    for ((name, _, _), t) in cases.iter().zip(times) {
         let m = median(t);
         println!(
             "  {:<44} {:>10}  {:>5.2}×",
@@ -194,7 +197,7 @@ fn main() {
         &root,
         &repo,
         ("git", &["rev-parse", "--git-common-dir"]),
-        &[("git ports status", &["status"])],
+        &[("git ports status", &repo, &["status"])],
         &|| {},
     );
 
@@ -210,18 +213,23 @@ fn main() {
             &repo,
             ("git", &["worktree", "list", "--porcelain"]),
             &[
-                ("git ports status", &["status"]),
-                ("git ports status --json", &["status", "--json"]),
+                ("git ports status", &repo, &["status"]),
+                ("git ports status --json", &repo, &["status", "--json"]),
+                (
+                    "git ports allocate web (in wt0)",
+                    &wt0,
+                    &["allocate", "web"],
+                ),
                 (
                     "git ports allocate web --worktree wt0",
+                    &repo,
                     &["allocate", "web", "--worktree", "wt0"],
                 ),
-                ("git ports check 20000", &["check", "20000"]),
+                ("git ports check 20000", &repo, &["check", "20000"]),
             ],
             &release_web,
         );
         release_web();
-        let _ = wt0;
     }
 
     // Health checks: 300 ports with nothing listening.

@@ -1,6 +1,7 @@
 //! Everything git: opening the repository as git would, its common dir, and the worktrees,
 //! read from their admin files directly (opening a libgit2 repository per worktree is slow).
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
@@ -76,12 +77,20 @@ pub struct Repo {
     pub common_dir: PathBuf,
     /// The common repository is bare: there is no main worktree.
     pub bare: bool,
-    /// Main first, then linked worktrees by path, as `git worktree list` orders them.
-    pub worktrees: Vec<Worktree>,
-    /// Index into `worktrees` of the one the command runs in.
-    pub current: Option<usize>,
     pub settings: Settings,
-    /// Registry key → index into `worktrees`: lookups by key happen per allocation.
+    /// The main worktree, unless the repository is bare.
+    main: Option<Worktree>,
+    /// The worktree the command runs in.
+    current: Option<Worktree>,
+    /// Every worktree, read on first use: commands that work on the current worktree alone
+    /// never read the admin files of the others.
+    all: OnceCell<Listing>,
+}
+
+struct Listing {
+    /// Main first, then linked worktrees by path, as `git worktree list` orders them.
+    worktrees: Vec<Worktree>,
+    /// Registry key → index into `worktrees`.
     by_key: HashMap<String, usize>,
 }
 
@@ -114,8 +123,7 @@ impl Repo {
         let common_dir = strip_slash(git.commondir());
         let bare = git.is_bare() || config.get_bool("core.bare").unwrap_or(false);
 
-        let mut worktrees = Vec::new();
-        if !bare {
+        let main = (!bare).then(|| {
             let path = if git.is_worktree() {
                 main_path(&common_dir, &config)
             } else {
@@ -123,70 +131,75 @@ impl Repo {
                     .map(strip_slash)
                     .unwrap_or_else(|| main_path(&common_dir, &config))
             };
-            let head =
-                read_trimmed(&common_dir.join("HEAD")).map_or(Head::Unknown, |t| Head::parse(&t));
-            worktrees.push(Worktree {
+            Worktree {
                 key: MAIN_KEY.to_string(),
                 name: basename(&path),
                 prunable: false,
                 locked: false,
                 is_main: true,
-                head,
+                head: read_head(&common_dir.join("HEAD")),
                 path,
-            });
-        }
-        // The folders of <common dir>/worktrees/, as git lists them. libgit2's
-        // `Repository::worktrees` would stat three files in each first: at a thousand
-        // worktrees that alone costs more than reading what status needs.
-        let mut linked: Vec<Worktree> = fs::read_dir(common_dir.join("worktrees"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .map(|name| linked_worktree(&common_dir, &name))
-            .collect();
-        linked.sort_by(|a, b| a.path.cmp(&b.path));
-        worktrees.extend(linked);
-
+            }
+        });
         let current = if git.is_worktree() {
             let admin = git
                 .path()
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned());
-            worktrees
-                .iter()
-                .position(|w| !w.is_main && Some(&w.name) == admin.as_ref())
+            admin.map(|name| linked_worktree(&common_dir, &name))
         } else if git.is_bare() {
             None
         } else {
-            worktrees.iter().position(|w| w.is_main)
+            main.clone()
         };
-        let by_key = worktrees
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.key.clone(), i))
-            .collect();
         Ok(Repo {
             git,
             common_dir,
             bare,
-            worktrees,
-            current,
             settings,
-            by_key,
+            main,
+            current,
+            all: OnceCell::new(),
         })
+    }
+
+    fn listing(&self) -> &Listing {
+        self.all.get_or_init(|| {
+            // The folders of <common dir>/worktrees/, as git lists them. libgit2's
+            // `Repository::worktrees` would stat three files in each first: at a thousand
+            // worktrees that alone costs more than reading what status needs.
+            let mut linked: Vec<Worktree> = fs::read_dir(self.common_dir.join("worktrees"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .map(|name| linked_worktree(&self.common_dir, &name))
+                .collect();
+            linked.sort_by(|a, b| a.path.cmp(&b.path));
+            let worktrees: Vec<Worktree> = self.main.iter().cloned().chain(linked).collect();
+            let by_key = worktrees
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (w.key.clone(), i))
+                .collect();
+            Listing { worktrees, by_key }
+        })
+    }
+
+    /// Every worktree: main first, then linked ones by path, as `git worktree list` orders them.
+    pub fn worktrees(&self) -> &[Worktree] {
+        &self.listing().worktrees
     }
 
     /// The worktree the command runs in, or an error asking for `--worktree`.
     pub fn current(&self) -> Result<&Worktree> {
-        self.current
-            .map(|i| &self.worktrees[i])
-            .ok_or(Error::NeedWorktree)
+        self.current.as_ref().ok_or(Error::NeedWorktree)
     }
 
     pub fn by_key(&self, key: &str) -> Option<&Worktree> {
-        self.by_key.get(key).map(|&i| &self.worktrees[i])
+        let listing = self.listing();
+        listing.by_key.get(key).map(|&i| &listing.worktrees[i])
     }
 
     /// Whether the worktree of a registry key is gone, read from the disk now: `removed` when
@@ -205,11 +218,12 @@ impl Repo {
         }
     }
 
-    /// The display name of a registry key, live or not.
+    /// The display name of a registry key, live or not: a linked worktree's name is its key;
+    /// the main worktree's is its directory's name.
     pub fn display_name(&self, key: &str) -> String {
-        match self.by_key(key) {
-            Some(w) => w.name.clone(),
-            None => key.to_string(),
+        match &self.main {
+            Some(m) if key == MAIN_KEY => m.name.clone(),
+            _ => key.to_string(),
         }
     }
 
@@ -230,14 +244,14 @@ impl Repo {
                 found.push(i);
             }
         };
-        for (i, w) in self.worktrees.iter().enumerate() {
+        for (i, w) in self.worktrees().iter().enumerate() {
             if w.name == query || w.head.branch() == Some(query) {
                 add(i);
             }
         }
         if let Ok(p) = fs::canonicalize(query) {
             let deepest = self
-                .worktrees
+                .worktrees()
                 .iter()
                 .enumerate()
                 .filter_map(|(i, w)| {
@@ -250,17 +264,17 @@ impl Repo {
             }
         }
         match found.as_slice() {
-            [i] => Ok(&self.worktrees[*i]),
+            [i] => Ok(&self.worktrees()[*i]),
             [] => Err(Error::WorktreeNotFound {
                 query: query.to_string(),
-                known: self.worktrees.iter().map(|w| w.name.clone()).collect(),
+                known: self.worktrees().iter().map(|w| w.name.clone()).collect(),
             }),
             many => Err(Error::AmbiguousWorktree {
                 query: query.to_string(),
                 candidates: many
                     .iter()
                     .map(|&i| {
-                        let w = &self.worktrees[i];
+                        let w = &self.worktrees()[i];
                         format!("{} ({})", w.name, w.path.display())
                     })
                     .collect(),

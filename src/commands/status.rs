@@ -162,7 +162,7 @@ fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
 fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
     let ports_of = |key: &str| ports_of(&ctx.repo.settings, registry, key);
     let mut rows: Vec<Row> = Vec::new();
-    for w in &ctx.repo.worktrees {
+    for w in ctx.repo.worktrees() {
         if !registry.worktrees.contains_key(&w.key) {
             continue;
         }

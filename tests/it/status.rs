@@ -382,3 +382,39 @@ fn never_answering_ports_are_checked_concurrently() {
     );
     drop(held);
 }
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 22700, 22709);
+    repo.run(["allocate", "web"]).ok();
+    let run = |no_color: bool| {
+        let mut cmd = env.cmd(&repo.dir);
+        cmd.arg("status")
+            .arg("--health-check")
+            .env_remove("NO_COLOR");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        let out = cmd.output().expect("run");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Piped: plain.
+    assert!(!run(false).contains('\x1b'));
+    repo.git(["config", "color.ports", "always"]);
+    let coloured = run(false);
+    assert!(
+        coloured.contains("\x1b[31m[STOPPED]  ✗\x1b[0m"),
+        "{coloured}"
+    );
+    assert!(!run(true).contains('\x1b'), "NO_COLOR wins");
+    repo.git(["config", "color.ports", "never"]);
+    repo.git(["config", "color.ui", "always"]);
+    assert!(
+        !run(false).contains('\x1b'),
+        "color.ports wins over color.ui"
+    );
+    repo.git(["config", "--unset", "color.ports"]);
+    assert!(run(false).contains('\x1b'), "color.ui always");
+}

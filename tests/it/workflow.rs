@@ -406,6 +406,26 @@ fn man_install_puts_the_page_beside_the_binary() {
         fs::read_to_string(&page).expect("page"),
         git_ports::commands::man::PAGE
     );
+    // man finds it through PATH (<dir>/bin → <dir>/share/man), which is what `git help ports`
+    // and `git ports --help` run.
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    match std::process::Command::new("man")
+        .args(["-w", "git-ports"])
+        .env("PATH", &path)
+        .env_remove("MANPATH")
+        .output()
+    {
+        Ok(o) => assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            page.to_string_lossy(),
+            "{o:?}"
+        ),
+        Err(_) => eprintln!("man is not installed: its check is skipped"),
+    }
     let printed = std::process::Command::new(bin.join("git-ports"))
         .arg("man")
         .output()
