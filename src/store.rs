@@ -132,10 +132,6 @@ impl Store {
         }
     }
 
-    pub fn exists(&self) -> bool {
-        fs::symlink_metadata(&self.path).is_ok()
-    }
-
     /// Reads the registry without locking: renames are atomic, so a reader sees a whole file.
     /// A missing file is an empty registry.
     pub fn load(&self) -> Result<Registry> {

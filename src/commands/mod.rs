@@ -65,18 +65,13 @@ impl Ctx {
         }
     }
 
-    /// The one way commands change the registry. With the machine-wide ledger: lock the ledger,
-    /// then the registry (always in that order), mend the ledger, let `f` change the registry
-    /// knowing what other repositories hold, and record this repository's allocations in the
-    /// ledger. With `ports.machineWide false` the ledger is only read.
+    /// The one way commands change the registry: lock the ledger, then the registry (always in
+    /// that order, so two repositories cannot deadlock), mend the ledger, let `f` change the
+    /// registry knowing what other repositories hold, then record this repository's
+    /// allocations in the ledger, or, with `ports.machineWide false`, remove them from it.
     pub fn update<T>(&self, f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>) -> Result<T> {
-        let Some(ledger_store) = self
-            .ledger
-            .as_ref()
-            .filter(|_| self.repo.settings.machine_wide)
-        else {
-            let elsewhere = self.elsewhere()?;
-            return self.store.update(|reg| f(reg, &elsewhere));
+        let Some(ledger_store) = &self.ledger else {
+            return self.store.update(|reg| f(reg, &Elsewhere::new()));
         };
         let guard = ledger_store.lock()?;
         let mut ledger = ledger_store.load()?;
@@ -87,7 +82,11 @@ impl Ctx {
             let out = f(reg, &elsewhere)?;
             Ok((out, reg.clone()))
         })?;
-        ledger.sync(&self.repo_id, &registry, |k| self.repo.display_name(k));
+        if self.repo.settings.machine_wide {
+            ledger.sync(&self.repo_id, &registry, |k| self.repo.display_name(k));
+        } else {
+            ledger.sync(&self.repo_id, &Registry::default(), |k| k.to_string());
+        }
         if ledger != before {
             ledger_store.save(&ledger, &guard)?;
         }
@@ -106,31 +105,33 @@ pub fn family(cli: &Cli) -> Family {
 /// Runs the command and gives its exit code on success. Whatever it printed is in `out`,
 /// error or not.
 pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
-    // These two need no repository.
-    match cli.command {
+    let command = match cli.command {
+        // These two need no repository.
         Some(Command::Man(args)) => return man::run(out, args).map(|()| 0),
         Some(Command::Completions(args)) => return completions::run(out, args).map(|()| 0),
-        _ => {}
-    }
-    let mut ctx = Ctx::open()?;
-    let result = match cli.command {
-        None => status::run(&mut ctx, cli.status),
-        Some(Command::Status(args)) => status::run(&mut ctx, args),
-        Some(Command::Allocate(args)) => allocate::run(&mut ctx, args),
-        Some(Command::Release(args)) => release::run(&mut ctx, args),
-        Some(Command::Check(args)) => check::run(&mut ctx, args),
-        Some(Command::Available(args)) => available::run(&mut ctx, args),
-        Some(Command::Get(args)) => get::run(&mut ctx, args),
-        Some(Command::Env(args)) => env::run(&mut ctx, args),
-        Some(Command::Prune(args)) => prune::run(&mut ctx, args),
-        Some(Command::Hook(args)) => hook::run(&mut ctx, args.command),
-        Some(Command::Exec(args)) => {
-            let code = env::exec(&mut ctx, args);
-            *out = std::mem::take(&mut ctx.out);
-            return code;
-        }
-        Some(Command::Man(_) | Command::Completions(_)) => Ok(()),
+        Some(command) => command,
+        None => Command::Status(cli.status),
     };
+    let mut ctx = Ctx::open()?;
+    let result = run_in_repo(&mut ctx, command);
     *out = std::mem::take(&mut ctx.out);
-    result.map(|()| 0)
+    result
+}
+
+fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<i32> {
+    let done = |r: Result<()>| r.map(|()| 0);
+    match command {
+        Command::Status(args) => done(status::run(ctx, args)),
+        Command::Allocate(args) => done(allocate::run(ctx, args)),
+        Command::Release(args) => done(release::run(ctx, args)),
+        Command::Check(args) => done(check::run(ctx, args)),
+        Command::Available(args) => done(available::run(ctx, args)),
+        Command::Get(args) => done(get::run(ctx, args)),
+        Command::Env(args) => done(env::run(ctx, args)),
+        Command::Prune(args) => done(prune::run(ctx, args)),
+        Command::Hook(args) => done(hook::run(ctx, args.command)),
+        Command::Exec(args) => env::exec(ctx, args),
+        // Run by `run` before a repository is opened.
+        Command::Man(_) | Command::Completions(_) => Ok(0),
+    }
 }

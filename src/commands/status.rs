@@ -115,9 +115,12 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
     if args.json {
         let json = to_json(ctx, rows, summary);
         ctx.out.json(&json);
-    } else if !ctx.store.exists() && matches!(view, View::All) {
+    } else if registry.total() == 0 && matches!(view, View::All) {
         ctx.out.line("No ports allocated yet.");
-        ctx.out.line("Allocate one with `git ports allocate web`, or run `git ports hook install --services web` to allocate on every `git worktree add`.");
+        ctx.out.line(
+            "Allocate one with `git ports allocate web`, or run \
+             `git ports hook install --services web` to allocate on every `git worktree add`.",
+        );
     } else {
         match &view {
             View::All => render_all(ctx, &rows, args.health_check),
@@ -135,7 +138,6 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
     }
 }
 
-/// The registry's worktrees in `git worktree list` order, then the stale ones by name.
 /// A worktree's ports in service display order: the configured order, then by name.
 fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
     let order = |service: &str| {
@@ -159,6 +161,7 @@ fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
     ports
 }
 
+/// The registry's worktrees in `git worktree list` order, then the stale ones by name.
 fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
     let ports_of = |key: &str| ports_of(&ctx.repo.settings, registry, key);
     let mut rows: Vec<Row> = Vec::new();

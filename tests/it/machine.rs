@@ -206,4 +206,9 @@ fn opting_out_keeps_a_repository_out_of_the_ledger() {
     );
     let ledger = std::fs::read_to_string(env.path("ports-home/ledger.json")).expect("ledger");
     assert!(!ledger.contains("24401"), "{ledger}");
+    // A repository that opts out later takes its claims out at its next change.
+    a.git(["config", "ports.machineWide", "false"]);
+    a.run(["allocate", "api"]).ok();
+    let ledger = std::fs::read_to_string(env.path("ports-home/ledger.json")).expect("ledger");
+    assert!(!ledger.contains("24400"), "{ledger}");
 }

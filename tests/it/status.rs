@@ -322,6 +322,16 @@ fn no_registry_yet() {
     let j = repo.run(["status", "--json"]).ok().json();
     assert_eq!(j["total_allocations"], 0);
     assert_eq!(j["worktrees"], serde_json::json!([]));
+    // Nor after every port was released.
+    repo.range("web", 22800, 22809);
+    repo.run(["allocate", "web"]).ok();
+    repo.run(["release", "22800"]).ok();
+    assert!(
+        repo.run(["status"])
+            .ok()
+            .stdout
+            .starts_with("No ports allocated yet.\n")
+    );
 }
 
 #[test]
