@@ -213,6 +213,14 @@ impl Settings {
             })
     }
 
+    /// Where a service sorts in output: configured services in their order, then the rest.
+    pub fn rank(&self, service: &str) -> usize {
+        self.services
+            .iter()
+            .position(|s| s.name == service)
+            .unwrap_or(usize::MAX)
+    }
+
     pub fn known(&self) -> Vec<String> {
         self.services.iter().map(|s| s.name.clone()).collect()
     }

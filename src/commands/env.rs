@@ -14,19 +14,12 @@ pub fn vars(ctx: &Ctx, query: Option<&str>) -> Result<Vec<(String, u16)>> {
     let wt = ctx.repo.target(query)?;
     let registry = ctx.store.load()?;
     let settings = &ctx.repo.settings;
-    let order = |s: &str| {
-        settings
-            .services
-            .iter()
-            .position(|x| x.name == s)
-            .unwrap_or(usize::MAX)
-    };
     let mut ports: Vec<(&String, u16)> = registry
         .worktrees
         .get(&wt.key)
         .map(|e| e.ports.iter().map(|(s, a)| (s, a.port)).collect())
         .unwrap_or_default();
-    ports.sort_by_key(|(s, _)| (order(s), s.to_string()));
+    ports.sort_by_key(|(s, _)| (settings.rank(s), s.to_string()));
     Ok(ports
         .into_iter()
         .map(|(s, p)| (settings.env_name(s), p))

@@ -140,13 +140,6 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
 
 /// A worktree's ports in service display order: the configured order, then by name.
 fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
-    let order = |service: &str| {
-        settings
-            .services
-            .iter()
-            .position(|s| s.name == service)
-            .unwrap_or(usize::MAX)
-    };
     let mut ports: Vec<Port> = registry
         .worktrees
         .get(key)
@@ -157,7 +150,7 @@ fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
                 .collect()
         })
         .unwrap_or_default();
-    ports.sort_by(|a, b| (order(&a.0), &a.0).cmp(&(order(&b.0), &b.0)));
+    ports.sort_by(|a, b| (settings.rank(&a.0), &a.0).cmp(&(settings.rank(&b.0), &b.0)));
     ports
 }
 

@@ -454,18 +454,7 @@ fn duplicate_basenames_get_git_admin_names() {
 #[test]
 fn bare_repository_with_linked_worktrees() {
     let env = Env::new();
-    let src = env.repo("src");
-    let bare = env.path("bare.git");
-    env.git(
-        env.root(),
-        [
-            "clone",
-            "-q",
-            "--bare",
-            src.dir.to_str().unwrap_or_default(),
-            bare.to_str().unwrap_or_default(),
-        ],
-    );
+    let bare = env.bare_repo("bare");
     env.git(&bare, ["config", "ports.web.range", "21520-21529"]);
     let wt = env.path("bare-wt");
     env.git(
@@ -502,14 +491,7 @@ fn detached_head_and_git_dir_set_as_in_a_hook() {
     let env = Env::new();
     let repo = env.repo("app");
     repo.range("web", 21530, 21539);
-    let det = env.path("det");
-    repo.git([
-        "worktree",
-        "add",
-        "-q",
-        "--detach",
-        det.to_str().unwrap_or_default(),
-    ]);
+    let det = repo.detached_worktree("det");
     assert_eq!(
         env.run(&det, ["allocate", "web", "--json"]).ok().json()["worktree"],
         "det"

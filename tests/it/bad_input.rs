@@ -471,18 +471,7 @@ fn every_bad_input_is_refused_cleanly() {
 #[test]
 fn bare_repository_outside_a_worktree() {
     let env = Env::new();
-    let src = env.repo("src");
-    let bare = env.path("bare.git");
-    env.git(
-        env.root(),
-        [
-            "clone",
-            "-q",
-            "--bare",
-            src.dir.to_str().unwrap_or_default(),
-            bare.to_str().unwrap_or_default(),
-        ],
-    );
+    let bare = env.bare_repo("bare");
     for args in [vec!["allocate", "web"], vec!["get", "web"], vec!["env"]] {
         let run = env.run(&bare, &args);
         run.code(1);

@@ -246,14 +246,7 @@ fn detached_head_is_shown() {
     let env = Env::new();
     let repo = env.repo("app");
     repo.range("web", 22300, 22309);
-    let det = env.path("det");
-    repo.git([
-        "worktree",
-        "add",
-        "-q",
-        "--detach",
-        det.to_str().unwrap_or_default(),
-    ]);
+    let det = repo.detached_worktree("det");
     env.run(&det, ["allocate", "web"]).ok();
     let run = repo.run(["status"]);
     assert!(

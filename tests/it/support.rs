@@ -179,6 +179,20 @@ impl Env {
     }
 }
 
+impl Env {
+    /// A bare repository `<name>.git` with one commit, cloned from a new repository.
+    pub fn bare_repo(&self, name: &str) -> PathBuf {
+        let src = self.repo(&format!("{name}-src"));
+        let bare = self.path(&format!("{name}.git"));
+        let (from, to) = (
+            src.dir.to_str().unwrap_or_default(),
+            bare.to_str().unwrap_or_default(),
+        );
+        self.git(self.root(), ["clone", "-q", "--bare", from, to]);
+        bare
+    }
+}
+
 pub struct Repo<'a> {
     pub env: &'a Env,
     /// The main worktree (or the bare repository).
@@ -206,6 +220,33 @@ impl Repo<'_> {
             path.to_str().expect("utf-8"),
             "-b",
             branch,
+        ]);
+        path
+    }
+
+    /// Runs `git worktree add ../<dir> -b <branch>` (hooks and all) and returns what it gave.
+    pub fn add_worktree(&self, dir: &str, branch: &str) -> Run {
+        let path = self.env.path(dir);
+        let args = [
+            "worktree",
+            "add",
+            path.to_str().unwrap_or_default(),
+            "-b",
+            branch,
+        ];
+        self.env.git_run(&self.dir, args)
+    }
+
+    /// `git worktree add --detach ../<dir>`; returns the worktree's path.
+    #[track_caller]
+    pub fn detached_worktree(&self, dir: &str) -> PathBuf {
+        let path = self.env.path(dir);
+        self.git([
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            path.to_str().expect("utf-8"),
         ]);
         path
     }

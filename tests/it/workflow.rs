@@ -43,16 +43,7 @@ fn hook_allocates_on_worktree_add_keeps_user_hook_and_prune_releases() {
     );
 
     let fx = env.path("feature-x");
-    let add = env.git_run(
-        &repo.dir,
-        [
-            "worktree",
-            "add",
-            fx.to_str().unwrap_or_default(),
-            "-b",
-            "feature-x",
-        ],
-    );
+    let add = repo.add_worktree("feature-x", "feature-x");
     add.ok();
     // git passes a hook's stdout on to stderr.
     assert!(add.stderr.contains("git-ports: web port 23000 for worktree 'feature-x'\ngit-ports: api port 23010 for worktree 'feature-x'\n"), "{add:?}");
@@ -152,16 +143,7 @@ fn hooks_path_and_bare_repositories() {
     // so that the new worktree has them too, as projects that use one do.
     repo.git(["add", "my-hooks"]);
     repo.git(["commit", "-q", "-m", "hooks"]);
-    let add = env.git_run(
-        &repo.dir,
-        [
-            "worktree",
-            "add",
-            env.path("wt").to_str().unwrap_or_default(),
-            "-b",
-            "wt",
-        ],
-    );
+    let add = repo.add_worktree("wt", "wt");
     add.ok();
     assert!(
         add.stderr
@@ -169,18 +151,7 @@ fn hooks_path_and_bare_repositories() {
         "{add:?}"
     );
 
-    let src = env.repo("src");
-    let bare = env.path("bare.git");
-    env.git(
-        env.root(),
-        [
-            "clone",
-            "-q",
-            "--bare",
-            src.dir.to_str().unwrap_or_default(),
-            bare.to_str().unwrap_or_default(),
-        ],
-    );
+    let bare = env.bare_repo("bare");
     env.git(&bare, ["config", "ports.web.range", "23040-23049"]);
     env.run(&bare, ["hook", "install", "--services", "web"])
         .ok();
@@ -222,16 +193,7 @@ fn a_corrupt_registry_never_fails_worktree_add() {
     let repo = env.repo("app");
     repo.run(["hook", "install", "--services", "web"]).ok();
     fs::write(repo.registry_path(), "{ not json").expect("write");
-    let add = env.git_run(
-        &repo.dir,
-        [
-            "worktree",
-            "add",
-            env.path("wt").to_str().unwrap_or_default(),
-            "-b",
-            "wt",
-        ],
-    );
+    let add = repo.add_worktree("wt", "wt");
     add.ok();
     assert!(add.stderr.contains("git-ports: registry "), "{add:?}");
     assert!(
