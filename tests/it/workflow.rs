@@ -375,18 +375,22 @@ fn man_install_puts_the_page_beside_the_binary() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    match std::process::Command::new("man")
-        .args(["-w", "git-ports"])
-        .env("PATH", &path)
-        .env_remove("MANPATH")
-        .output()
-    {
-        Ok(o) => assert_eq!(
-            String::from_utf8_lossy(&o.stdout).trim(),
-            page.to_string_lossy(),
-            "{o:?}"
-        ),
-        Err(_) => eprintln!("man is not installed: its check is skipped"),
+    let man_w = |page: &str| {
+        std::process::Command::new("man")
+            .args(["-w", page])
+            .env("PATH", &path)
+            .env_remove("MANPATH")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    // A machine whose man cannot find its own page has no manual pages to search at all.
+    if man_w("man").is_some() {
+        let found =
+            man_w("git-ports").map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        assert_eq!(found.as_deref(), Some(page.to_string_lossy().as_ref()));
+    } else {
+        eprintln!("man is not installed or has no pages here: its check is skipped");
     }
     let printed = std::process::Command::new(bin.join("git-ports"))
         .arg("man")
