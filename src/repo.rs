@@ -165,16 +165,10 @@ impl Repo {
 
     fn listing(&self) -> &Listing {
         self.all.get_or_init(|| {
-            // The folders of <common dir>/worktrees/, as git lists them. libgit2's
-            // `Repository::worktrees` would stat three files in each first: at a thousand
-            // worktrees that alone costs more than reading what status needs.
-            let mut linked: Vec<Worktree> = fs::read_dir(self.common_dir.join("worktrees"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .map(|name| linked_worktree(&self.common_dir, &name))
+            let mut linked: Vec<Worktree> = self
+                .linked_names()
+                .iter()
+                .map(|name| linked_worktree(&self.common_dir, name))
                 .collect();
             linked.sort_by(|a, b| a.path.cmp(&b.path));
             let worktrees: Vec<Worktree> = self.main.iter().cloned().chain(linked).collect();
@@ -228,58 +222,84 @@ impl Repo {
     }
 
     /// `--worktree X` if given, else the current worktree.
-    pub fn target(&self, query: Option<&str>) -> Result<&Worktree> {
+    pub fn target(&self, query: Option<&str>) -> Result<Worktree> {
         match query {
             Some(q) => self.resolve(q),
-            None => self.current(),
+            None => self.current().cloned(),
         }
     }
 
     /// Finds the worktree a user means by `query`: its name, a path (absolute or relative to
-    /// the current directory, to it or inside it), or the branch checked out in it.
-    pub fn resolve(&self, query: &str) -> Result<&Worktree> {
-        let mut found: Vec<usize> = Vec::new();
-        let mut add = |i: usize| {
-            if !found.contains(&i) {
-                found.push(i);
+    /// the current directory, to it or inside it), or the branch checked out in it. A query
+    /// that matches more than one worktree, in any of these ways, is ambiguous.
+    pub fn resolve(&self, query: &str) -> Result<Worktree> {
+        let mut found: Vec<Worktree> = Vec::new();
+        let mut add = |w: Worktree| {
+            if !found.iter().any(|f| f.key == w.key) {
+                found.push(w);
             }
         };
-        for (i, w) in self.worktrees().iter().enumerate() {
-            if w.name == query || w.head.branch() == Some(query) {
-                add(i);
+        let matches = |name: &str, head: &Head| name == query || head.branch() == Some(query);
+        if let Some(listing) = self.all.get() {
+            for w in listing
+                .worktrees
+                .iter()
+                .filter(|w| matches(&w.name, &w.head))
+            {
+                add(w.clone());
+            }
+        } else {
+            // Names and branches need one HEAD read per worktree, not the whole listing.
+            if let Some(m) = self.main.as_ref().filter(|m| matches(&m.name, &m.head)) {
+                add(m.clone());
+            }
+            for name in self.linked_names() {
+                let head = read_head(&self.common_dir.join("worktrees").join(&name).join("HEAD"));
+                if matches(&name, &head) {
+                    add(linked_worktree(&self.common_dir, &name));
+                }
             }
         }
         if let Ok(p) = fs::canonicalize(query) {
             let deepest = self
                 .worktrees()
                 .iter()
-                .enumerate()
-                .filter_map(|(i, w)| {
+                .filter_map(|w| {
                     let root = fs::canonicalize(&w.path).ok()?;
-                    p.starts_with(&root).then(|| (root.components().count(), i))
+                    p.starts_with(&root).then(|| (root.components().count(), w))
                 })
-                .max();
-            if let Some((_, i)) = deepest {
-                add(i);
+                .max_by_key(|(depth, _)| *depth);
+            if let Some((_, w)) = deepest {
+                add(w.clone());
             }
         }
-        match found.as_slice() {
-            [i] => Ok(&self.worktrees()[*i]),
-            [] => Err(Error::WorktreeNotFound {
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(Error::WorktreeNotFound {
                 query: query.to_string(),
                 known: self.worktrees().iter().map(|w| w.name.clone()).collect(),
             }),
-            many => Err(Error::AmbiguousWorktree {
+            _ => Err(Error::AmbiguousWorktree {
                 query: query.to_string(),
-                candidates: many
+                candidates: found
                     .iter()
-                    .map(|&i| {
-                        let w = &self.worktrees()[i];
-                        format!("{} ({})", w.name, w.path.display())
-                    })
+                    .map(|w| format!("{} ({})", w.name, w.path.display()))
                     .collect(),
             }),
         }
+    }
+
+    /// The folders of <common dir>/worktrees/: the linked worktrees' admin names, as git
+    /// lists them. libgit2's `Repository::worktrees` would stat three files in each first: at
+    /// a thousand worktrees that alone costs more than reading what status needs.
+    fn linked_names(&self) -> Vec<String> {
+        fs::read_dir(self.common_dir.join("worktrees"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
     }
 }
 

@@ -95,7 +95,7 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
             ctx.out.warn(msg);
         }
     }
-    let wt = ctx.repo.target(args.worktree.as_deref())?.clone();
+    let wt = ctx.repo.target(args.worktree.as_deref())?;
     let repo = &ctx.repo;
     let now = ctx.now;
     let results = ctx.update(|reg, elsewhere| {
