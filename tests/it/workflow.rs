@@ -435,3 +435,49 @@ fn completions_include_git_bash_integration() {
         );
     }
 }
+
+#[test]
+fn git_bash_completion_completes_git_ports() {
+    let env = Env::new();
+    let script = [
+        "/usr/share/bash-completion/completions/git",
+        "/usr/local/share/bash-completion/completions/git",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
+    let Some(git_completion) = script else {
+        eprintln!("git's bash completion is not installed: skipped");
+        return;
+    };
+    let repo = env.repo("app");
+    let ours = env.path("git-ports.bash");
+    fs::write(
+        &ours,
+        env.run(env.root(), ["completions", "bash"])
+            .ok()
+            .stdout
+            .as_bytes(),
+    )
+    .expect("write");
+    let complete = |words: &str| {
+        let script = format!(
+            "source {git_completion}; source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+             COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}; COMPREPLY=(); __git_wrap__git_main; echo \"${{COMPREPLY[*]}}\"",
+            ours.display()
+        );
+        let mut cmd = std::process::Command::new("bash");
+        cmd.args(["-c", &script]).current_dir(&repo.dir);
+        crate::support::isolate_for_tests(&env, &mut cmd);
+        let out = cmd.output().expect("bash");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(complete("git ports al"), vec!["allocate"]);
+    assert_eq!(complete("git ports allocate --wor"), vec!["--worktree"]);
+    assert_eq!(
+        complete("git ports hook ''"),
+        vec!["install", "uninstall", "status"]
+    );
+}
