@@ -33,6 +33,17 @@ fn finish(children: Vec<Child>) -> Vec<std::process::Output> {
         .collect()
 }
 
+/// Waits for every child and fails unless each succeeded.
+fn finish_ok(children: Vec<Child>) {
+    for out in finish(children) {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn worktrees(repo: &Repo, n: usize) -> Vec<PathBuf> {
     (0..n)
         .map(|i| repo.worktree(&format!("wt{i}"), &format!("b{i}")))
@@ -74,13 +85,7 @@ fn thirty_two_parallel_allocations_get_thirty_two_ports() {
             )
         })
         .collect();
-    for out in finish(children) {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    finish_ok(children);
     let all = allocations(&repo);
     assert_eq!(all.len(), 32);
     assert_eq!(distinct(all.iter().map(|a| a.2)), 32);
@@ -109,13 +114,7 @@ fn parallel_allocate_and_release_mixed() {
             ));
         }
     }
-    for out in finish(children) {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    finish_ok(children);
     let all = allocations(&repo);
     assert!(all.iter().all(|a| a.1 == "web"), "{all:?}");
     assert_eq!(all.len(), 24);
