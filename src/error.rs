@@ -18,7 +18,7 @@ pub enum Error {
     Usage(String),
 
     #[error("not inside a git repository")]
-    NotARepo(#[source] git2::Error),
+    NotARepo(#[source] Option<git2::Error>),
 
     #[error("git: {0}")]
     Git(#[from] git2::Error),

@@ -117,7 +117,10 @@ impl Repo {
     /// Opens the repository the way git does for this process: GIT_DIR, GIT_WORK_TREE and the
     /// current directory, so hooks and `git --git-dir=… ports` find the right one.
     pub fn open() -> Result<Repo> {
-        let git = git2::Repository::open_from_env().map_err(Error::NotARepo)?;
+        let git = git2::Repository::open_from_env().map_err(|e| {
+            // "Not found" is the whole story; anything else (a broken .git) is worth showing.
+            Error::NotARepo((e.code() != git2::ErrorCode::NotFound).then_some(e))
+        })?;
         let config = git.config()?.snapshot()?;
         let settings = Settings::from_git(&config)?;
         let common_dir = strip_slash(git.commondir());

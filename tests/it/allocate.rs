@@ -294,7 +294,12 @@ fn exit_codes_of_the_allocate_table() {
     );
     // 2: worktree not found, and not a repository.
     repo.run(["allocate", "web", "--worktree", "nope"]).code(2);
-    env.run(env.root(), ["allocate", "web"]).code(2);
+    let outside = env.run(env.root(), ["allocate", "web"]);
+    outside.code(2);
+    assert_eq!(
+        outside.stderr,
+        "git-ports: not inside a git repository\nhint: run git ports inside a repository or one of its worktrees\n"
+    );
     // 4: a port another worktree holds.
     env.run(&a, ["allocate", "web"]).ok();
     let taken = env.run(&b, ["allocate", "web", "--port", "21300"]);
