@@ -78,6 +78,8 @@ pub struct Repo {
     /// The common repository is bare: there is no main worktree.
     pub bare: bool,
     pub settings: Settings,
+    /// The configuration as it was read at open, for keys that are not settings of ours.
+    pub config: git2::Config,
     /// The main worktree, unless the repository is bare.
     main: Option<Worktree>,
     /// The worktree the command runs in.
@@ -160,6 +162,7 @@ impl Repo {
             common_dir,
             bare,
             settings,
+            config,
             main,
             current,
             all: OnceCell::new(),

@@ -40,18 +40,14 @@ pub fn run(ctx: &mut Ctx, command: HookCommand) -> Result<()> {
 }
 
 /// `core.hooksPath` (relative to the worktree, as git reads it), else `<common dir>/hooks`.
-fn hooks_dir(ctx: &Ctx) -> Result<PathBuf> {
-    let config = ctx.repo.git.config()?.snapshot()?;
-    match config.get_path("core.hooksPath") {
-        Ok(p) if p.is_absolute() => Ok(p),
+fn hooks_dir(ctx: &Ctx) -> PathBuf {
+    match ctx.repo.config.get_path("core.hooksPath") {
+        Ok(p) if p.is_absolute() => p,
         Ok(p) => {
-            let base = ctx
-                .repo
-                .current()
-                .map_or_else(|_| ctx.repo.common_dir.clone(), |w| w.path.clone());
-            Ok(base.join(p))
+            let current = ctx.repo.current().ok();
+            current.map_or(&ctx.repo.common_dir, |w| &w.path).join(p)
         }
-        Err(_) => Ok(ctx.repo.common_dir.join("hooks")),
+        Err(_) => ctx.repo.common_dir.join("hooks"),
     }
 }
 
@@ -109,7 +105,7 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
     for s in &services {
         ctx.repo.settings.service(s)?;
     }
-    let dir = hooks_dir(ctx)?;
+    let dir = hooks_dir(ctx);
     let path = dir.join(HOOK);
     let existing = match fs::read(&path) {
         Ok(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
@@ -208,7 +204,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 fn uninstall(ctx: &mut Ctx) -> Result<()> {
-    let path = hooks_dir(ctx)?.join(HOOK);
+    let path = hooks_dir(ctx).join(HOOK);
     let text = fs::read_to_string(&path).unwrap_or_default();
     let Some((before, after)) = split_block(&text) else {
         ctx.out.line(format!(
@@ -247,7 +243,7 @@ fn uninstall(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn status(ctx: &mut Ctx) -> Result<()> {
-    let path = hooks_dir(ctx)?.join(HOOK);
+    let path = hooks_dir(ctx).join(HOOK);
     let installed = fs::read_to_string(&path).is_ok_and(|t| split_block(&t).is_some());
     let services = &ctx.repo.settings.auto_allocate;
     let out = &mut ctx.out;

@@ -141,7 +141,7 @@ fn sixteen_parallel_worktree_adds_with_the_hook() {
             path.to_str().unwrap_or_default(),
         ];
         cmd.current_dir(&repo.dir).args(args);
-        crate::support::isolate_for_tests(&env, &mut cmd);
+        env.isolate(&mut cmd);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

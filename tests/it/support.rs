@@ -84,7 +84,8 @@ impl Env {
         self.tmp.path().join(rel)
     }
 
-    fn isolate(&self, cmd: &mut Command) {
+    /// Gives any command the test environment.
+    pub fn isolate(&self, cmd: &mut Command) {
         for v in GIT_VARS {
             cmd.env_remove(v);
         }
@@ -132,23 +133,14 @@ impl Env {
         Run::from(cmd.output().expect("run sh"))
     }
 
-    /// Runs git in `dir`, failing the test if git fails.
+    /// Runs git in `dir`, failing the test if git fails; returns what it printed.
     #[track_caller]
     pub fn git<I, S>(&self, dir: &Path, args: I) -> String
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new("git");
-        cmd.args(args).current_dir(dir);
-        self.isolate(&mut cmd);
-        let o = cmd.output().expect("run git");
-        assert!(
-            o.status.success(),
-            "git failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        self.git_run(dir, args).ok().stdout.clone()
     }
 
     /// A command for git-ports in `dir`, with the environment isolated.
@@ -278,11 +270,6 @@ impl Repo<'_> {
         let text = std::fs::read_to_string(self.registry_path()).expect("registry");
         serde_json::from_str(&text).expect("registry is JSON")
     }
-}
-
-/// Gives a command the test environment: for commands other than git and git-ports.
-pub fn isolate_for_tests(env: &Env, cmd: &mut Command) {
-    env.isolate(cmd);
 }
 
 /// Replaces what changes from run to run: the temp dir and timestamps.

@@ -467,7 +467,7 @@ fn git_bash_completion_completes_git_ports() {
         );
         let mut cmd = std::process::Command::new("bash");
         cmd.args(["-c", &script]).current_dir(&repo.dir);
-        crate::support::isolate_for_tests(&env, &mut cmd);
+        env.isolate(&mut cmd);
         let out = cmd.output().expect("bash");
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
