@@ -20,8 +20,58 @@ pub const KEY_MACHINE_WIDE: &str = "ports.machineWide";
 /// `color.ports`, then `color.ui`: git's colour switches.
 pub const KEY_COLOR: &str = "color.ports";
 pub const KEY_COLOR_UI: &str = "color.ui";
-/// Overrides the directory of the machine-wide ledger.
+/// `ports.lockTimeout`: seconds to wait for another git-ports to finish before giving up.
+pub const KEY_LOCK_TIMEOUT: &str = "ports.lockTimeout";
+/// How long to wait for a lock when `ports.lockTimeout` is not set.
+pub const DEFAULT_LOCK_TIMEOUT_SECS: f64 = 10.0;
+/// Overrides the directory of the machine-wide ledger; must be absolute.
 pub const ENV_HOME: &str = "GIT_PORTS_HOME";
+
+/// Variables a port must never be exported as: `eval "$(git ports env)"` would break the
+/// shell (`PATH`, `IFS`), change what programs load (`LD_PRELOAD`), or confuse git itself.
+const RESERVED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "IFS",
+    "SHELL",
+    "USER",
+    "LOGNAME",
+    "PWD",
+    "OLDPWD",
+    "CDPATH",
+    "ENV",
+    "BASH_ENV",
+    "PS1",
+    "PS2",
+    "PS4",
+    "PROMPT_COMMAND",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "TERM",
+    "TMPDIR",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "MAIL",
+    "MAILPATH",
+    "OPTIND",
+    "OPTARG",
+    "HISTFILE",
+    "NODE_OPTIONS",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PERL5LIB",
+    "RUBYOPT",
+    "RUBYLIB",
+];
+const RESERVED_ENV_PREFIXES: &[&str] = &["LD_", "DYLD_", "GIT_", "LC_", "BASH_FUNC_", "SSH_"];
+
+/// Whether a variable name is one git-ports refuses to set (see [`RESERVED_ENV`]).
+pub fn is_reserved_env(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    RESERVED_ENV.contains(&upper.as_str())
+        || RESERVED_ENV_PREFIXES.iter().any(|p| upper.starts_with(p))
+}
 
 /// The spec's services and ranges, in the spec's order.
 pub const DEFAULT_SERVICES: &[(&str, u16, u16)] = &[
@@ -56,6 +106,27 @@ pub struct Settings {
     pub auto_allocate: Vec<String>,
     pub machine_wide: bool,
     pub color: ColorChoice,
+    /// Seconds to wait for a lock.
+    pub lock_timeout: f64,
+    /// Values that are wrong, each kept until a command needs its key: one bad `ports.*`
+    /// value stops only the commands that use it.
+    pub problems: Vec<Problem>,
+}
+
+/// A config value that is wrong, and what it concerns.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+    /// The service whose range or variable it breaks, if any.
+    pub service: Option<String>,
+}
+
+impl Problem {
+    pub fn error(&self) -> Error {
+        config_error(&self.key, &self.value, self.reason.clone())
+    }
 }
 
 /// `[a-z][a-z0-9-]*`: what a service may be called.
@@ -96,23 +167,85 @@ impl Settings {
             auto_allocate: Vec::new(),
             machine_wide: true,
             color: ColorChoice::Auto,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT_SECS,
+            problems: Vec::new(),
         }
     }
 
-    /// Reads every `ports.*` key (and git's colour keys) from the repository's config, which
-    /// includes the global and system files.
-    pub fn from_git(config: &git2::Config) -> Result<Self> {
+    /// Reads every `ports.*` key (and git's colour keys) from the configuration as git reads
+    /// it. Wrong values are kept as [`Problem`]s, not errors.
+    pub fn from_git(config: &crate::repo::GitConfig) -> Self {
         let mut settings = Settings::defaults();
         let mut ranges = BTreeMap::new();
-        let mut entries = config.entries(Some(r"^(ports|color)\..*"))?;
-        while let Some(entry) = entries.next() {
-            let entry = entry?;
-            let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
-            let value = String::from_utf8_lossy(entry.value_bytes()).into_owned();
-            settings.apply(&name, &value, &mut ranges)?;
+        for (name, value) in config.entries() {
+            if !(name.starts_with("ports.") || name.starts_with("color.")) {
+                continue;
+            }
+            let value = String::from_utf8_lossy(value.unwrap_or(b"true")).into_owned();
+            if let Err(Error::Config { key, value, reason }) =
+                settings.apply(name, &value, &mut ranges)
+            {
+                let service = name
+                    .strip_prefix("ports.")
+                    .and_then(|r| r.rsplit_once('.'))
+                    .map(|(s, _)| s.to_string());
+                // A later value of the same key replaces an earlier one, and its problem.
+                settings
+                    .problems
+                    .retain(|p| !p.key.eq_ignore_ascii_case(&key));
+                settings.problems.push(Problem {
+                    key,
+                    value,
+                    reason,
+                    service,
+                });
+            } else {
+                settings
+                    .problems
+                    .retain(|p| !p.key.eq_ignore_ascii_case(name));
+            }
         }
         settings.add_ranges(ranges);
-        Ok(settings)
+        settings.check_env_names();
+        settings
+    }
+
+    /// Two services exported under one name would silently lose one of them.
+    fn check_env_names(&mut self) {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut names: Vec<String> = self.known();
+        for s in self.env_names.keys() {
+            if !names.contains(s) {
+                names.push(s.clone());
+            }
+        }
+        for service in names {
+            let var = self.env_name(&service);
+            if let Some(other) = seen.insert(var.clone(), service.clone()) {
+                self.problems.push(Problem {
+                    key: format!("ports.{service}.{KEY_ENV}"),
+                    value: var.clone(),
+                    reason: format!("service '{other}' is exported as {var} too"),
+                    service: Some(service.clone()),
+                });
+            }
+        }
+    }
+
+    /// The first problem with the variables `env` and `exec` print, if any.
+    pub fn env_problem(&self) -> Option<Error> {
+        self.problems
+            .iter()
+            .find(|p| p.key.to_ascii_lowercase().ends_with(&format!(".{KEY_ENV}")))
+            .map(Problem::error)
+    }
+
+    /// The problem of a setting that is not a service's, by key.
+    pub fn problem(&self, key: &str) -> Option<Error> {
+        self.problems
+            .iter()
+            .find(|p| p.key.eq_ignore_ascii_case(key))
+            .map(Problem::error)
     }
 
     /// Overrides default ranges and appends the services only config names, by name.
@@ -145,6 +278,19 @@ impl Settings {
                     self.auto_allocate.push(s.to_string());
                 }
             }
+            return Ok(());
+        }
+        if lower == KEY_LOCK_TIMEOUT.to_ascii_lowercase() {
+            self.lock_timeout = match value.trim().parse::<f64>() {
+                Ok(t) if t.is_finite() && (0.0..=3600.0).contains(&t) => t,
+                _ => {
+                    return Err(config_error(
+                        KEY_LOCK_TIMEOUT,
+                        value,
+                        "expected a number of seconds from 0 to 3600",
+                    ));
+                }
+            };
             return Ok(());
         }
         if lower == KEY_MACHINE_WIDE.to_ascii_lowercase() {
@@ -193,16 +339,29 @@ impl Settings {
                     "not a variable name: use letters, digits and '_', not starting with a digit",
                 ));
             }
+            if is_reserved_env(value) {
+                return Err(config_error(
+                    key,
+                    value,
+                    "that variable belongs to the shell or the system; choose another name",
+                ));
+            }
             self.env_names
                 .insert(service.to_string(), value.to_string());
         }
         Ok(())
     }
 
-    /// The service called `name`. Unknown names and names without a range are errors.
+    /// The service called `name`. Unknown names, names without a range and names whose range
+    /// in config is wrong are errors.
     pub fn service(&self, name: &str) -> Result<&Service> {
         if !is_service_name(name) {
             return Err(Error::BadServiceName(name.to_string()));
+        }
+        if let Some(p) = self.problems.iter().find(|p| {
+            p.service.as_deref() == Some(name) && p.key.to_ascii_lowercase().ends_with(".range")
+        }) {
+            return Err(p.error());
         }
         self.services
             .iter()

@@ -17,11 +17,29 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("not inside a git repository")]
-    NotARepo(#[source] Option<git2::Error>),
+    /// git's own words, when it gave any.
+    #[error("not inside a git repository{}", .0.as_ref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    NotARepo(Option<String>),
 
-    #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    /// git refuses the repository because another user owns it (`safe.directory`).
+    #[error("git refuses this repository: {message}")]
+    Ownership {
+        message: String,
+        fix: Option<String>,
+    },
+
+    /// git cannot read the repository: its words, which name the format or extension.
+    #[error("git cannot read this repository: {0}")]
+    GitSays(String),
+
+    /// A lock another process holds past the time allowed to wait for it.
+    #[error("{what} {}: gave up after {secs}s waiting for the lock{}", path.display(), holder.as_ref().map(|h| format!(" held by {h}")).unwrap_or_default())]
+    LockTimeout {
+        what: &'static str,
+        path: PathBuf,
+        secs: u64,
+        holder: Option<String>,
+    },
 
     #[error("no worktree matches '{query}'")]
     WorktreeNotFound { query: String, known: Vec<String> },
@@ -38,6 +56,13 @@ pub enum Error {
     #[error("config {key}: {reason} (got '{value}')")]
     Config {
         key: String,
+        value: String,
+        reason: String,
+    },
+
+    #[error("{var}: {reason} (got '{value}')")]
+    Env {
+        var: &'static str,
         value: String,
         reason: String,
     },
@@ -108,6 +133,15 @@ pub enum Error {
     #[error("hook {}: {reason}", path.display())]
     Hook { path: PathBuf, reason: String },
 
+    /// A file git-ports must write cannot be written: the spec's "unwritable" code.
+    #[error("{action} {}", path.display())]
+    Unwritable {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{action} {}", path.display())]
     Io {
         path: PathBuf,
@@ -140,16 +174,19 @@ impl Error {
         use Error::*;
         match (self, family) {
             (Reported(inner), _) => inner.exit_code(family),
-            (Usage(_) | NeedWorktree | Config { .. } | UnknownService { .. }, _) => 1,
+            (Usage(_) | NeedWorktree | Config { .. } | Env { .. } | UnknownService { .. }, _) => 1,
             (BadServiceName(_) | PortOutsideRange { .. } | PortNotAllocated { .. }, _) => 1,
             (Spawn { .. } | Hook { .. } | Io { .. }, _) => 1,
-            (NotARepo(_) | Git(_), _) => 2,
+            (NotARepo(_) | Ownership { .. } | GitSays(_), _) => 2,
+            (LockTimeout { .. }, Family::Status) => 2,
+            (LockTimeout { .. }, Family::Allocate) => 5,
             (WorktreeNotFound { .. }, Family::Status) => 3,
             (WorktreeNotFound { .. } | AmbiguousWorktree { .. }, _) => 2,
             (NoSuchAllocation { .. }, _) => 2,
             (RangeExhausted { .. }, _) => 3,
             (PortTaken { .. } | PortHeldElsewhere { .. }, _) => 4,
             (HealthErrors(_), _) => 4,
+            (Unwritable { .. }, _) => 5,
             (RegistryCorrupt { .. } | RegistryIo { .. }, Family::Status) => 2,
             (RegistryCorrupt { .. } | RegistryIo { .. }, Family::Allocate) => 5,
             (LedgerCorrupt { .. } | LedgerIo { .. }, Family::Status) => 2,
@@ -170,12 +207,23 @@ impl Error {
             )),
             NeedWorktree => Some("name one with --worktree".into()),
             NoSuchAllocation { service, worktree } => Some(format!(
-                "allocate one with `git ports allocate {service} --worktree {worktree}`"
+                "allocate one with `git ports allocate {service} {}`",
+                crate::output::worktree_arg(worktree)
             )),
             RegistryCorrupt { .. } => {
                 Some("the file was left as it is; fix or remove it by hand".into())
             }
             NotARepo(_) => Some("run git ports inside a repository or one of its worktrees".into()),
+            Ownership { fix, .. } => Some(match fix {
+                Some(f) => format!("if you trust it, run `{f}`"),
+                None => {
+                    "if you trust it, add it to safe.directory in your global git config".into()
+                }
+            }),
+            LockTimeout { .. } => Some(format!(
+                "wait for that process, or raise the limit with `git config --global {} SECONDS`",
+                crate::config::KEY_LOCK_TIMEOUT
+            )),
             _ => None,
         }
     }

@@ -1,19 +1,25 @@
 //! The machine-wide ledger: every port any repository on this machine has allocated, so two
-//! repositories never hand out the same port. Each repository's registry stays the truth for
-//! that repository; the ledger is the index across them and is mended whenever it is read.
+//! repositories never hand out the same port, and the one place where a change to a registry
+//! and the ledger is made, as one operation.
 //!
-//! Lock order: the ledger's lock is always taken before a registry's, so two repositories
-//! allocating at once cannot deadlock.
+//! The promise, at every instant on disk: every port a registry holds is claimed for that
+//! repository in the ledger. A change therefore takes both locks (ledger, then registry:
+//! always that order, so two repositories cannot deadlock), serializes every file it will
+//! write before it opens any, adds new claims to the ledger, writes the registry, and only
+//! then drops the claims it released. A crash between two steps leaves at most a claim nobody
+//! uses, healed by the next change; never a port held without a claim.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::ENV_HOME;
 use crate::error::{Error, Result};
-use crate::registry::Registry;
-use crate::store::{self, Lock};
+use crate::registry::{Registry, os_path, unique};
+use crate::store::{self, Lock, LockError, Store};
 
 pub const LEDGER_FILE: &str = "ledger.json";
 pub const VERSION: u64 = 1;
@@ -22,7 +28,7 @@ pub const VERSION: u64 = 1;
 #[serde(deny_unknown_fields)]
 pub struct Ledger {
     pub version: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub ports: BTreeMap<u16, Claim>,
 }
 
@@ -30,13 +36,15 @@ pub struct Ledger {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Claim {
+    #[serde(with = "os_path")]
     pub repo: PathBuf,
     /// The worktree's registry key.
     pub worktree: String,
     /// The worktree's name as people know it.
     pub name: String,
     pub service: String,
-    pub path: String,
+    #[serde(with = "os_path")]
+    pub path: PathBuf,
 }
 
 impl Default for Ledger {
@@ -74,6 +82,62 @@ pub fn tilde(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// What can be told of a repository the ledger names, from the disk now.
+pub enum Seen {
+    /// Its registry, read.
+    Registry(Registry),
+    /// It may be there, but cannot be read now: a permission error, a drive not mounted, a
+    /// registry that does not parse or is too large. Its claims stand.
+    Unreadable(String),
+    /// Certainly gone: its claims can be dropped.
+    Gone,
+}
+
+impl Seen {
+    /// Whether the repository backs the claim on `port`; unreadable ones are taken to.
+    pub fn backs(&self, port: u16, claim: &Claim) -> bool {
+        match self {
+            Seen::Registry(r) => r
+                .worktrees
+                .get(&claim.worktree)
+                .and_then(|e| e.ports.get(&claim.service))
+                .is_some_and(|a| a.port == port),
+            Seen::Unreadable(_) => true,
+            Seen::Gone => false,
+        }
+    }
+}
+
+/// Looks at the repository whose common dir is `common`.
+pub fn look(common: &Path) -> Seen {
+    match fs::symlink_metadata(common) {
+        Ok(_) => match Store::new(common).load() {
+            Ok(r) => Seen::Registry(r),
+            Err(e) => Seen::Unreadable(e.to_string()),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound && certainly_gone(common) => Seen::Gone,
+        Err(e) => Seen::Unreadable(format!("{}: {e}", common.display())),
+    }
+}
+
+/// A repository is certainly gone when its directory is readable and holds no common dir, or
+/// when its directory does not exist while its parent is readable and not empty. An empty
+/// parent may be the mount point of a drive that is away; an unreadable one may hold it.
+fn certainly_gone(common: &Path) -> bool {
+    let dir = repo_dir(common);
+    if dir != common {
+        match fs::read_dir(&dir) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => return false,
+        }
+    }
+    let Some(parent) = dir.parent() else {
+        return false;
+    };
+    fs::read_dir(parent).is_ok_and(|mut entries| entries.next().is_some())
+}
+
 impl Ledger {
     pub fn parse(text: &str) -> std::result::Result<Ledger, String> {
         let ledger: Ledger = serde_json::from_str(text).map_err(|e| e.to_string())?;
@@ -89,52 +153,60 @@ impl Ledger {
         Ok(ledger)
     }
 
-    pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+    /// The file's text. Fails rather than give text that does not say exactly this ledger.
+    pub fn to_json(&self) -> std::result::Result<String, String> {
+        let mut s = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
         s.push('\n');
-        s
+        Ok(s)
     }
 
-    /// Drops claims the claiming repository no longer backs: its common dir is gone, or its
-    /// registry no longer holds the port for that worktree. A registry that cannot be read
-    /// keeps its claims: better a port skipped than a port given twice.
+    /// Drops claims the claiming repository no longer backs: it is certainly gone, or its
+    /// registry no longer holds the port for that worktree. A repository that cannot be
+    /// read keeps its claims: better a port skipped than a port given twice.
     pub fn mend(&mut self, except: &Path) {
-        let mut registries: HashMap<PathBuf, Option<Registry>> = HashMap::new();
+        let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
         self.ports.retain(|&port, claim| {
-            if claim.repo == except {
-                return true;
-            }
-            if !claim.repo.is_dir() {
-                return false;
-            }
-            let reg = registries
-                .entry(claim.repo.clone())
-                .or_insert_with(|| crate::store::Store::new(&claim.repo).load().ok());
-            match reg {
-                None => true,
-                Some(r) => r
-                    .worktrees
-                    .get(&claim.worktree)
-                    .and_then(|e| e.ports.get(&claim.service))
-                    .is_some_and(|a| a.port == port),
-            }
+            claim.repo == except
+                || seen
+                    .entry(claim.repo.clone())
+                    .or_insert_with(|| look(&claim.repo))
+                    .backs(port, claim)
         });
     }
 
-    /// Makes this repository's claims exactly its registry's allocations.
-    pub fn sync(&mut self, repo: &Path, registry: &Registry, name_of: impl Fn(&str) -> String) {
-        self.ports.retain(|_, c| c.repo != repo);
+    /// Claims every port `registry` holds for `repo`, except ports a claim of another
+    /// repository already covers (a conflict, reported elsewhere; never overwritten here).
+    pub fn claim_all(
+        &mut self,
+        repo: &Path,
+        registry: &Registry,
+        name_of: impl Fn(&str) -> String,
+    ) {
         for (key, entry) in &registry.worktrees {
             for (service, a) in &entry.ports {
-                self.ports.entry(a.port).or_insert_with(|| Claim {
+                let claim = Claim {
                     repo: repo.to_path_buf(),
                     worktree: key.clone(),
                     name: name_of(key),
                     service: service.clone(),
                     path: entry.path.clone(),
-                });
+                };
+                match self.ports.get(&a.port) {
+                    Some(c) if c.repo != repo => {}
+                    Some(c) if *c == claim => {}
+                    _ => {
+                        self.ports.insert(a.port, claim);
+                    }
+                }
             }
         }
+    }
+
+    /// Drops the claims of `repo` that `registry` no longer holds.
+    pub fn release_rest(&mut self, repo: &Path, registry: &Registry) {
+        let held = registry.by_port();
+        self.ports
+            .retain(|p, c| c.repo != repo || held.contains_key(p));
     }
 
     /// Claims of repositories other than `repo`.
@@ -143,6 +215,25 @@ impl Ledger {
             .iter()
             .filter(|(_, c)| c.repo != repo)
             .map(|(p, c)| (*p, c.clone()))
+            .collect()
+    }
+
+    /// Ports `registry` holds that the ledger gives to another repository which still backs
+    /// its claim: each is held by two repositories at once (a copied repository, a registry
+    /// restored from a backup).
+    pub fn conflicts(&self, repo: &Path, registry: &Registry) -> BTreeMap<u16, Claim> {
+        let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
+        registry
+            .allocations()
+            .filter_map(|h| {
+                let port = h.allocation.port;
+                let c = self.ports.get(&port).filter(|c| c.repo != repo)?;
+                let live = seen
+                    .entry(c.repo.clone())
+                    .or_insert_with(|| look(&c.repo))
+                    .backs(port, c);
+                live.then(|| (port, c.clone()))
+            })
             .collect()
     }
 }
@@ -154,19 +245,30 @@ pub struct LedgerStore {
 }
 
 impl LedgerStore {
-    pub fn locate() -> Option<LedgerStore> {
+    /// Where the ledger is; `None` where the system has no data directory. A relative
+    /// `GIT_PORTS_HOME` is refused: it would make one ledger per working directory, and two
+    /// repositories would then give out the same port.
+    pub fn locate() -> Result<Option<LedgerStore>> {
         let dir = match std::env::var_os(ENV_HOME).filter(|v| !v.is_empty()) {
-            Some(d) => PathBuf::from(d),
-            None => directories::ProjectDirs::from("", "", "git-ports")?
-                .data_dir()
-                .to_path_buf(),
+            Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+            Some(d) => {
+                return Err(Error::Env {
+                    var: ENV_HOME,
+                    value: d.to_string_lossy().into_owned(),
+                    reason: "must be an absolute path".into(),
+                });
+            }
+            None => match directories::ProjectDirs::from("", "", "git-ports") {
+                Some(p) => p.data_dir().to_path_buf(),
+                None => return Ok(None),
+            },
         };
-        Some(LedgerStore {
+        Ok(Some(LedgerStore {
             path: dir.join(LEDGER_FILE),
-        })
+        }))
     }
 
-    fn io(&self, action: &'static str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> Error + '_ {
         move |source| Error::LedgerIo {
             path: self.path.clone(),
             action,
@@ -187,16 +289,153 @@ impl LedgerStore {
         }
     }
 
-    pub fn lock(&self) -> Result<Lock> {
+    /// Locks the ledger, creating its directory private to this user (0700): the ledger is
+    /// one user's, and nobody else may replace it.
+    pub fn lock(&self, timeout: f64) -> Result<Lock> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(self.io("cannot create the directory of"))?;
+            let mut b = fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                b.mode(0o700);
+            }
+            b.create(dir)
+                .map_err(self.io("cannot create the directory of"))?;
         }
-        store::lock(&self.path).map_err(self.io("cannot lock"))
+        store::lock(&self.path, timeout).map_err(|e| match e {
+            LockError::Io(e) => self.io("cannot lock")(e),
+            LockError::Timeout { secs, holder } => Error::LockTimeout {
+                what: "ledger",
+                path: self.path.clone(),
+                secs,
+                holder,
+            },
+        })
     }
 
-    pub fn save(&self, ledger: &Ledger, guard: &Lock) -> Result<()> {
-        store::write_atomic(&self.path, &ledger.to_json(), guard).map_err(self.io("cannot write"))
+    fn write(&self, text: &str, guard: &Lock, label: &str, action: &'static str) -> Result<()> {
+        store::write_atomic(&self.path, text, guard, label).map_err(self.io(action))
     }
+}
+
+/// Claims of other repositories, by port.
+pub type Elsewhere = HashMap<u16, Claim>;
+
+/// One change to a repository's registry, kept in step with the ledger.
+pub struct Change<'a> {
+    pub ledger: Option<&'a LedgerStore>,
+    pub store: &'a Store,
+    /// This repository in the ledger: its common dir, canonical.
+    pub repo_id: &'a Path,
+    /// False keeps the repository out of the ledger (`ports.machineWide false`).
+    pub machine_wide: bool,
+    /// Seconds to wait for each lock.
+    pub timeout: f64,
+}
+
+/// What a change did besides its result: things that took effect but deserve a word.
+pub type Warnings = Vec<String>;
+
+impl Change<'_> {
+    /// Runs `f` on the registry with both locks held, knowing what other repositories hold,
+    /// and writes what changed in the order that keeps the promise. If `f` fails, or anything
+    /// cannot be serialized, nothing is written.
+    pub fn run<T>(
+        &self,
+        name_of: impl Fn(&str) -> String,
+        f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>,
+    ) -> Result<(T, Warnings)> {
+        let Some(ledger_store) = self.ledger else {
+            let guard = self.store.lock(self.timeout)?;
+            let mut registry = self.store.load()?;
+            let before = registry.clone();
+            let out = f(&mut registry, &Elsewhere::new())?;
+            if registry != before {
+                let text = registry_text(self.store, &registry)?;
+                self.store.save(&text, &guard)?;
+            }
+            return Ok((out, Vec::new()));
+        };
+        let ledger_guard = ledger_store.lock(self.timeout)?;
+        let registry_guard = self.store.lock(self.timeout)?;
+        let loaded = ledger_store.load()?;
+        let mut registry = self.store.load()?;
+        let registry_before = registry.clone();
+
+        let mut mended = loaded.clone();
+        mended.mend(self.repo_id);
+        let elsewhere = mended.elsewhere(self.repo_id);
+        let out = f(&mut registry, &elsewhere)?;
+
+        let mut claimed = mended;
+        if self.machine_wide {
+            claimed.claim_all(self.repo_id, &registry, &name_of);
+        }
+        let mut released = claimed.clone();
+        if self.machine_wide {
+            released.release_rest(self.repo_id, &registry);
+        } else {
+            released.release_rest(self.repo_id, &Registry::default());
+        }
+        // Everything is serialized before any file is opened for writing.
+        let corrupt = |reason| Error::LedgerCorrupt {
+            path: ledger_store.path.clone(),
+            reason: format!("cannot be written: {reason}; nothing was changed"),
+        };
+        let claimed_text = claimed.to_json().map_err(corrupt)?;
+        let released_text = released.to_json().map_err(corrupt)?;
+        let registry_text = registry_text(self.store, &registry)?;
+
+        if claimed != loaded {
+            ledger_store.write(
+                &claimed_text,
+                &ledger_guard,
+                "ledger.claim",
+                "cannot write (nothing was changed)",
+            )?;
+        }
+        if registry != registry_before {
+            self.store
+                .save(&registry_text, &registry_guard)
+                .map_err(|e| match e {
+                    Error::RegistryIo { path, source, .. } => Error::RegistryIo {
+                        path,
+                        action: "cannot write (nothing was changed)",
+                        source,
+                    },
+                    e => e,
+                })?;
+        }
+        let mut warnings = Vec::new();
+        if released != claimed
+            && let Err(e) = ledger_store.write(
+                &released_text,
+                &ledger_guard,
+                "ledger.release",
+                "cannot write",
+            )
+        {
+            let ports: Vec<String> = claimed
+                .ports
+                .keys()
+                .filter(|p| !released.ports.contains_key(p))
+                .map(u16::to_string)
+                .collect();
+            warnings.push(format!(
+                "the change took effect, but {e}: it still claims port(s) {} until the next change",
+                ports.join(", ")
+            ));
+        }
+        Ok((out, warnings))
+    }
+}
+
+fn registry_text(store: &Store, registry: &Registry) -> Result<String> {
+    registry.to_json().map_err(|reason| Error::RegistryCorrupt {
+        path: store.path.clone(),
+        reason: format!("cannot be written: {reason}; nothing was changed"),
+    })
 }
 
 #[cfg(test)]
@@ -216,14 +455,41 @@ mod tests {
                 path: "/src/a".into(),
             },
         );
-        assert_eq!(Ledger::parse(&l.to_json()), Ok(l));
+        assert_eq!(Ledger::parse(&l.to_json().unwrap_or_default()), Ok(l));
         assert!(Ledger::parse("{\"version\": 2, \"ports\": {}}").is_err());
         assert!(Ledger::parse("{\"version\": 1, \"ports\": {\"0\": 1}}").is_err());
         assert!(Ledger::parse("[]").is_err());
+        let claim = r#"{"repo":"/a/.git","worktree":"/","name":"a","service":"web","path":"/a"}"#;
+        let dup = format!(r#"{{"version":1,"ports":{{"8000":{claim},"8000":{claim}}}}}"#);
+        assert!(Ledger::parse(&dup).is_err_and(|e| e.contains("duplicate key '8000'")));
         assert_eq!(repo_dir(Path::new("/src/a/.git")), PathBuf::from("/src/a"));
         assert_eq!(
             repo_dir(Path::new("/src/b.git")),
             PathBuf::from("/src/b.git")
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn paths_that_are_not_utf8_round_trip_exactly() {
+        use std::os::unix::ffi::OsStrExt;
+        let repo = PathBuf::from(std::ffi::OsStr::from_bytes(b"/src/caf\xe9/.git"));
+        let mut l = Ledger::default();
+        l.ports.insert(
+            8000,
+            Claim {
+                repo: repo.clone(),
+                worktree: "/".into(),
+                name: "caf\\351".into(),
+                service: "web".into(),
+                path: repo.clone(),
+            },
+        );
+        let text = l.to_json().unwrap_or_default();
+        assert!(
+            text.contains("\"hex\": \"2f7372632f636166e92f2e676974\""),
+            "{text}"
+        );
+        assert_eq!(Ledger::parse(&text), Ok(l));
     }
 }

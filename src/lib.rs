@@ -3,9 +3,11 @@
 
 pub mod allocator;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod ledger;
 pub mod net;
 pub mod output;

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     let mut out = output::Out::default();
     let result = commands::run(cli, &mut out);
     for w in &out.warnings {
-        eprintln!("git-ports: warning: {w}");
+        eprintln!("git-ports: warning: {}", output::escape(w));
     }
     if let Err(e) = output::emit(&out.text) {
         eprintln!("git-ports: cannot write to stdout: {e}");
@@ -41,14 +41,15 @@ fn main() -> ExitCode {
             ExitCode::from(u8::try_from(e.exit_code(family)).unwrap_or(1))
         }
         Err(e) => {
-            eprintln!("git-ports: {e}");
+            // Names and paths in errors come from disk: shown escaped, never raw.
+            eprintln!("git-ports: {}", output::escape(&e.to_string()));
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                eprintln!("caused by: {s}");
+                eprintln!("caused by: {}", output::escape(&s.to_string()));
                 source = s.source();
             }
             if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
+                eprintln!("hint: {}", output::escape(&hint));
             }
             ExitCode::from(u8::try_from(e.exit_code(family)).unwrap_or(1))
         }

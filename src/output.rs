@@ -51,8 +51,10 @@ impl Out {
         self.warnings.push(s.into());
     }
 
+    /// One line for people: control characters from names and paths are shown escaped.
     pub fn line(&mut self, s: impl AsRef<str>) {
-        self.text.push_str(s.as_ref());
+        let line = escape_line(s.as_ref(), self.color);
+        self.text.push_str(&line);
         self.text.push('\n');
     }
 
@@ -82,9 +84,11 @@ impl Out {
         format!("\x1b[{code}m{s}\x1b[0m")
     }
 
+    /// JSON for scripts: exact, since JSON escapes control characters itself.
     pub fn json<T: Serialize>(&mut self, value: &T) {
         let s = serde_json::to_string_pretty(value).unwrap_or_default();
-        self.line(s);
+        self.text.push_str(&s);
+        self.text.push('\n');
     }
 }
 
@@ -145,6 +149,72 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// `--worktree NAME` for a hint, shell-quoted; `--worktree=-x` for a name that starts with a
+/// dash, which would otherwise read as an option.
+pub fn worktree_arg(name: &str) -> String {
+    if name.starts_with('-') {
+        shell_quote(&format!("--worktree={name}"))
+    } else {
+        format!("--worktree {}", shell_quote(name))
+    }
+}
+
+/// Text from disk made safe for a terminal, as git quotes paths: control characters become
+/// `\t`, `\n`, `\e`, … or `\ooo`; everything else is kept.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\x1b' => out.push_str("\\e"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:03o}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// Escapes the control characters of a line, except the colour codes [`Out::paint`] makes
+/// (`ESC [ digits m`), so nothing read from disk can move the cursor, clear the screen or
+/// retitle the terminal.
+fn escape_line(s: &str, keep_colour: bool) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        if keep_colour && c == '\x1b' {
+            let code = rest[1..]
+                .strip_prefix('[')
+                .and_then(|r| r.find('m').map(|i| &r[..i]));
+            if let Some(code) =
+                code.filter(|c| c.len() <= 2 && c.chars().all(|d| d.is_ascii_digit()))
+            {
+                let len = 3 + code.len();
+                out.push_str(&rest[..len]);
+                rest = &rest[len..];
+                continue;
+            }
+        }
+        out.push_str(&escape(&rest[..c.len_utf8()]));
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +227,21 @@ mod tests {
         assert_eq!(age(&(now - Duration::seconds(61)), &now), "1 minute ago");
         assert_eq!(age(&(now - Duration::days(2)), &now), "2 days ago");
         assert_eq!(age(&(now + Duration::days(2)), &now), "in the future");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            escape("evil\x1b]0;PWNED\x07\x1b[2J"),
+            "evil\\e]0;PWNED\\a\\e[2J"
+        );
+        assert_eq!(
+            escape_line("\x1b[32mok\x1b[0m \x1b[2J", true),
+            "\x1b[32mok\x1b[0m \\e[2J"
+        );
+        assert_eq!(escape_line("\x1b[32mok", false), "\\e[32mok");
+        assert_eq!(worktree_arg("-dash"), "--worktree=-dash");
+        assert_eq!(worktree_arg("wt`id`"), "--worktree 'wt`id`'");
     }
 
     #[test]

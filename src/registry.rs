@@ -3,7 +3,7 @@
 //! ```json
 //! { "version": 1,
 //!   "worktrees": {
-//!     "/":         { "path": "/src/app",           "ports": { "web": { "port": 8000, "allocated_at": "2026-01-15T10:30:00Z" } } },
+//!     "/":         { "path": std::path::Path::new("/src/app"),           "ports": { "web": { "port": 8000, "allocated_at": "2026-01-15T10:30:00Z" } } },
 //!     "feature-x": { "path": "/src/app-feature-x", "ports": { "web": { "port": 8001, "allocated_at": "…" } } } } }
 //! ```
 //! Worktrees are keyed by git's admin name (the folder under `<common dir>/worktrees/`); the main
@@ -12,6 +12,10 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::PathBuf;
 
 use crate::config::is_service_name;
 
@@ -24,7 +28,7 @@ pub const MAIN_KEY: &str = "/";
 #[serde(deny_unknown_fields)]
 pub struct Registry {
     pub version: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub worktrees: BTreeMap<String, Entry>,
 }
 
@@ -32,9 +36,180 @@ pub struct Registry {
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Where the worktree was when it was last given a port.
-    pub path: String,
-    #[serde(default)]
+    #[serde(with = "os_path")]
+    pub path: PathBuf,
+    #[serde(default, deserialize_with = "unique")]
     pub ports: BTreeMap<String, Allocation>,
+}
+
+/// The registry key of a linked worktree's admin name. A name that is UTF-8 is its own key;
+/// any other is `/x` and its bytes in hex, which no admin name can be (they never hold `/`),
+/// so every name has one key and every key one name.
+pub fn key_of(name: &OsStr) -> String {
+    match name.to_str() {
+        Some(s) => s.to_string(),
+        None => format!("/x{}", hex(&os_bytes(name))),
+    }
+}
+
+/// The admin name a key stands for; `None` for the main worktree's key and for keys that are
+/// no admin name.
+pub fn name_of_key(key: &str) -> Option<OsString> {
+    if let Some(h) = key.strip_prefix("/x") {
+        return unhex(h).map(|b| os_from_bytes(&b));
+    }
+    (!key.contains('/') && !key.is_empty()).then(|| OsString::from(key))
+}
+
+/// A key as people read it: bytes that are not UTF-8 as git quotes them (`wt-\377`).
+pub fn display_key(key: &str) -> String {
+    match key.strip_prefix("/x").and_then(unhex) {
+        Some(bytes) => show_bytes(&bytes),
+        None => key.to_string(),
+    }
+}
+
+/// Bytes as text: UTF-8 runs as they are, each other byte as `\ooo`.
+pub fn show_bytes(mut bytes: &[u8]) -> String {
+    let mut out = String::new();
+    while !bytes.is_empty() {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                out.push_str(s);
+                break;
+            }
+            Err(e) => {
+                let (good, rest) = bytes.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).unwrap_or_default());
+                let bad = e.error_len().unwrap_or(rest.len());
+                for b in &rest[..bad] {
+                    out.push_str(&format!("\\{b:03o}"));
+                }
+                bytes = &rest[bad..];
+            }
+        }
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    if !h.len().is_multiple_of(2) || h.is_empty() {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+pub fn os_bytes(s: &OsStr) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        s.as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        s.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+pub fn os_from_bytes(b: &[u8]) -> OsString {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        OsStr::from_bytes(b).to_os_string()
+    }
+    #[cfg(not(unix))]
+    {
+        OsString::from(String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+/// Paths in JSON, losslessly: a string when the path is UTF-8, else `{"hex": "…"}` with its
+/// bytes. A path that cannot be written exactly is never written at all.
+pub mod os_path {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match p.to_str() {
+            Some(t) => s.serialize_str(t),
+            None => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("hex", &hex(&os_bytes(p.as_os_str())))?;
+                m.end()
+            }
+        }
+    }
+
+    struct Visit;
+
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = PathBuf;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string, or {\"hex\": …} for a path that is not UTF-8")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PathBuf, E> {
+            Ok(PathBuf::from(v))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<PathBuf, A::Error> {
+            use serde::de::Error;
+            let Some(k) = m.next_entry::<String, String>()? else {
+                return Err(A::Error::custom("expected {\"hex\": …}"));
+            };
+            if k.0 != "hex" || m.next_key::<String>()?.is_some() {
+                return Err(A::Error::custom("expected {\"hex\": …}"));
+            }
+            unhex(&k.1)
+                .map(|b| PathBuf::from(os_from_bytes(&b)))
+                .ok_or_else(|| A::Error::custom(format!("'{}' is not hex bytes", k.1)))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        d.deserialize_any(Visit)
+    }
+}
+
+/// A JSON object read into a map, refusing a key that appears twice: serde would keep the
+/// last silently, and the next write would drop the other for good.
+pub fn unique<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: Deserialize<'de> + Ord + fmt::Display,
+    V: Deserialize<'de>,
+{
+    struct Visit<K, V>(PhantomData<(K, V)>);
+    impl<'de, K, V> serde::de::Visitor<'de> for Visit<K, V>
+    where
+        K: Deserialize<'de> + Ord + fmt::Display,
+        V: Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(k) = m.next_key::<K>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!("duplicate key '{k}'")));
+                }
+                let v = m.next_value()?;
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visit(PhantomData))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +299,7 @@ impl Registry {
     pub fn validate(&self) -> Result<(), String> {
         let mut seen: HashMap<u16, (&str, &str)> = HashMap::new();
         for (wt, entry) in &self.worktrees {
-            if wt.is_empty() || (wt.contains('/') && wt != MAIN_KEY) {
+            if wt != MAIN_KEY && name_of_key(wt).is_none() {
                 return Err(format!("invalid worktree key '{wt}'"));
             }
             for (service, a) in &entry.ports {
@@ -142,10 +317,11 @@ impl Registry {
         Ok(())
     }
 
-    pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+    /// The file's text. Fails rather than give text that does not say exactly this registry.
+    pub fn to_json(&self) -> Result<String, String> {
+        let mut s = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
         s.push('\n');
-        s
+        Ok(s)
     }
 
     /// Every allocation, as (worktree key, service, allocation).
@@ -173,15 +349,15 @@ impl Registry {
     }
 
     /// Records an allocation. The caller has checked the port is free.
-    pub fn insert(&mut self, worktree: &str, path: &str, service: &str, a: Allocation) {
+    pub fn insert(&mut self, worktree: &str, path: &std::path::Path, service: &str, a: Allocation) {
         let entry = self
             .worktrees
             .entry(worktree.to_string())
             .or_insert_with(|| Entry {
-                path: path.to_string(),
+                path: path.to_path_buf(),
                 ports: BTreeMap::new(),
             });
-        entry.path = path.to_string();
+        entry.path = path.to_path_buf();
         entry.ports.insert(service.to_string(), a);
     }
 
@@ -214,7 +390,7 @@ mod tests {
         let mut r = Registry::default();
         r.insert(
             MAIN_KEY,
-            "/src/app",
+            std::path::Path::new("/src/app"),
             "web",
             Allocation {
                 port: 8000,
@@ -223,14 +399,14 @@ mod tests {
         );
         r.insert(
             "feature-x",
-            "/src/fx",
+            std::path::Path::new("/src/fx"),
             "db",
             Allocation {
                 port: 5432,
                 allocated_at: at(),
             },
         );
-        let text = r.to_json();
+        let text = r.to_json().unwrap_or_default();
         assert!(
             text.contains("\"allocated_at\": \"2024-01-15T10:30:00Z\""),
             "{text}"
@@ -324,7 +500,7 @@ mod properties {
                 if r.holder(port).is_none() {
                     r.insert(
                         &k,
-                        &path,
+                        std::path::Path::new(&path),
                         &s,
                         Allocation {
                             port,
@@ -340,7 +516,7 @@ mod properties {
     proptest! {
         #[test]
         fn serialize_then_parse_round_trips(r in registry()) {
-            prop_assert_eq!(Registry::parse(&r.to_json()), Ok(r));
+            prop_assert_eq!(Registry::parse(&r.to_json().unwrap_or_default()), Ok(r));
         }
 
         #[test]
@@ -351,7 +527,7 @@ mod properties {
 
         #[test]
         fn parse_never_panics_on_damaged_registries(r in registry(), cut in any::<prop::sample::Index>(), byte in any::<u8>()) {
-            let text = r.to_json().into_bytes();
+            let text = r.to_json().unwrap_or_default().into_bytes();
             let i = cut.index(text.len().max(1)).min(text.len().saturating_sub(1));
             let mut damaged = text.clone();
             if !damaged.is_empty() {
@@ -386,7 +562,7 @@ mod properties {
                     prop_assert_eq!(search.chosen, expected);
                     prop_assert!(search.skipped.iter().all(|(p, t)| *t == Taken::Held(()) && reg.holder(*p).is_some()));
                     if let Some(port) = search.chosen {
-                        reg.insert(&wt, "/p", service, Allocation { port, allocated_at: at(0) });
+                        reg.insert(&wt, std::path::Path::new("/p"), service, Allocation { port, allocated_at: at(0) });
                     }
                 } else if let Some(port) = held_now {
                     prop_assert!(reg.remove_port(port).is_some());

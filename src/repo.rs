@@ -1,15 +1,25 @@
-//! Everything git: opening the repository as git would, its common dir, and the worktrees,
-//! read from their admin files directly (opening a libgit2 repository per worktree is slow).
+//! Everything git: opening the repository as git would, its common dir, its configuration,
+//! and the worktrees, read from their admin files directly (opening a repository per worktree
+//! is slow).
+//!
+//! Two backends find the repository, and callers never learn which ran: libgit2 where it can
+//! open it (in-process, the fast path), and the git CLI where it cannot (SHA-256 objects,
+//! reftable refs, extensions libgit2 does not know, ownership checks). git is always present,
+//! since git is what runs `git ports`. The configuration always comes from `git config`, so
+//! every channel git offers (`git -c`, `GIT_CONFIG_PARAMETERS`, `GIT_CONFIG_COUNT`, includes,
+//! worktree config) applies exactly as it does for git itself.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::registry::MAIN_KEY;
+use crate::registry::{MAIN_KEY, Registry, key_of};
 
 /// What a worktree has checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +47,18 @@ pub fn read_head(path: &Path) -> Head {
     read_trimmed(path).map_or(Head::Unknown, |t| Head::parse(&t))
 }
 
+/// The branch git's reftable backend writes into every HEAD file, so that older tools fail
+/// instead of reading a wrong branch: the real HEAD lives in the reftable.
+const REFTABLE_STUB: &str = "refs/heads/.invalid";
+
 impl Head {
     pub fn parse(text: &str) -> Head {
         let t = text.trim();
         if let Some(r) = t.strip_prefix("ref:") {
             let r = r.trim();
+            if r == REFTABLE_STUB {
+                return Head::Unknown;
+            }
             Head::Branch(r.strip_prefix("refs/heads/").unwrap_or(r).to_string())
         } else if !t.is_empty() && t.chars().all(|c| c.is_ascii_hexdigit()) {
             Head::Detached(t.to_string())
@@ -60,9 +77,11 @@ impl Head {
 
 #[derive(Debug, Clone)]
 pub struct Worktree {
-    /// The registry key: git's admin name, or [`MAIN_KEY`] for the main worktree.
+    /// The registry key: git's admin name (see [`key_of`]), or [`MAIN_KEY`] for the main
+    /// worktree.
     pub key: String,
-    /// What people call it: the admin name, or the main worktree's directory name.
+    /// What people call it: the admin name, or the main worktree's directory name; bytes that
+    /// are not UTF-8 are shown as git shows them (`\377`).
     pub name: String,
     pub path: PathBuf,
     pub head: Head,
@@ -72,14 +91,241 @@ pub struct Worktree {
     pub prunable: bool,
 }
 
+/// The configuration as git reads it for this process, in git's order: later entries win.
+#[derive(Debug, Clone, Default)]
+pub struct GitConfig {
+    /// (key as git prints it: section and name in lower case, subsection as written; value,
+    /// `None` for a key without `=`).
+    entries: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Folds a key to the form `git config --list` prints: section and name in lower case.
+fn fold_key(key: &str) -> String {
+    match (key.find('.'), key.rfind('.')) {
+        (Some(a), Some(b)) if a < b => format!(
+            "{}{}{}",
+            key[..a].to_ascii_lowercase(),
+            &key[a..b],
+            key[b..].to_ascii_lowercase()
+        ),
+        _ => key.to_ascii_lowercase(),
+    }
+}
+
+impl GitConfig {
+    /// Parses `git config --list -z`: `key\nvalue\0`, or `key\0` for a key without a value.
+    pub fn parse(bytes: &[u8]) -> GitConfig {
+        let entries = bytes
+            .split(|&b| b == 0)
+            .filter(|e| !e.is_empty())
+            .map(|e| match e.iter().position(|&b| b == b'\n') {
+                Some(i) => (
+                    String::from_utf8_lossy(&e[..i]).into_owned(),
+                    Some(e[i + 1..].to_vec()),
+                ),
+                None => (String::from_utf8_lossy(e).into_owned(), None),
+            })
+            .collect();
+        GitConfig { entries }
+    }
+
+    /// Reads the configuration as git would for a command run in `dir` (or here, with this
+    /// process's environment, when `None`).
+    pub fn read(dir: Option<&Path>) -> Result<GitConfig> {
+        let mut cmd = git_command(dir);
+        cmd.args(["config", "--list", "-z"]);
+        let out = run_git(&mut cmd)?;
+        // `git config --list` fails only for unreadable files; it prints nothing and exits 0
+        // when there is no config at all.
+        if !out.status.success() {
+            return Err(git_failure(&out.stderr));
+        }
+        Ok(GitConfig::parse(&out.stdout))
+    }
+
+    /// Every entry, in git's order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+
+    /// The last value of `key`, as git's `--get` gives it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.get_bytes(key)
+            .map(|v| String::from_utf8_lossy(v.unwrap_or(b"true")).into_owned())
+    }
+
+    fn get_bytes(&self, key: &str) -> Option<Option<&[u8]>> {
+        let key = fold_key(key);
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_deref())
+    }
+
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        self.get(key)
+            .and_then(|v| crate::config::parse_bool(v.trim()))
+    }
+
+    /// A path value, with `~/` expanded as git's `--type=path` does.
+    pub fn get_path(&self, key: &str) -> Option<PathBuf> {
+        let v = self.get_bytes(key)??;
+        if v.is_empty() {
+            return None;
+        }
+        let p = path_from_bytes(v);
+        if let Ok(rest) = p.strip_prefix("~")
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            return Some(PathBuf::from(home).join(rest));
+        }
+        Some(p)
+    }
+}
+
+/// Bytes git printed, as a path: exact on Unix, where paths are bytes.
+pub fn path_from_bytes(b: &[u8]) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(OsStr::from_bytes(b))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+/// A git command for `dir` (with git's own discovery there), or for this process as it is.
+fn git_command(dir: Option<&Path>) -> Command {
+    let mut cmd = Command::new("git");
+    if let Some(d) = dir {
+        // Another worktree: the variables git set for this process name this one.
+        for v in [
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_COMMON_DIR",
+            "GIT_INDEX_FILE",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.current_dir(d);
+    }
+    cmd
+}
+
+fn run_git(cmd: &mut Command) -> Result<std::process::Output> {
+    cmd.stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            program: "git".into(),
+            source,
+        })
+}
+
+/// git's own words for a failure: its `fatal:` line, and for an ownership refusal the fix.
+fn git_failure(stderr: &[u8]) -> Error {
+    let text = String::from_utf8_lossy(stderr);
+    let fatal = text
+        .lines()
+        .find_map(|l| l.strip_prefix("fatal: "))
+        .or_else(|| text.lines().find(|l| !l.trim().is_empty()))
+        .unwrap_or("git failed")
+        .trim()
+        .to_string();
+    if fatal.contains("dubious ownership") {
+        let fix = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("git config --global --add safe.directory"))
+            .map(str::to_string);
+        return Error::Ownership {
+            message: fatal,
+            fix,
+        };
+    }
+    if fatal.starts_with("not a git repository") {
+        // git's words add nothing to ours.
+        return Error::NotARepo(None);
+    }
+    Error::GitSays(fatal)
+}
+
+/// Where the repository is, whichever backend found it.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// This worktree's git dir: the common dir, or `<common dir>/worktrees/<name>`.
+    git_dir: PathBuf,
+    common_dir: PathBuf,
+    /// The top of the worktree the command runs in, if it runs in one.
+    work_tree: Option<PathBuf>,
+    /// The common repository is bare.
+    bare: bool,
+}
+
+impl Layout {
+    fn is_linked(&self) -> bool {
+        self.git_dir != self.common_dir
+    }
+
+    /// libgit2: in-process, for the repositories it can open.
+    fn from_libgit2() -> std::result::Result<Layout, git2::Error> {
+        let git = git2::Repository::open_from_env()?;
+        Ok(Layout {
+            git_dir: strip_slash(git.path()),
+            common_dir: strip_slash(git.commondir()),
+            work_tree: git.workdir().map(strip_slash),
+            bare: git.is_bare(),
+        })
+    }
+
+    /// The git CLI, for everything else git can open.
+    fn from_cli() -> Result<Layout> {
+        let mut cmd = git_command(None);
+        cmd.args([
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-dir",
+            "--git-common-dir",
+            "--is-bare-repository",
+            "--is-inside-work-tree",
+        ]);
+        let out = run_git(&mut cmd)?;
+        if !out.status.success() {
+            return Err(git_failure(&out.stderr));
+        }
+        let lines: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').collect();
+        let [git_dir, common_dir, bare, inside, ..] = lines[..] else {
+            return Err(Error::GitSays("git rev-parse gave no answer".into()));
+        };
+        let work_tree = if inside == b"true" {
+            let mut cmd = git_command(None);
+            cmd.args(["rev-parse", "--path-format=absolute", "--show-toplevel"]);
+            let out = run_git(&mut cmd)?;
+            let top = out.stdout.strip_suffix(b"\n").unwrap_or(&out.stdout);
+            (out.status.success() && !top.is_empty()).then(|| path_from_bytes(top))
+        } else {
+            None
+        };
+        Ok(Layout {
+            git_dir: strip_slash(&path_from_bytes(git_dir)),
+            common_dir: strip_slash(&path_from_bytes(common_dir)),
+            work_tree,
+            bare: bare == b"true",
+        })
+    }
+}
+
 pub struct Repo {
-    pub git: git2::Repository,
     pub common_dir: PathBuf,
     /// The common repository is bare: there is no main worktree.
     pub bare: bool,
+    /// Refs live in a reftable: HEAD files are stubs, so branches are asked of git.
+    pub reftable: bool,
     pub settings: Settings,
     /// The configuration as it was read at open, for keys that are not settings of ours.
-    pub config: git2::Config,
+    pub config: GitConfig,
     /// The main worktree, unless the repository is bare.
     main: Option<Worktree>,
     /// The worktree the command runs in.
@@ -87,6 +333,8 @@ pub struct Repo {
     /// Every worktree, read on first use: commands that work on the current worktree alone
     /// never read the admin files of the others.
     all: OnceCell<Listing>,
+    /// Branches by worktree path, from `git worktree list`, in a reftable repository.
+    reftable_heads: OnceCell<HashMap<PathBuf, Head>>,
 }
 
 struct Listing {
@@ -98,7 +346,7 @@ struct Listing {
 
 /// Reads a small admin file (HEAD, gitdir) in as few system calls as it can: open, one read,
 /// close. A short read of a regular file means its end; longer files fall back to reading on.
-fn read_trimmed(path: &Path) -> Option<String> {
+fn read_bytes(path: &Path) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut file = fs::File::open(path).ok()?;
     let mut buf = vec![0u8; 512];
@@ -107,34 +355,60 @@ fn read_trimmed(path: &Path) -> Option<String> {
     if n == 512 {
         file.read_to_end(&mut buf).ok()?;
     }
-    let s = String::from_utf8(buf).ok()?;
-    Some(s.trim_end_matches(['\n', '\r']).to_string())
+    while buf.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+        buf.pop();
+    }
+    Some(buf)
 }
 
+/// A small admin file as text; bytes that are not UTF-8 (a branch named so) are shown as git
+/// shows them.
+fn read_trimmed(path: &Path) -> Option<String> {
+    Some(crate::registry::show_bytes(&read_bytes(path)?))
+}
+
+/// Drops a trailing slash and `.` components, and folds `a/b/../c` lexically where `b` is a
+/// real directory, as git's worktree paths for submodules need
+/// (`…/.git/modules/sub/../../../sub`).
 fn strip_slash(p: &Path) -> PathBuf {
-    p.components().collect()
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir
+                if out.file_name().is_some()
+                    && fs::symlink_metadata(&out).is_ok_and(|m| !m.file_type().is_symlink()) =>
+            {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Repo {
     /// Opens the repository the way git does for this process: GIT_DIR, GIT_WORK_TREE and the
     /// current directory, so hooks and `git --git-dir=… ports` find the right one.
     pub fn open() -> Result<Repo> {
-        let git = git2::Repository::open_from_env().map_err(|e| {
-            // "Not found" is the whole story; anything else (a broken .git) is worth showing.
-            Error::NotARepo((e.code() != git2::ErrorCode::NotFound).then_some(e))
-        })?;
-        let config = git.config()?.snapshot()?;
-        let settings = Settings::from_git(&config)?;
-        let common_dir = strip_slash(git.commondir());
-        let bare = git.is_bare() || config.get_bool("core.bare").unwrap_or(false);
+        let layout = match Layout::from_libgit2() {
+            Ok(l) => l,
+            // libgit2 cannot open every repository git can (reftable, SHA-256, extensions,
+            // ownership): git itself decides, and its words are the error.
+            Err(_) => Layout::from_cli()?,
+        };
+        let config = GitConfig::read(None)?;
+        let settings = Settings::from_git(&config);
+        let common_dir = layout.common_dir.clone();
+        let bare = layout.bare || config.get_bool("core.bare").unwrap_or(false);
+        let reftable = config
+            .get("extensions.refstorage")
+            .is_some_and(|v| v.eq_ignore_ascii_case("reftable"));
 
         let main = (!bare).then(|| {
-            let path = if git.is_worktree() {
-                main_path(&common_dir, &config)
-            } else {
-                git.workdir()
-                    .map(strip_slash)
-                    .unwrap_or_else(|| main_path(&common_dir, &config))
+            let path = match (&layout.work_tree, layout.is_linked()) {
+                (Some(top), false) => top.clone(),
+                _ => main_path(&common_dir, &config),
             };
             Worktree {
                 key: MAIN_KEY.to_string(),
@@ -146,27 +420,109 @@ impl Repo {
                 path,
             }
         });
-        let current = if git.is_worktree() {
-            let admin = git
-                .path()
+        let current = if layout.is_linked() {
+            layout
+                .git_dir
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned());
-            admin.map(|name| linked_worktree(&common_dir, &name))
-        } else if git.is_bare() {
+                .map(|name| linked_worktree(&common_dir, name))
+        } else if layout.work_tree.is_none() && layout.bare {
             None
         } else {
             main.clone()
         };
         Ok(Repo {
-            git,
             common_dir,
             bare,
+            reftable,
             settings,
             config,
             main,
             current,
             all: OnceCell::new(),
+            reftable_heads: OnceCell::new(),
         })
+    }
+
+    /// The main worktree's path is only a guess from a linked worktree when the common dir is
+    /// not `<main>/.git` (`git init --separate-git-dir`): a path the registry recorded from
+    /// the main worktree itself wins over the guess, and is never replaced by one.
+    pub fn remember_main(&mut self, registry: &Registry) {
+        let Some(main) = &mut self.main else { return };
+        let known = self.current.as_ref().is_some_and(|c| c.is_main);
+        let guessed = !known
+            && self.common_dir.file_name() != Some(OsStr::new(".git"))
+            && self.config.get("core.worktree").is_none();
+        if !guessed {
+            return;
+        }
+        if let Some(e) = registry.worktrees.get(MAIN_KEY) {
+            main.path = e.path.clone();
+            main.name = basename(&main.path);
+        }
+    }
+
+    /// Whether the main worktree's path is known, rather than guessed.
+    pub fn main_path_known(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.is_main)
+            || self.common_dir.file_name() == Some(OsStr::new(".git"))
+            || self.config.get("core.worktree").is_some()
+    }
+
+    fn heads_from_git(&self) -> &HashMap<PathBuf, Head> {
+        self.reftable_heads.get_or_init(|| {
+            let mut cmd = git_command(None);
+            cmd.arg("--git-dir").arg(&self.common_dir).args([
+                "worktree",
+                "list",
+                "--porcelain",
+                "-z",
+            ]);
+            let mut heads = HashMap::new();
+            let Ok(out) = run_git(&mut cmd) else {
+                return heads;
+            };
+            let mut path: Option<PathBuf> = None;
+            for field in out.stdout.split(|&b| b == 0) {
+                if let Some(p) = field.strip_prefix(b"worktree ") {
+                    path = Some(strip_slash(&path_from_bytes(p)));
+                } else if let (Some(p), Some(b)) = (&path, field.strip_prefix(b"branch ")) {
+                    let b = String::from_utf8_lossy(b);
+                    let b = b.strip_prefix("refs/heads/").unwrap_or(&b).to_string();
+                    heads.insert(p.clone(), Head::Branch(b));
+                } else if let (Some(p), Some(h)) = (&path, field.strip_prefix(b"HEAD ")) {
+                    heads
+                        .entry(p.clone())
+                        .or_insert_with(|| Head::Detached(String::from_utf8_lossy(h).into()));
+                }
+            }
+            heads
+        })
+    }
+
+    /// The worktree's HEAD: its file, or in a reftable repository what git says.
+    fn head_of(&self, w: &Worktree) -> Head {
+        if !self.reftable {
+            return w.head.clone();
+        }
+        let heads = self.heads_from_git();
+        heads
+            .get(&w.path)
+            .or_else(|| {
+                let real = fs::canonicalize(&w.path).ok()?;
+                heads
+                    .iter()
+                    .find(|(p, _)| fs::canonicalize(p).ok() == Some(real.clone()))
+                    .map(|x| x.1)
+            })
+            .cloned()
+            .unwrap_or(Head::Unknown)
+    }
+
+    fn with_head(&self, mut w: Worktree) -> Worktree {
+        if self.reftable {
+            w.head = self.head_of(&w);
+        }
+        w
     }
 
     fn listing(&self) -> &Listing {
@@ -174,10 +530,11 @@ impl Repo {
             let mut linked: Vec<Worktree> = self
                 .linked_names()
                 .iter()
-                .map(|name| linked_worktree(&self.common_dir, name))
+                .map(|name| self.with_head(linked_worktree(&self.common_dir, name)))
                 .collect();
             linked.sort_by(|a, b| a.path.cmp(&b.path));
-            let worktrees: Vec<Worktree> = self.main.iter().cloned().chain(linked).collect();
+            let main = self.main.iter().map(|m| self.with_head(m.clone()));
+            let worktrees: Vec<Worktree> = main.chain(linked).collect();
             let by_key = worktrees
                 .iter()
                 .enumerate()
@@ -193,8 +550,16 @@ impl Repo {
     }
 
     /// The worktree the command runs in, or an error asking for `--worktree`.
-    pub fn current(&self) -> Result<&Worktree> {
-        self.current.as_ref().ok_or(Error::NeedWorktree)
+    pub fn current(&self) -> Result<Worktree> {
+        self.current
+            .clone()
+            .map(|w| self.with_head(w))
+            .ok_or(Error::NeedWorktree)
+    }
+
+    /// The main worktree, unless the repository is bare.
+    pub fn main(&self) -> Option<&Worktree> {
+        self.main.as_ref()
     }
 
     pub fn by_key(&self, key: &str) -> Option<&Worktree> {
@@ -208,14 +573,18 @@ impl Repo {
         if key == MAIN_KEY {
             return self.bare.then_some("removed");
         }
-        let w = linked_worktree(&self.common_dir, key);
-        if !self.common_dir.join("worktrees").join(key).is_dir() {
-            Some("removed")
-        } else if w.prunable && !w.locked {
-            Some("missing")
-        } else {
-            None
+        let Some(name) = crate::registry::name_of_key(key) else {
+            return Some("removed");
+        };
+        let admin = self.common_dir.join("worktrees").join(&name);
+        match fs::symlink_metadata(&admin) {
+            Ok(m) if m.is_dir() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some("removed"),
+            // Cannot tell: a worktree is never taken for gone on a guess.
+            _ => return None,
         }
+        let w = linked_worktree(&self.common_dir, &name);
+        (w.prunable && !w.locked).then_some("missing")
     }
 
     /// The display name of a registry key, live or not: a linked worktree's name is its key;
@@ -223,7 +592,7 @@ impl Repo {
     pub fn display_name(&self, key: &str) -> String {
         match &self.main {
             Some(m) if key == MAIN_KEY => m.name.clone(),
-            _ => key.to_string(),
+            _ => crate::registry::display_key(key),
         }
     }
 
@@ -231,7 +600,7 @@ impl Repo {
     pub fn target(&self, query: Option<&str>) -> Result<Worktree> {
         match query {
             Some(q) => self.resolve(q),
-            None => self.current().cloned(),
+            None => self.current(),
         }
     }
 
@@ -246,9 +615,9 @@ impl Repo {
             }
         };
         let matches = |name: &str, head: &Head| name == query || head.branch() == Some(query);
-        if let Some(listing) = self.all.get() {
-            for w in listing
-                .worktrees
+        if self.all.get().is_some() || self.reftable {
+            for w in self
+                .worktrees()
                 .iter()
                 .filter(|w| matches(&w.name, &w.head))
             {
@@ -261,7 +630,7 @@ impl Repo {
             }
             for name in self.linked_names() {
                 let head = read_head(&self.common_dir.join("worktrees").join(&name).join("HEAD"));
-                if matches(&name, &head) {
+                if matches(&crate::registry::display_key(&key_of(&name)), &head) {
                     add(linked_worktree(&self.common_dir, &name));
                 }
             }
@@ -296,50 +665,97 @@ impl Repo {
     }
 
     /// The folders of <common dir>/worktrees/: the linked worktrees' admin names, as git
-    /// lists them. libgit2's `Repository::worktrees` would stat three files in each first: at
-    /// a thousand worktrees that alone costs more than reading what status needs.
-    fn linked_names(&self) -> Vec<String> {
+    /// lists them, whatever bytes they hold. libgit2's `Repository::worktrees` would stat
+    /// three files in each first: at a thousand worktrees that alone costs more than reading
+    /// what status needs.
+    fn linked_names(&self) -> Vec<OsString> {
         fs::read_dir(self.common_dir.join("worktrees"))
             .into_iter()
             .flatten()
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
+            .map(|e| e.file_name())
             .collect()
+    }
+
+    /// The configuration as the worktree `w` sees it. With `extensions.worktreeConfig`, each
+    /// worktree may set keys of its own in `config.worktree`: a command aimed at another
+    /// worktree with `--worktree` uses that worktree's settings, as git would if run there.
+    pub fn settings_for(&self, w: &Worktree) -> Result<Settings> {
+        let per_worktree = self
+            .config
+            .get_bool("extensions.worktreeconfig")
+            .unwrap_or(false);
+        let here = self.current.as_ref().is_some_and(|c| c.key == w.key);
+        if !per_worktree || here || !w.path.is_dir() {
+            return Ok(self.settings.clone());
+        }
+        Ok(Settings::from_git(&GitConfig::read(Some(&w.path))?))
+    }
+
+    /// Sets a multi-valued key in the repository's own config file to exactly `values`.
+    pub fn set_local(&self, key: &str, values: &[String]) -> Result<()> {
+        let file = self.common_dir.join("config");
+        let mut unset = git_command(None);
+        unset
+            .arg("config")
+            .arg("--file")
+            .arg(&file)
+            .args(["--unset-all", key]);
+        run_git(&mut unset)?;
+        for v in values {
+            let mut add = git_command(None);
+            add.arg("config")
+                .arg("--file")
+                .arg(&file)
+                .args(["--add", key, v]);
+            let out = run_git(&mut add)?;
+            if !out.status.success() {
+                return Err(git_failure(&out.stderr));
+            }
+        }
+        Ok(())
     }
 }
 
-fn basename(p: &Path) -> String {
+/// What people call a directory: its last component, shown as git shows odd bytes.
+pub fn basename(p: &Path) -> String {
     p.file_name().map_or_else(
         || p.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
+        |n| crate::registry::display_key(&key_of(n)),
     )
 }
 
 /// The main worktree of a non-bare repository: `core.worktree`, else the common dir's parent.
-fn main_path(common_dir: &Path, config: &git2::Config) -> PathBuf {
-    if let Ok(wt) = config.get_path("core.worktree") {
+fn main_path(common_dir: &Path, config: &GitConfig) -> PathBuf {
+    if let Some(wt) = config.get_path("core.worktree") {
         return strip_slash(&common_dir.join(wt));
     }
-    common_dir
-        .parent()
-        .map_or_else(|| common_dir.to_path_buf(), Path::to_path_buf)
+    if common_dir.file_name() == Some(OsStr::new(".git")) {
+        return common_dir
+            .parent()
+            .map_or_else(|| common_dir.to_path_buf(), Path::to_path_buf);
+    }
+    // `git init --separate-git-dir`: nothing on disk names the main worktree; git itself
+    // shows the git dir, and so do we until the main worktree says where it is.
+    common_dir.to_path_buf()
 }
 
-fn linked_worktree(common_dir: &Path, name: &str) -> Worktree {
+fn linked_worktree(common_dir: &Path, name: &OsStr) -> Worktree {
     let admin = common_dir.join("worktrees").join(name);
-    let gitfile = read_trimmed(&admin.join("gitdir")).map(|g| admin.join(g));
+    let gitfile = read_bytes(&admin.join("gitdir")).map(|g| admin.join(path_from_bytes(&g)));
     let path = gitfile
         .as_deref()
         .and_then(Path::parent)
         .map_or_else(|| admin.clone(), strip_slash);
-    let prunable = gitfile
-        .as_deref()
-        .is_none_or(|g| fs::symlink_metadata(g).is_err());
+    let prunable = gitfile.as_deref().is_none_or(
+        |g| matches!(fs::symlink_metadata(g), Err(e) if e.kind() == std::io::ErrorKind::NotFound),
+    );
     let head = read_trimmed(&admin.join("HEAD")).map_or(Head::Unknown, |t| Head::parse(&t));
+    let key = key_of(name);
     Worktree {
-        key: name.to_string(),
-        name: name.to_string(),
+        name: crate::registry::display_key(&key),
+        key,
         path,
         head,
         is_main: false,
@@ -360,5 +776,18 @@ mod tests {
         );
         assert_eq!(Head::parse("0123abcd").to_string(), "(detached)");
         assert_eq!(Head::parse("garbage!"), Head::Unknown);
+        assert_eq!(Head::parse("ref: refs/heads/.invalid"), Head::Unknown);
+    }
+
+    #[test]
+    fn config_list_parses_like_git() {
+        let c = GitConfig::parse(b"core.bare\nfalse\0ports.web.range\n8000-8099\0ports.flag\0ports.web.range\n7000-7099\0");
+        assert_eq!(c.get("ports.web.range").as_deref(), Some("7000-7099"));
+        assert_eq!(c.get("PORTS.web.RANGE").as_deref(), Some("7000-7099"));
+        assert_eq!(c.get("ports.WEB.range"), None);
+        assert_eq!(c.get_bool("core.bare"), Some(false));
+        assert_eq!(c.get_bool("ports.flag"), Some(true));
+        assert_eq!(c.get("ports.none"), None);
+        assert_eq!(fold_key("Remote.Origin.URL"), "remote.Origin.url");
     }
 }

@@ -1,29 +1,144 @@
-//! Loading and saving the registry: an exclusive lock on a sidecar file around every
-//! read-modify-write, and writes through a temp file, fsync and rename, so the file on disk is
+//! Files on disk: an exclusive lock on a sidecar file around every read-modify-write, waited
+//! for within a bound, and writes through a temp file, fsync and rename, so a file on disk is
 //! always the old version or the new one, never a torn one.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::config::{LOCK_SUFFIX, REGISTRY_FILE};
 use crate::error::{Error, Result};
+use crate::fault;
 use crate::registry::Registry;
+
+/// The largest registry or ledger git-ports reads: far beyond any real one (a thousand
+/// worktrees with six services each is under a megabyte), and small enough that a damaged or
+/// hostile file cannot stall a command or fill memory.
+pub const MAX_FILE: u64 = 16 << 20;
+
+/// How long a wait for a lock goes on before git-ports says what it waits for.
+const WAIT_NOTICE: Duration = Duration::from_secs(1);
 
 /// An exclusive lock, held until dropped. The kernel releases it when the process dies, so a
 /// killed writer never leaves a stale lock behind.
 #[derive(Debug)]
 pub struct Lock(#[allow(dead_code)] File);
 
-/// Takes the exclusive lock on `<path>.lock`, waiting for other writers.
-pub fn lock(path: &Path) -> io::Result<Lock> {
+/// Why a lock could not be had.
+#[derive(Debug)]
+pub enum LockError {
+    Io(io::Error),
+    /// Another process held it for the whole time allowed: who, where the system tells.
+    Timeout {
+        secs: u64,
+        holder: Option<String>,
+    },
+}
+
+/// The lock file of `path`: `<path>.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    sidecar(path, LOCK_SUFFIX)
+}
+
+/// Opens the lock file, refusing a symlink: following one could create or lock a file
+/// anywhere.
+fn open_lock(path: &Path) -> io::Result<File> {
+    let refuse = || io::Error::new(io::ErrorKind::InvalidInput, "the lock file is a symlink");
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(refuse());
+    }
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(sidecar(path, LOCK_SUFFIX))?;
-    file.lock()?;
-    Ok(Lock(file))
+        .open(path)?;
+    #[cfg(unix)]
+    {
+        // A link swapped in between the check and the open: the file opened is not the one
+        // the name now gives.
+        use std::os::unix::fs::MetadataExt;
+        let (a, b) = (file.metadata()?, fs::symlink_metadata(path)?);
+        if b.file_type().is_symlink() || (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+            return Err(refuse());
+        }
+    }
+    Ok(file)
+}
+
+/// Takes the exclusive lock on `<path>.lock`, waiting at most `timeout` seconds for another
+/// holder. After a second of waiting it says on stderr what it waits for, and for whom.
+pub fn lock(path: &Path, timeout: f64) -> Result<Lock, LockError> {
+    let lock_file = lock_path(path);
+    let file = open_lock(&lock_file).map_err(LockError::Io)?;
+    let start = Instant::now();
+    let limit = Duration::from_secs_f64(timeout.max(0.0));
+    let mut told = false;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Lock(file)),
+            Err(fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
+            Err(fs::TryLockError::WouldBlock) => {}
+        }
+        let waited = start.elapsed();
+        if waited >= limit {
+            return Err(LockError::Timeout {
+                secs: limit.as_secs_f64().ceil() as u64,
+                holder: holder(&file),
+            });
+        }
+        if !told && waited >= WAIT_NOTICE {
+            told = true;
+            let who = holder(&file)
+                .map(|h| format!(" held by {h}"))
+                .unwrap_or_default();
+            eprintln!(
+                "git-ports: waiting for the lock {}{who} (giving up after {}s)",
+                crate::output::escape(&lock_file.display().to_string()),
+                limit.as_secs_f64()
+            );
+        }
+        std::thread::sleep(pause.min(limit.saturating_sub(waited)));
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Who holds the lock on `file`, from `/proc/locks` on Linux: `pid 123 (git-ports)`.
+pub fn holder(file: &File) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let ino = file.metadata().ok()?.ino();
+        let table = fs::read_to_string("/proc/locks").ok()?;
+        for line in table.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // `1: FLOCK  ADVISORY  WRITE 12345 08:01:1234 0 EOF`; waiters have a `->`.
+            if f.get(1) == Some(&"->") {
+                continue;
+            }
+            let (Some(pid), Some(dev_ino)) = (f.get(4), f.get(5)) else {
+                continue;
+            };
+            if dev_ino.rsplit(':').next() != Some(&ino.to_string()) {
+                continue;
+            }
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim().to_string())
+                .unwrap_or_default();
+            return Some(if comm.is_empty() {
+                format!("pid {pid}")
+            } else {
+                format!("pid {pid} ({comm})")
+            });
+        }
+        None
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
+    }
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
@@ -40,8 +155,8 @@ pub enum ReadError {
     Io(io::Error),
 }
 
-/// Reads the file, or `None` if there is none. A symlink is refused: replacing it on write
-/// would silently detach it from what it points to.
+/// Reads the file, or `None` if there is none. A symlink is refused (replacing it on write
+/// would silently detach it from what it points to), and so is a file over [`MAX_FILE`].
 pub fn read_text(path: &Path) -> Result<Option<String>, ReadError> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -54,9 +169,23 @@ pub fn read_text(path: &Path) -> Result<Option<String>, ReadError> {
         Ok(m) if !m.is_file() => {
             return Err(ReadError::Refused("is not a regular file".into()));
         }
+        Ok(m) if m.len() > MAX_FILE => {
+            return Err(ReadError::Refused(format!(
+                "is {} bytes, more than the {MAX_FILE} git-ports reads",
+                m.len()
+            )));
+        }
         Ok(_) => {}
     }
-    let bytes = fs::read(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut bytes))
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(ReadError::Refused(format!(
+            "is more than the {MAX_FILE} bytes git-ports reads"
+        )));
+    }
     String::from_utf8(bytes).map(Some).map_err(|e| {
         ReadError::Refused(format!(
             "is not UTF-8 text (invalid byte at offset {})",
@@ -66,9 +195,12 @@ pub fn read_text(path: &Path) -> Result<Option<String>, ReadError> {
 }
 
 /// Replaces `path` with `text` atomically: temp file in the same directory, fsync, rename,
-/// fsync of the directory. The caller holds the lock, so any temp file of ours still lying
-/// around belongs to a writer that died, and is removed.
-pub fn write_atomic(path: &Path, text: &str, _lock: &Lock) -> io::Result<()> {
+/// fsync of the directory. `label` names the crash points on the way (see [`fault`]). The
+/// caller holds the lock, so any temp file of ours still lying around belongs to a writer
+/// that died, and is removed. A new file gets the mode git gives its own files (0666 less the
+/// umask); an existing file keeps its mode.
+pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, label: &str) -> io::Result<()> {
+    let step = |s: &str| fault::point(&format!("{label}.{s}"));
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -76,28 +208,36 @@ pub fn write_atomic(path: &Path, text: &str, _lock: &Lock) -> io::Result<()> {
         .unwrap_or_default();
     let prefix = format!(".{name}.");
     remove_leftovers(dir, &prefix);
-    if fs::metadata(path).is_ok_and(|m| m.permissions().readonly()) {
+    let existing = fs::metadata(path).ok();
+    if existing
+        .as_ref()
+        .is_some_and(|m| m.permissions().readonly())
+    {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             "file is read-only",
         ));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
+    step("create")?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path)
-            .map(|m| m.permissions().mode())
-            .unwrap_or(0o644);
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
+        builder.permissions(fs::Permissions::from_mode(0o666));
     }
+    let mut tmp = builder.tempfile_in(dir)?;
+    if let Some(m) = &existing {
+        tmp.as_file().set_permissions(m.permissions())?;
+    }
+    step("write")?;
+    tmp.write_all(text.as_bytes())?;
+    step("sync")?;
     tmp.as_file().sync_all()?;
+    step("rename")?;
     tmp.persist(path).map_err(|e| e.error)?;
+    // Past the rename the new file is in place: a failure here changes nothing.
+    let _ = step("renamed");
     if let Ok(d) = File::open(dir) {
         // Makes the rename itself durable; not every filesystem allows it, and the data is
         // already safe without it.
@@ -151,29 +291,25 @@ impl Store {
         }
     }
 
-    /// Locks, loads, lets `f` change the registry and writes it back if it changed. When `f`
-    /// fails nothing is written.
-    pub fn update<T>(&self, f: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
-        let guard = self.lock()?;
-        let mut registry = self.load()?;
-        let before = registry.clone();
-        let out = f(&mut registry)?;
-        if registry != before {
-            self.save(&registry, &guard)?;
-        }
-        Ok(out)
-    }
-
-    pub fn lock(&self) -> Result<Lock> {
-        lock(&self.path).map_err(|source| Error::RegistryIo {
-            path: self.path.clone(),
-            action: "cannot lock",
-            source,
+    pub fn lock(&self, timeout: f64) -> Result<Lock> {
+        lock(&self.path, timeout).map_err(|e| match e {
+            LockError::Io(source) => Error::RegistryIo {
+                path: lock_path(&self.path),
+                action: "cannot lock",
+                source,
+            },
+            LockError::Timeout { secs, holder } => Error::LockTimeout {
+                what: "registry",
+                path: self.path.clone(),
+                secs,
+                holder,
+            },
         })
     }
 
-    pub fn save(&self, registry: &Registry, guard: &Lock) -> Result<()> {
-        write_atomic(&self.path, &registry.to_json(), guard).map_err(|source| Error::RegistryIo {
+    /// Writes text already made from a registry (see [`Registry::to_json`]).
+    pub fn save(&self, text: &str, guard: &Lock) -> Result<()> {
+        write_atomic(&self.path, text, guard, "registry").map_err(|source| Error::RegistryIo {
             path: self.path.clone(),
             action: "cannot write",
             source,

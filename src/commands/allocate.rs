@@ -217,10 +217,9 @@ pub fn allocate_one(
             (port, skipped, false)
         }
     };
-    let path = wt.path.display().to_string();
     reg.insert(
         &wt.key,
-        &path,
+        &wt.path,
         service,
         Allocation {
             port,

@@ -12,8 +12,11 @@ use crate::error::{Error, Result};
 /// from config, so printing them unquoted cannot inject anything.
 pub fn vars(ctx: &Ctx, query: Option<&str>) -> Result<Vec<(String, u16)>> {
     let wt = ctx.repo.target(query)?;
+    let settings = &ctx.repo.settings_for(&wt)?;
+    if let Some(e) = settings.env_problem() {
+        return Err(e);
+    }
     let registry = ctx.store.load()?;
-    let settings = &ctx.repo.settings;
     let mut ports: Vec<(&String, u16)> = registry
         .worktrees
         .get(&wt.key)

@@ -39,15 +39,71 @@ pub fn run(ctx: &mut Ctx, command: HookCommand) -> Result<()> {
     }
 }
 
-/// `core.hooksPath` (relative to the worktree, as git reads it), else `<common dir>/hooks`.
-fn hooks_dir(ctx: &Ctx) -> PathBuf {
+/// Where git looks for hooks, as git does: `core.hooksPath`, which when relative is read
+/// from the root of the worktree the hook runs in (so each worktree has its own copy), else
+/// `<common dir>/hooks`, shared by every worktree.
+struct HooksDir {
+    dir: PathBuf,
+    /// `core.hooksPath` as written, when it is relative.
+    relative: Option<PathBuf>,
+}
+
+fn hooks_dir(ctx: &Ctx) -> HooksDir {
     match ctx.repo.config.get_path("core.hooksPath") {
-        Ok(p) if p.is_absolute() => p,
-        Ok(p) => {
+        Some(p) if p.is_absolute() => HooksDir {
+            dir: p,
+            relative: None,
+        },
+        Some(p) => {
             let current = ctx.repo.current().ok();
-            current.map_or(&ctx.repo.common_dir, |w| &w.path).join(p)
+            let base = current.map_or(ctx.repo.common_dir.clone(), |w| w.path);
+            HooksDir {
+                dir: base.join(&p),
+                relative: Some(p),
+            }
         }
-        Err(_) => ctx.repo.common_dir.join("hooks"),
+        None => HooksDir {
+            dir: ctx.repo.common_dir.join("hooks"),
+            relative: None,
+        },
+    }
+}
+
+/// The file to put the block in. A hook manager that regenerates its hooks directory
+/// (husky's `.husky/_`, rewritten on every `npm install`) would drop the block: it goes in
+/// the file the manager runs for the user instead (`.husky/post-checkout`).
+fn hook_file(dir: &Path) -> (PathBuf, Option<&'static str>) {
+    let generated = dir.file_name().is_some_and(|n| n == "_")
+        && (dir
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == ".husky")
+            || dir.join("h").is_file()
+            || dir.join("husky.sh").is_file());
+    match dir.parent() {
+        Some(parent) if generated => (parent.join(HOOK), Some("husky")),
+        _ => (dir.join(HOOK), None),
+    }
+}
+
+/// The line to add by hand to a hook in another language, in that language.
+fn line_for(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("");
+    let args = "post-checkout";
+    if first.contains("python") {
+        format!(
+            "import subprocess, sys; subprocess.call([\"git\", \"ports\", \"hook\", \"run\", \"{args}\", *sys.argv[1:]])"
+        )
+    } else if first.contains("node") {
+        format!(
+            "require(\"child_process\").spawnSync(\"git\", [\"ports\", \"hook\", \"run\", \"{args}\", ...process.argv.slice(2)], {{ stdio: \"inherit\" }});"
+        )
+    } else if first.contains("perl") {
+        format!("system(\"git\", \"ports\", \"hook\", \"run\", \"{args}\", @ARGV);")
+    } else if first.contains("ruby") {
+        format!("system(\"git\", \"ports\", \"hook\", \"run\", \"{args}\", *ARGV)")
+    } else {
+        format!("a call of `git ports hook run {args}` with the hook's three arguments")
     }
 }
 
@@ -105,13 +161,17 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
     for s in &services {
         ctx.repo.settings.service(s)?;
     }
-    let dir = hooks_dir(ctx);
-    let path = dir.join(HOOK);
+    let hooks = hooks_dir(ctx);
+    let (path, manager) = hook_file(&hooks.dir);
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or(hooks.dir.clone());
     let existing = match fs::read(&path) {
         Ok(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
             hook_error(
                 &path,
-                format!("is not a shell script; add this line to it by hand: {RUN_LINE}"),
+                "is not a text file; add a call of `git ports hook run post-checkout` with the hook's three arguments to it by hand".to_string(),
             )
         })?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -126,10 +186,14 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
     if let Some(text) = &existing
         && split_block(text).is_none()
         && !is_shell(text)
+        && manager.is_none()
     {
         return Err(hook_error(
             &path,
-            format!("is not a shell script; add this line to it by hand: {RUN_LINE}"),
+            format!(
+                "is not a shell script; add this to it by hand: {}",
+                line_for(text)
+            ),
         ));
     }
 
@@ -137,33 +201,33 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
     if services.is_empty() && ctx.repo.settings.auto_allocate.is_empty() {
         services.push("web".into());
     }
-    if !services.is_empty() {
-        let mut config = ctx
-            .repo
-            .git
-            .config()?
-            .open_level(git2::ConfigLevel::Local)?;
-        let _ = config.remove_multivar(KEY_AUTO_ALLOCATE, ".*");
-        for s in &services {
-            config.set_multivar(KEY_AUTO_ALLOCATE, "^$", s)?;
-        }
-        ctx.repo.settings.auto_allocate = services;
-    }
-
-    fs::create_dir_all(&dir).map_err(|source| Error::Io {
+    fs::create_dir_all(&dir).map_err(|source| Error::Unwritable {
         path: dir.clone(),
         action: "cannot create",
         source,
     })?;
     let text = with_block(existing.as_deref().unwrap_or(""));
-    let write_err = |source| Error::Io {
+    let write_err = |source| Error::Unwritable {
         path: path.clone(),
         action: "cannot write",
         source,
     };
     fs::write(&path, &text).map_err(write_err)?;
+    if !services.is_empty() {
+        ctx.repo
+            .set_local(KEY_AUTO_ALLOCATE, &services)
+            .map_err(|e| match e {
+                Error::GitSays(m) => Error::Unwritable {
+                    path: ctx.repo.common_dir.join("config"),
+                    action: "cannot write",
+                    source: std::io::Error::other(m),
+                },
+                e => e,
+            })?;
+        ctx.repo.settings.auto_allocate = services;
+    }
     #[cfg(unix)]
-    if existing.is_none() {
+    if existing.is_none() && manager.is_none() {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(write_err)?;
     }
@@ -181,7 +245,22 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
         "{tick} New worktrees get: {} ({KEY_AUTO_ALLOCATE})",
         ctx.repo.settings.auto_allocate.join(", ")
     ));
-    if !is_executable(&path) {
+    if let Some(m) = manager {
+        ctx.out.line(format!(
+            "Note: {} is generated by {m}; the block went in {}, which {m} runs.",
+            hooks.dir.display(),
+            path.display()
+        ));
+    }
+    if let Some(rel) = &hooks.relative {
+        ctx.out.line(format!(
+            "Note: core.hooksPath is relative ({}): git runs each worktree's own copy of it. \
+             Commit {} so that new worktrees run it too.",
+            rel.display(),
+            path.display()
+        ));
+    }
+    if manager.is_none() && !is_executable(&path) {
         let warn = ctx.out.paint("warning", Style::Warn);
         ctx.out.line(format!(
             "{warn}: the hook is not executable, so git will not run it: chmod +x {}",
@@ -204,7 +283,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 fn uninstall(ctx: &mut Ctx) -> Result<()> {
-    let path = hooks_dir(ctx).join(HOOK);
+    let (path, _) = hook_file(&hooks_dir(ctx).dir);
     let text = fs::read_to_string(&path).unwrap_or_default();
     let Some((before, after)) = split_block(&text) else {
         ctx.out.line(format!(
@@ -242,9 +321,18 @@ fn uninstall(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Whether the block is in the hook git runs here, and where that hook is.
+pub fn installed(ctx: &Ctx) -> (bool, PathBuf, bool) {
+    let hooks = hooks_dir(ctx);
+    let (path, manager) = hook_file(&hooks.dir);
+    let found = fs::read_to_string(&path).is_ok_and(|t| split_block(&t).is_some());
+    let runs = found && (manager.is_some() || is_executable(&path));
+    (found, path, runs)
+}
+
 fn status(ctx: &mut Ctx) -> Result<()> {
-    let path = hooks_dir(ctx).join(HOOK);
-    let installed = fs::read_to_string(&path).is_ok_and(|t| split_block(&t).is_some());
+    let (installed, path, runs) = installed(ctx);
+    let relative = hooks_dir(ctx).relative;
     let services = &ctx.repo.settings.auto_allocate;
     let out = &mut ctx.out;
     if installed {
@@ -263,25 +351,47 @@ fn status(ctx: &mut Ctx) -> Result<()> {
             services.join(", ")
         ));
     }
-    if installed && !is_executable(&path) {
+    if installed && !runs {
         out.line("Warning: the hook is not executable, so git does not run it.");
+    }
+    if let Some(rel) = relative {
+        out.line(format!(
+            "Note: core.hooksPath is relative ({}): each worktree runs its own copy, so \
+             the block must be committed to reach new worktrees.",
+            rel.display()
+        ));
     }
     Ok(())
 }
 
-/// git runs post-checkout with (old HEAD, new HEAD, 1 for a branch checkout). `git worktree
-/// add` gives the null id as old HEAD: only then are ports allocated. Stale worktrees are
-/// pruned first, so their ports are handed out again.
-fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
+/// Whether a hook run may be for a new worktree, from its arguments alone: git runs
+/// post-checkout with (old HEAD, new HEAD, 1 for a branch checkout), and `git worktree add`
+/// gives the null id as old HEAD. Anything else returns before the repository is opened.
+pub fn may_allocate(hook: &str, args: &[String]) -> bool {
     let [old, _new, flag] = args else {
-        return Ok(());
+        return false;
     };
-    let new_worktree =
-        hook == HOOK && !old.is_empty() && old.bytes().all(|b| b == b'0') && flag == "1";
-    if !new_worktree || ctx.repo.settings.auto_allocate.is_empty() {
+    hook == HOOK && !old.is_empty() && old.bytes().all(|b| b == b'0') && flag == "1"
+}
+
+/// Allocates for a worktree that `git worktree add` just created. `git clone` and a checkout
+/// from an unborn branch give the same arguments, but in the main worktree: only a linked
+/// worktree is new. Stale worktrees are pruned first, so their ports
+/// are handed out again.
+fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
+    if !may_allocate(hook, args) {
         return Ok(());
     }
-    let wt = ctx.repo.current()?.clone();
+    let wt = ctx.repo.current()?;
+    if wt.is_main {
+        return Ok(());
+    }
+    if let Some(e) = ctx.repo.settings.problem(KEY_AUTO_ALLOCATE) {
+        return Err(e);
+    }
+    if ctx.repo.settings.auto_allocate.is_empty() {
+        return Ok(());
+    }
     let services = ctx.repo.settings.auto_allocate.clone();
     let repo = &ctx.repo;
     let now = ctx.now;

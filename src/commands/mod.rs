@@ -12,18 +12,21 @@ pub mod prune;
 pub mod release;
 pub mod status;
 
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
 use crate::cli::{Cli, Command};
+use crate::config::{KEY_MACHINE_WIDE, Settings};
 use crate::error::{Family, Result};
-use crate::ledger::{Claim, LedgerStore};
+use crate::ledger::{Change, LedgerStore};
 use crate::output::{Out, use_color};
 use crate::registry::Registry;
 use crate::repo::Repo;
 use crate::store::Store;
+
+pub use crate::ledger::Elsewhere;
 
 /// What every command that works on a repository needs.
 pub struct Ctx {
@@ -35,25 +38,30 @@ pub struct Ctx {
     pub repo_id: PathBuf,
     pub out: Out,
     pub now: DateTime<Utc>,
+    /// Warnings of changes that took effect, printed however the command ends.
+    pub late: RefCell<Vec<String>>,
 }
-
-/// Ports other repositories on this machine hold.
-pub type Elsewhere = HashMap<u16, Claim>;
 
 impl Ctx {
     pub fn open() -> Result<Ctx> {
-        let repo = Repo::open()?;
+        let mut repo = Repo::open()?;
         let store = Store::new(&repo.common_dir);
+        if !repo.main_path_known()
+            && let Ok(registry) = store.load()
+        {
+            repo.remember_main(&registry);
+        }
         let out = Out::new(use_color(repo.settings.color));
         let repo_id = std::fs::canonicalize(&repo.common_dir).unwrap_or(repo.common_dir.clone());
-        let ledger = LedgerStore::locate();
+        let ledger = LedgerStore::locate()?;
         Ok(Ctx {
             repo,
             store,
             ledger,
             repo_id,
             out,
-            now: Utc::now(),
+            now: crate::clock::now(),
+            late: RefCell::new(Vec::new()),
         })
     }
 
@@ -65,31 +73,34 @@ impl Ctx {
         }
     }
 
-    /// The one way commands change the registry: lock the ledger, then the registry (always in
-    /// that order, so two repositories cannot deadlock), mend the ledger, let `f` change the
-    /// registry knowing what other repositories hold, then record this repository's
-    /// allocations in the ledger, or, with `ports.machineWide false`, remove them from it.
+    /// The one way commands change the registry: a [`Change`] that keeps the ledger in step
+    /// (see `ledger.rs`). `f` changes the registry knowing what other repositories hold.
     pub fn update<T>(&self, f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>) -> Result<T> {
-        let Some(ledger_store) = &self.ledger else {
-            return self.store.update(|reg| f(reg, &Elsewhere::new()));
+        self.update_with(&self.repo.settings, f)
+    }
+
+    /// [`Ctx::update`] under the given settings (another worktree's, see
+    /// [`Repo::settings_for`]).
+    pub fn update_with<T>(
+        &self,
+        settings: &Settings,
+        f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(e) = settings.problem(KEY_MACHINE_WIDE) {
+            return Err(e);
+        }
+        if let Some(e) = settings.problem(crate::config::KEY_LOCK_TIMEOUT) {
+            return Err(e);
+        }
+        let change = Change {
+            ledger: self.ledger.as_ref(),
+            store: &self.store,
+            repo_id: &self.repo_id,
+            machine_wide: settings.machine_wide,
+            timeout: settings.lock_timeout,
         };
-        let guard = ledger_store.lock()?;
-        let mut ledger = ledger_store.load()?;
-        let before = ledger.clone();
-        ledger.mend(&self.repo_id);
-        let elsewhere = ledger.elsewhere(&self.repo_id);
-        let (out, registry) = self.store.update(|reg| {
-            let out = f(reg, &elsewhere)?;
-            Ok((out, reg.clone()))
-        })?;
-        if self.repo.settings.machine_wide {
-            ledger.sync(&self.repo_id, &registry, |k| self.repo.display_name(k));
-        } else {
-            ledger.sync(&self.repo_id, &Registry::default(), |k| k.to_string());
-        }
-        if ledger != before {
-            ledger_store.save(&ledger, &guard)?;
-        }
+        let (out, warnings) = change.run(|k| self.repo.display_name(k), f)?;
+        self.late.borrow_mut().extend(warnings);
         Ok(out)
     }
 }
@@ -109,12 +120,40 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         // These two need no repository.
         Some(Command::Man(args)) => return man::run(out, args).map(|()| 0),
         Some(Command::Completions(args)) => return completions::run(out, args).map(|()| 0),
+        // Most checkouts are not a new worktree: they cost no more than this.
+        Some(Command::Hook(crate::cli::HookArgs {
+            command: crate::cli::HookCommand::Run { hook, args },
+        })) if !hook::may_allocate(&hook, &args) => return Ok(0),
         Some(command) => command,
         None => Command::Status(cli.status),
     };
-    let mut ctx = Ctx::open()?;
-    let result = run_in_repo(&mut ctx, command);
+    let is_hook = matches!(
+        &command,
+        Command::Hook(crate::cli::HookArgs {
+            command: crate::cli::HookCommand::Run { .. }
+        })
+    );
+    let opened = Ctx::open();
+    let mut ctx = match opened {
+        Ok(ctx) => ctx,
+        Err(e) if is_hook => {
+            out.warn(format!(
+                "no ports were allocated (the checkout itself succeeded): {e}"
+            ));
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut result = run_in_repo(&mut ctx, command);
+    if is_hook && let Err(e) = &result {
+        // A hook never fails a checkout, and never holds it longer than the lock bound.
+        ctx.out.warn(format!(
+            "no ports were allocated (the checkout itself succeeded): {e}"
+        ));
+        result = Ok(0);
+    }
     *out = std::mem::take(&mut ctx.out);
+    out.warnings.extend(ctx.late.take());
     result
 }
 

@@ -29,7 +29,7 @@ pub fn stale(repo: &Repo, registry: &Registry) -> Vec<Pruned> {
         .filter_map(|h| {
             let reason = repo.gone(h.worktree)?;
             Some(Pruned {
-                worktree: h.worktree.to_string(),
+                worktree: crate::registry::display_key(h.worktree),
                 service: h.service.to_string(),
                 port: h.allocation.port,
                 reason,

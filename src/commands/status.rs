@@ -81,6 +81,10 @@ enum View {
 }
 
 pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
+    // A wrong value stops the commands that need it; status shows what it can, and says.
+    for p in &ctx.repo.settings.problems {
+        ctx.out.warn(p.error().to_string());
+    }
     if args.machine {
         return machine(ctx, &args);
     }
@@ -176,10 +180,10 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
         if ctx.repo.by_key(key).is_none() {
             rows.push(Row {
                 group: 0,
-                name: key.clone(),
+                name: crate::registry::display_key(key),
                 branch: None,
                 detached: false,
-                path: entry.path.clone(),
+                path: entry.path.display().to_string(),
                 stale: Some("removed from git"),
                 ports: ports_of(key),
             });
@@ -295,8 +299,13 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                     true,
                 )
             } else {
-                let admin = repo.join("worktrees").join(key);
-                (read_head(&admin.join("HEAD")), key.clone(), admin.is_dir())
+                let name = crate::registry::name_of_key(key).unwrap_or_default();
+                let admin = repo.join("worktrees").join(name);
+                (
+                    read_head(&admin.join("HEAD")),
+                    crate::registry::display_key(key),
+                    admin.is_dir(),
+                )
             };
             let stale = if !admin_ok {
                 Some("removed from git")
@@ -313,7 +322,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                     .then(|| head.branch().map(str::to_string))
                     .flatten(),
                 detached: matches!(head, Head::Detached(_)),
-                path: entry.path.clone(),
+                path: entry.path.display().to_string(),
                 stale,
                 ports: ports_of(&ctx.repo.settings, &registry, key),
             });

@@ -3,6 +3,7 @@
 mod allocate;
 mod bad_input;
 mod machine;
+mod promise;
 mod robust;
 mod status;
 mod support;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Env, Repo};
 
-fn spawn(env: &Env, dir: &std::path::Path, args: &[&str]) -> Child {
+pub fn spawn(env: &Env, dir: &std::path::Path, args: &[&str]) -> Child {
     env.cmd(dir)
         .args(args)
         .stdout(Stdio::piped())
@@ -16,7 +16,7 @@ fn spawn(env: &Env, dir: &std::path::Path, args: &[&str]) -> Child {
 }
 
 /// Waits for every child, failing if any takes longer than a minute (a deadlock).
-fn finish(children: Vec<Child>) -> Vec<std::process::Output> {
+pub fn finish(children: Vec<Child>) -> Vec<std::process::Output> {
     let start = Instant::now();
     children
         .into_iter()
