@@ -37,6 +37,7 @@ pub enum Command {
     Env(EnvArgs),
     Exec(ExecArgs),
     Prune(PruneArgs),
+    Doctor(DoctorArgs),
     Hook(HookArgs),
     Man(ManArgs),
     Completions(CompletionsArgs),
@@ -247,6 +248,26 @@ pub struct PruneArgs {
     /// Only say what would be released
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Check what can go wrong, and say how to fix each
+///
+/// Checks that the registry and the machine-wide ledger are readable and agree, that no port
+/// this repository holds is held by another repository too (a copied repository, a registry
+/// restored from a backup), which claims belong to repositories that cannot be read now,
+/// whether the hook is installed where git runs it, which locks are held now and by whom,
+/// and that every ports.* value in git config is valid. Exits 0 when all is well, 4 when
+/// something is wrong, 5 when the registry or the ledger cannot be read.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Repair what is safe to repair: a port held here that the ledger gives to another live
+    /// repository moves to a fresh port; missing claims are made and stale ones dropped
+    #[arg(long)]
+    pub fix: bool,
 
     /// Print JSON for scripts
     #[arg(long)]

@@ -18,6 +18,9 @@ struct Report {
     allocated_to: Option<Holder>,
     /// The holder, when another repository on this machine holds it.
     elsewhere: Option<Elsewhere>,
+    /// Another repository that holds it too, when a worktree of this one does: a conflict
+    /// (`git ports doctor --fix` resolves it).
+    conflict: Option<Elsewhere>,
     /// Services whose range contains the port, with their ranges.
     services: Vec<ServiceRange>,
     /// Something on this machine is bound to the port right now.
@@ -59,6 +62,15 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
     } else {
         None
     };
+    let conflict = match (&holder, &ctx.ledger) {
+        (Some(_), Some(l)) => l.load()?.conflicts(&ctx.repo_id, &registry).remove(&port),
+        _ => None,
+    };
+    let describe = |c: crate::ledger::Claim| Elsewhere {
+        repository: crate::ledger::repo_dir(&c.repo).display().to_string(),
+        worktree: c.name,
+        service: c.service,
+    };
     let services: Vec<ServiceRange> = ctx
         .repo
         .settings
@@ -87,11 +99,8 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
         port,
         available: taken.is_none(),
         allocated_to: holder,
-        elsewhere: claim.map(|c| Elsewhere {
-            repository: crate::ledger::repo_dir(&c.repo).display().to_string(),
-            worktree: c.name,
-            service: c.service,
-        }),
+        elsewhere: claim.map(describe),
+        conflict: conflict.map(describe),
         services,
         listening,
         process,
@@ -121,6 +130,13 @@ fn render(ctx: &mut Ctx, r: &Report) {
                 "- Allocated to worktree '{}' for service '{}' at {}",
                 h.worktree, h.service, h.allocated_at
             ));
+            if let Some(c) = &r.conflict {
+                let word = out.paint("CONFLICT", Style::Bad);
+                out.line(format!(
+                    "- {word}: also held by another repository: {} (worktree '{}', service '{}')",
+                    c.repository, c.worktree, c.service
+                ));
+            }
         }
         (None, Some(e)) => {
             let word = out.paint("ALLOCATED ELSEWHERE", Style::Bad);
@@ -152,6 +168,9 @@ fn render(ctx: &mut Ctx, r: &Report) {
         (None, None, true) => {
             out.line("Allocation skips this port while something is listening on it.")
         }
+        (Some(_), _, _) if r.conflict.is_some() => out.line(
+            "Two repositories hold this port: run `git ports doctor --fix` to give this one a fresh port.",
+        ),
         (Some(h), _, _) => out.line(format!(
             "Release it first with `git ports release {}` if '{}' no longer needs it.",
             r.port, h.worktree

@@ -4,6 +4,7 @@ pub mod allocate;
 pub mod available;
 pub mod check;
 pub mod completions;
+pub mod doctor;
 pub mod env;
 pub mod get;
 pub mod hook;
@@ -168,6 +169,7 @@ fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<i32> {
         Command::Get(args) => done(get::run(ctx, args)),
         Command::Env(args) => done(env::run(ctx, args)),
         Command::Prune(args) => done(prune::run(ctx, args)),
+        Command::Doctor(args) => doctor::run(ctx, args),
         Command::Hook(args) => done(hook::run(ctx, args.command)),
         Command::Exec(args) => env::exec(ctx, args),
         // Run by `run` before a repository is opened.

@@ -29,6 +29,8 @@ struct Row {
     stale: Option<&'static str>,
     /// In service display order, each with its health once checked.
     ports: Vec<Port>,
+    /// Ports another repository holds too, with who that is.
+    also: BTreeMap<u16, String>,
 }
 
 /// A service, its allocation, and its health once checked.
@@ -65,6 +67,10 @@ struct JsonPort {
     response_time_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Another repository holds this port too (`~/src/app (main)`): a conflict that
+    /// `git ports doctor --fix` resolves. Absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    also_held_by: Option<String>,
 }
 
 #[derive(Serialize, Default)]
@@ -90,6 +96,20 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
     }
     let registry = ctx.store.load()?;
     let mut rows = rows(ctx, &registry);
+    let conflicts = match &ctx.ledger {
+        Some(l) => l
+            .load()
+            .map(|ledger| ledger.conflicts(&ctx.repo_id, &registry))
+            .unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    for r in &mut rows {
+        for (port, claim) in &conflicts {
+            if r.ports.iter().any(|p| p.1.port == *port) {
+                r.also.insert(*port, claim.describe());
+            }
+        }
+    }
     let view = if let Some(q) = &args.worktree {
         // A removed worktree is still found by the name the registry knows it by.
         let name = match ctx.repo.resolve(q) {
@@ -174,6 +194,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
             path: w.path.display().to_string(),
             stale: (w.prunable && !w.locked).then_some("directory missing"),
             ports: ports_of(&w.key),
+            also: BTreeMap::new(),
         });
     }
     for (key, entry) in &registry.worktrees {
@@ -186,6 +207,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
                 path: entry.path.display().to_string(),
                 stale: Some("removed from git"),
                 ports: ports_of(key),
+                also: BTreeMap::new(),
             });
         }
     }
@@ -230,6 +252,7 @@ fn to_json(ctx: &Ctx, rows: Vec<Row>, summary: Option<Summary>) -> Json {
 }
 
 fn json_row(r: Row, checked: bool) -> JsonWorktree {
+    let also = r.also.clone();
     let port = |(service, a, h): Port| {
         let health = match (&h, checked) {
             (Some(h), _) => Some(h.word()),
@@ -243,6 +266,7 @@ fn json_row(r: Row, checked: bool) -> JsonWorktree {
             None => (None, None),
         };
         let p = JsonPort {
+            also_held_by: also.get(&a.port).cloned(),
             port: a.port,
             allocated_at: timestamp(&a.allocated_at),
             health,
@@ -325,9 +349,27 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                 path: entry.path.display().to_string(),
                 stale,
                 ports: ports_of(&ctx.repo.settings, &registry, key),
+                also: BTreeMap::new(),
             });
         }
         groups.push(repo);
+    }
+    // A port two repositories' registries hold: each row names the other holder.
+    let mut holders: BTreeMap<u16, Vec<(usize, String)>> = BTreeMap::new();
+    for r in &rows {
+        for p in &r.ports {
+            let who = format!("{} ({})", tilde(&repo_dir(&groups[r.group])), r.name);
+            holders.entry(p.1.port).or_default().push((r.group, who));
+        }
+    }
+    for r in &mut rows {
+        for p in &r.ports {
+            if let Some(hs) = holders.get(&p.1.port)
+                && let Some((_, who)) = hs.iter().find(|(g, _)| *g != r.group)
+            {
+                r.also.insert(p.1.port, who.clone());
+            }
+        }
     }
     let summary = args.health_check.then(|| check(&mut rows, args.timeout));
     let errors = summary.as_ref().map_or(0, |s| s.errors);
@@ -386,6 +428,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                         a,
                         health.as_ref(),
                         r.stale.is_some() && args.health_check,
+                        r.also.get(&a.port),
                     );
                     out.line(format!("  {line}"));
                 }
@@ -401,6 +444,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
             groups.len(),
             if groups.len() == 1 { "y" } else { "ies" },
         ));
+        conflict_hint(out, &rows);
         if let Some(s) = &summary {
             render_summary(out, s);
         }
@@ -415,7 +459,31 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
 const LABEL: usize = 11;
 
 /// `  web:       8002    [RUNNING]  ✓  0.4 ms`
-fn port_line(out: &Out, service: &str, a: &Allocation, h: Option<&Health>, stale: bool) -> String {
+fn port_line(
+    out: &Out,
+    service: &str,
+    a: &Allocation,
+    h: Option<&Health>,
+    stale: bool,
+    also: Option<&String>,
+) -> String {
+    let line = health_line(out, service, a, h, stale);
+    match also {
+        Some(who) => {
+            let mark = out.paint(&format!("[CONFLICT: also held by {who}]"), Style::Bad);
+            format!("{line}  {mark}")
+        }
+        None => line,
+    }
+}
+
+fn health_line(
+    out: &Out,
+    service: &str,
+    a: &Allocation,
+    h: Option<&Health>,
+    stale: bool,
+) -> String {
     let label = format!("{service}:");
     let mut line = format!("  {label:<LABEL$}{}", a.port);
     let pad = " ".repeat(8usize.saturating_sub(a.port.to_string().len()));
@@ -473,7 +541,14 @@ fn render_all(ctx: &mut Ctx, rows: &[Row], checked: bool) {
         };
         out.line(h);
         for (s, a, health) in &r.ports {
-            let line = port_line(out, s, a, health.as_ref(), r.stale.is_some() && checked);
+            let line = port_line(
+                out,
+                s,
+                a,
+                health.as_ref(),
+                r.stale.is_some() && checked,
+                r.also.get(&a.port),
+            );
             out.line(line);
         }
     }
@@ -513,6 +588,24 @@ fn render_all(ctx: &mut Ctx, rows: &[Row], checked: bool) {
 }
 
 fn stale_hint(out: &mut Out, rows: &[Row]) {
+    conflict_hint(out, rows);
+    stale_only_hint(out, rows);
+}
+
+fn conflict_hint(out: &mut Out, rows: &[Row]) {
+    let conflicts: usize = rows.iter().map(|r| r.also.len()).sum();
+    if conflicts > 0 {
+        out.blank();
+        out.line(format!(
+            "{conflicts} port{} held here {} held by another repository too: run `git ports doctor --fix` to move {}.",
+            if conflicts == 1 { "" } else { "s" },
+            if conflicts == 1 { "is" } else { "are" },
+            if conflicts == 1 { "it" } else { "them" },
+        ));
+    }
+}
+
+fn stale_only_hint(out: &mut Out, rows: &[Row]) {
     let stale: usize = rows
         .iter()
         .filter(|r| r.stale.is_some())
@@ -548,7 +641,14 @@ fn render_worktree(ctx: &mut Ctx, name: &str, rows: &[Row], checked: bool) {
     out.blank();
     out.line("Allocated Ports:");
     for (s, a, h) in &r.ports {
-        let line = port_line(out, s, a, h.as_ref(), r.stale.is_some() && checked);
+        let line = port_line(
+            out,
+            s,
+            a,
+            h.as_ref(),
+            r.stale.is_some() && checked,
+            r.also.get(&a.port),
+        );
         out.line(line);
     }
     out.blank();
@@ -587,7 +687,7 @@ fn render_service(ctx: &mut Ctx, service: &str, rows: &[Row], registry: &Registr
             line += &out.paint(&format!(" [stale: {why}]"), Style::Warn);
         }
         if let Some(h) = h {
-            let full = port_line(out, service, a, Some(h), false);
+            let full = health_line(out, service, a, Some(h), false);
             let status = full
                 .split_once(&a.port.to_string())
                 .map(|x| x.1)

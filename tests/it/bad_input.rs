@@ -279,6 +279,20 @@ fn cases() -> Vec<Case> {
             says: "expected a JSON object, found `[` at line 1 column 1",
         },
         Case {
+            name: "registry with one worktree twice",
+            setup: reg!(br#"{"version": 1, "worktrees": {"wt": {"path": "/a", "ports": {}}, "wt": {"path": "/b", "ports": {}}}}"#),
+            args: &["allocate", "web"],
+            code: 5,
+            says: "duplicate key 'wt'",
+        },
+        Case {
+            name: "registry with one service twice",
+            setup: reg!(br#"{"version": 1, "worktrees": {"wt": {"path": "/a", "ports": {"web": {"port": 26000, "allocated_at": "2026-01-01T00:00:00Z"}, "web": {"port": 26001, "allocated_at": "2026-01-01T00:00:00Z"}}}}}"#),
+            args: &["release", "26000"],
+            code: 5,
+            says: "duplicate key 'web'",
+        },
+        Case {
             name: "registry wrong types",
             setup: reg!(br#"{"version": 1, "worktrees": {"a": {"path": 5, "ports": {}}}}"#),
             args: &["allocate", "web"],

@@ -378,3 +378,367 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
         run.ok();
     }
 }
+
+/// Holds the lock of `data` (a registry or the ledger) as another git-ports would.
+fn hold_lock(data: &Path) -> fs::File {
+    let mut lock = data.as_os_str().to_owned();
+    lock.push(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(PathBuf::from(lock))
+        .expect("open lock");
+    file.lock().expect("lock");
+    file
+}
+
+#[test]
+fn a_held_lock_is_waited_for_within_a_bound_and_named() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 27400, 27409);
+    repo.run(["allocate", "web"]).ok();
+    let pid = std::process::id().to_string();
+    for data in [ledger_path(&env), common(&repo).join("worktree-ports.json")] {
+        let held = hold_lock(&data);
+        // The bound comes through git's own channel for `-c`.
+        let run = run_with(
+            &env,
+            &repo.dir,
+            &["release", "27400"],
+            &[("GIT_CONFIG_PARAMETERS", "'ports.locktimeout'='2'")],
+        );
+        run.code(5);
+        assert!(
+            run.stderr.contains("git-ports: waiting for the lock")
+                && run.stderr.contains(&format!("held by pid {pid}")),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains("gave up after 2s waiting for the lock held by pid"),
+            "{}",
+            run.stderr
+        );
+        drop(held);
+        // Readers never wait.
+        repo.run(["get", "web"]).ok();
+    }
+    repo.run(["release", "27400"]).ok();
+}
+
+#[test]
+fn the_hook_never_holds_a_checkout_past_the_lock_bound() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 27410, 27419);
+    repo.run(["hook", "install", "--services", "web"]).ok();
+    repo.git(["config", "ports.lockTimeout", "1"]);
+    let held = hold_lock(&ledger_path(&env));
+    let mut cmd = std::process::Command::new("git");
+    cmd.args(["worktree", "add", "-q"])
+        .arg(env.path("wt"))
+        .current_dir(&repo.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    env.isolate(&mut cmd);
+    let out = finish(vec![cmd.spawn().expect("spawn")]).remove(0);
+    drop(held);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no ports were allocated (the checkout itself succeeded)")
+            && stderr.contains("gave up after 1s"),
+        "{stderr}"
+    );
+    assert!(env.path("wt/.git").exists());
+}
+
+#[test]
+fn clocks_before_1970_and_after_9999_never_break_the_registry() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 27420, 27429);
+    repo.range("api", 27430, 27439);
+    let early = run_with(
+        &env,
+        &repo.dir,
+        &["allocate", "web", "--json"],
+        &[("GIT_PORTS_NOW", "-86400")],
+    );
+    early.ok();
+    assert_eq!(
+        early.json()["allocations"][0]["allocated_at"],
+        "1970-01-01T00:00:00Z"
+    );
+    let late = run_with(
+        &env,
+        &repo.dir,
+        &["allocate", "api", "--json"],
+        &[("GIT_PORTS_NOW", "400000000000")],
+    );
+    late.ok();
+    assert_eq!(
+        late.json()["allocations"][0]["allocated_at"],
+        "9999-12-31T23:59:59Z"
+    );
+    run_with(&env, &repo.dir, &["get", "web"], &[("GIT_PORTS_NOW", "-1")]).ok();
+    repo.run(["status", "--worktree", "app"]).ok();
+    repo.run(["release", "27420", "27430"]).ok();
+}
+
+#[cfg(unix)]
+#[test]
+fn files_follow_the_umask_the_ledger_is_private_and_locks_refuse_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 27440, 27449);
+    let home = env.path("private-home");
+    let home_s = home.to_str().expect("utf-8");
+    let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
+    let sh = |script: &str| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", script]).current_dir(&repo.dir);
+        env.isolate(&mut cmd);
+        cmd.env("GIT_PORTS_HOME", home_s);
+        Run::from(cmd.output().expect("sh"))
+    };
+    sh("umask 000 && git ports allocate web").ok();
+    assert_eq!(mode(&home), 0o700, "the ledger's directory is one user's");
+    assert_eq!(mode(&home.join("ledger.json")), 0o666);
+    assert_eq!(mode(&common(&repo).join("worktree-ports.json")), 0o666);
+    sh("umask 077 && git ports release 27440").ok();
+    // An existing file keeps its mode; a new one follows the umask.
+    assert_eq!(mode(&common(&repo).join("worktree-ports.json")), 0o666);
+    fs::remove_file(common(&repo).join("worktree-ports.json")).expect("rm");
+    sh("umask 077 && git ports allocate web").ok();
+    assert_eq!(mode(&common(&repo).join("worktree-ports.json")), 0o600);
+
+    // A lock file that is a symlink is refused, and its target never created.
+    let lock = common(&repo).join("worktree-ports.json.lock");
+    fs::remove_file(&lock).expect("rm lock");
+    let target = env.path("elsewhere-created");
+    std::os::unix::fs::symlink(&target, &lock).expect("symlink");
+    let before = fs::read(common(&repo).join("worktree-ports.json")).expect("reg");
+    let run = repo.run(["release", "27440"]);
+    run.code(5);
+    assert!(run.stderr.contains("symlink"), "{}", run.stderr);
+    assert!(!target.exists());
+    assert_eq!(
+        fs::read(common(&repo).join("worktree-ports.json")).expect("reg"),
+        before
+    );
+
+    // A relative GIT_PORTS_HOME would make one ledger per directory: refused.
+    let run = run_with(
+        &env,
+        &repo.dir,
+        &["allocate", "api"],
+        &[("GIT_PORTS_HOME", "rel/dir")],
+    );
+    run.code(1);
+    same_line(
+        &run.stderr,
+        "git-ports: GIT_PORTS_HOME: must be an absolute path (got 'rel/dir')",
+    );
+    assert!(!repo.dir.join("rel").exists());
+}
+
+#[track_caller]
+fn same_line(stderr: &str, want: &str) {
+    assert_eq!(stderr.lines().next(), Some(want), "{stderr}");
+}
+
+#[test]
+fn variable_names_that_break_the_shell_are_refused_by_key() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 27450, 27459);
+    repo.run(["allocate", "web"]).ok();
+    for bad in ["PATH", "LD_PRELOAD", "IFS", "HOME", "GIT_DIR"] {
+        repo.git(["config", "ports.web.env", bad]);
+        for args in [&["env"][..], &["exec", "--", "true"]] {
+            let run = repo.run(args);
+            run.code(1);
+            same_line(
+                &run.stderr,
+                &format!(
+                    "git-ports: config ports.web.env: that variable belongs to the shell or the system; choose another name (got '{bad}')"
+                ),
+            );
+        }
+        // Commands that do not export variables go on working, and status says what is wrong.
+        let status = repo.run(["status"]);
+        status.ok();
+        assert!(status.stderr.contains("ports.web.env"), "{}", status.stderr);
+        repo.run(["get", "web"]).ok();
+    }
+    // Two services under one name would lose one of them.
+    repo.git(["config", "ports.web.env", "PORT"]);
+    repo.git(["config", "ports.api.env", "PORT"]);
+    let run = repo.run(["env", "--format", "json"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("is exported as PORT too"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn names_from_disk_are_escaped_on_a_terminal_and_exact_in_json() {
+    let env = Env::new();
+    let evil = "evil\u{1b}]0;PWNED\u{7}\u{1b}[2J";
+    let repo = env.repo(evil);
+    repo.range("web", 27460, 27469);
+    let wt = repo.worktree("wt`id`", "feature-x");
+    env.run(&wt, ["allocate", "web"]).ok();
+    let alloc = repo.run(["allocate", "web"]);
+    alloc.ok();
+    let status = repo.run(["status"]);
+    status.ok();
+    for text in [&alloc.stdout, &status.stdout, &alloc.stderr, &status.stderr] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+    }
+    assert!(
+        status.stdout.contains("evil\\e]0;PWNED\\a\\e[2J"),
+        "{}",
+        status.stdout
+    );
+    let json = repo.run(["status", "--json"]).ok().json();
+    assert_eq!(json["worktrees"][0]["name"], evil);
+    // A hint that shows a command quotes the worktree's name for the shell.
+    let run = env.run(&wt, ["release", "-w", "wt`id`", "--service", "api"]);
+    run.code(2);
+    assert!(
+        run.stderr
+            .contains("git ports allocate api --worktree 'wt`id`'"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_copied_repository_is_a_conflict_shown_everywhere_and_fixed_by_doctor() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 27500, 27509);
+    repo.run(["allocate", "web"]).ok();
+    env.sh(env.root(), "cp -a app copy").ok();
+    let copy = Repo {
+        env: &env,
+        dir: env.path("copy"),
+    };
+    // check: the port is allocated here, and held by the original too.
+    let check = copy.run(["check", "27500"]);
+    check.code(4);
+    assert!(
+        check
+            .stdout
+            .contains("CONFLICT: also held by another repository: ")
+            && check.stdout.contains("git ports doctor --fix"),
+        "{}",
+        check.stdout
+    );
+    let json = copy.run(["check", "27500", "--json"]).json();
+    assert_eq!(json["conflict"]["worktree"], "app");
+    // status, per port, and the machine-wide view.
+    let status = copy.run(["status"]);
+    status.ok();
+    assert!(
+        status.stdout.contains("27500  [CONFLICT: also held by ")
+            && status.stdout.contains("run `git ports doctor --fix`"),
+        "{}",
+        status.stdout
+    );
+    let json = copy.run(["status", "--json"]).ok().json();
+    assert!(
+        json["worktrees"][0]["ports"]["web"]["also_held_by"].is_string(),
+        "{json}"
+    );
+    let machine = copy.run(["status", "--machine"]);
+    assert!(
+        machine.stdout.matches("[CONFLICT: also held by").count() >= 1,
+        "{}",
+        machine.stdout
+    );
+    // The original is the one the ledger records: it keeps its port.
+    let original = repo.run(["doctor"]);
+    original.ok();
+    // doctor names the conflict and exits 4; --fix moves the copy's holding.
+    let doctor = copy.run(["doctor"]);
+    doctor.code(4);
+    assert!(
+        doctor.stdout.contains("PROBLEM conflict"),
+        "{}",
+        doctor.stdout
+    );
+    let fixed = copy.run(["doctor", "--fix"]);
+    fixed.ok();
+    assert!(
+        fixed
+            .stdout
+            .contains("port 27500 (web) of worktree 'copy' was also held by ")
+            && fixed.stdout.contains(": moved to 27501"),
+        "{}",
+        fixed.stdout
+    );
+    copy.run(["doctor", "--json"]).ok();
+    assert_eq!(repo.run(["get", "web"]).ok().stdout, "27500\n");
+    assert_eq!(copy.run(["get", "web"]).ok().stdout, "27501\n");
+    promise_holds(&env, &[common(&repo), common(&copy)]).expect("promise");
+}
+
+#[test]
+fn claims_of_repositories_that_are_merely_invisible_are_kept() {
+    let env = Env::new();
+    let here = env.repo("here");
+    here.range("web", 27520, 27529);
+    // Another repository on a "drive": env/drive/away.
+    fs::create_dir_all(env.path("drive")).expect("mkdir");
+    let away = env.repo("drive/away");
+    away.range("web", 27520, 27529);
+    away.run(["allocate", "web"]).ok();
+    // The drive is unmounted: its mount point is an empty directory.
+    fs::rename(env.path("drive"), env.path("drive-unmounted")).expect("mv");
+    fs::create_dir(env.path("drive")).expect("mount point");
+    here.run(["allocate", "web"]).ok();
+    assert_eq!(here.run(["get", "web"]).stdout, "27521\n");
+    let doctor = here.run(["doctor"]);
+    assert!(
+        doctor.stdout.contains("cannot be read now"),
+        "{}",
+        doctor.stdout
+    );
+    // Back again: both hold their own ports.
+    fs::remove_dir(env.path("drive")).expect("rmdir");
+    fs::rename(env.path("drive-unmounted"), env.path("drive")).expect("mv");
+    promise_holds(&env, &[common(&here), common(&away)]).expect("promise");
+
+    // A registry that cannot be read keeps its claims, and a huge one is never read whole.
+    let reg = common(&away).join("worktree-ports.json");
+    let saved = fs::read(&reg).expect("reg");
+    fs::File::create(&reg)
+        .and_then(|f| f.set_len(6 << 30))
+        .expect("sparse registry");
+    here.run(["allocate", "api"]).ok();
+    here.run(["release", "27521"]).ok();
+    here.run(["allocate", "web"]).ok();
+    assert_eq!(here.run(["get", "web"]).stdout, "27521\n");
+    fs::write(&reg, &saved).expect("restore");
+    promise_holds(&env, &[common(&here), common(&away)]).expect("promise");
+
+    // Certainly gone (its directory is not there, and its parent is readable and not
+    // empty): its claims are dropped and its port handed out again.
+    fs::remove_dir_all(&away.dir).expect("rm");
+    fs::write(env.path("drive/other-file"), "x").expect("write");
+    here.run(["release", "27521"]).ok();
+    here.run(["allocate", "web"]).ok();
+    assert_eq!(here.run(["get", "web"]).stdout, "27520\n");
+}

@@ -1,0 +1,402 @@
+//! `git ports doctor`: checks what can go wrong, says how to fix each, and with `--fix`
+//! repairs what is safe to repair.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Ctx;
+use super::allocate::allocate_one;
+use crate::cli::DoctorArgs;
+use crate::error::Result;
+use crate::ledger::{Ledger, Seen, look, repo_dir, tilde};
+use crate::output::Style;
+use crate::registry::Registry;
+use crate::store::{self, lock_path};
+
+/// One finding.
+#[derive(Debug, Serialize)]
+struct Finding {
+    /// `registry`, `ledger`, `conflict`, `unclaimed`, `stale-claim`, `unreachable`, `hook`,
+    /// `lock`, `config`.
+    check: &'static str,
+    /// `ok`, `problem`, `fixed` or `info`.
+    status: &'static str,
+    message: String,
+    /// What to run or do about it, when something is to be done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    healthy: bool,
+    problems: usize,
+    fixed: usize,
+    findings: &'a [Finding],
+}
+
+fn finding(check: &'static str, status: &'static str, message: String) -> Finding {
+    Finding {
+        check,
+        status,
+        message,
+        fix: None,
+    }
+}
+
+pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<i32> {
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut unreadable = false;
+
+    let registry = match ctx.store.load() {
+        Ok(r) => {
+            findings.push(finding(
+                "registry",
+                "ok",
+                format!("{} reads ({} ports)", ctx.store.path.display(), r.total()),
+            ));
+            Some(r)
+        }
+        Err(e) => {
+            unreadable = true;
+            findings.push(Finding {
+                fix: Some("fix or remove the file by hand; git-ports never rewrites a file it cannot read".into()),
+                ..finding("registry", "problem", e.to_string())
+            });
+            None
+        }
+    };
+    let ledger = match &ctx.ledger {
+        None => None,
+        Some(l) => match l.load() {
+            Ok(ledger) => {
+                findings.push(finding(
+                    "ledger",
+                    "ok",
+                    format!("{} reads ({} claims)", l.path.display(), ledger.ports.len()),
+                ));
+                Some(ledger)
+            }
+            Err(e) => {
+                unreadable = true;
+                findings.push(Finding {
+                    fix: Some("fix or remove the file by hand; every repository's registry is kept, and claims are made again at each one's next change".into()),
+                    ..finding("ledger", "problem", e.to_string())
+                });
+                None
+            }
+        },
+    };
+    #[cfg(unix)]
+    if let Some(dir) = ctx.ledger.as_ref().and_then(|l| l.path.parent()) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(dir)
+            && m.permissions().mode() & 0o022 != 0
+        {
+            findings.push(Finding {
+                fix: Some(format!(
+                    "chmod 700 {}",
+                    crate::output::shell_quote(&dir.display().to_string())
+                )),
+                ..finding(
+                    "ledger",
+                    "problem",
+                    format!(
+                        "{} can be written by other users, who could replace the ledger",
+                        dir.display()
+                    ),
+                )
+            });
+        }
+    }
+
+    if let (Some(registry), Some(ledger)) = (&registry, &ledger) {
+        check_claims(ctx, registry, ledger, args.fix, &mut findings)?;
+    }
+    check_hook(ctx, &mut findings);
+    check_locks(ctx, &mut findings);
+    for p in &ctx.repo.settings.problems {
+        findings.push(Finding {
+            fix: Some(format!("git config {} <valid value>", p.key)),
+            ..finding("config", "problem", p.error().to_string())
+        });
+    }
+
+    let problems = findings.iter().filter(|f| f.status == "problem").count();
+    let fixed = findings.iter().filter(|f| f.status == "fixed").count();
+    if args.json {
+        ctx.out.json(&Report {
+            healthy: problems == 0,
+            problems,
+            fixed,
+            findings: &findings,
+        });
+    } else {
+        render(ctx, &findings, problems, fixed);
+    }
+    if unreadable {
+        return Ok(5);
+    }
+    Ok(if problems > 0 { 4 } else { 0 })
+}
+
+/// Conflicts, ports held without a claim, claims of ports no longer held, and claims of
+/// repositories that cannot be read now.
+fn check_claims(
+    ctx: &Ctx,
+    registry: &Registry,
+    ledger: &Ledger,
+    fix: bool,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
+    let conflicts = ledger.conflicts(&ctx.repo_id, registry);
+    let held = registry.by_port();
+    let unclaimed: Vec<u16> = held
+        .keys()
+        .copied()
+        .filter(|p| {
+            !conflicts.contains_key(p) && ledger.ports.get(p).is_none_or(|c| c.repo != ctx.repo_id)
+        })
+        .collect();
+    let stale: Vec<u16> = ledger
+        .ports
+        .iter()
+        .filter(|(p, c)| c.repo == ctx.repo_id && !held.contains_key(p))
+        .map(|(p, _)| *p)
+        .collect();
+    let machine_wide = ctx.repo.settings.machine_wide;
+
+    if fix && (!conflicts.is_empty() || !unclaimed.is_empty() || !stale.is_empty()) {
+        let repo = &ctx.repo;
+        let now = ctx.now;
+        let moved = ctx.update(|reg, elsewhere| {
+            let mut moved = Vec::new();
+            for (port, claim) in &conflicts {
+                // The holder the ledger does not record moves; a live worktree gets a fresh
+                // port for the same service.
+                let Some((key, service, _)) = reg.remove_port(*port) else {
+                    continue;
+                };
+                let to = match repo.by_key(&key).filter(|w| repo.gone(&w.key).is_none()) {
+                    Some(w) => {
+                        Some(allocate_one(reg, elsewhere, repo, w, &service, None, now)?.port)
+                    }
+                    None => None,
+                };
+                moved.push((
+                    *port,
+                    repo.display_name(&key),
+                    service,
+                    claim.describe(),
+                    to,
+                ));
+            }
+            Ok(moved)
+        })?;
+        for (port, wt, service, other, to) in moved {
+            let message = match to {
+                Some(to) => format!(
+                    "port {port} ({service}) of worktree '{wt}' was also held by {other}: moved to {to}"
+                ),
+                None => format!(
+                    "port {port} ({service}) of removed worktree '{wt}' was also held by {other}: released"
+                ),
+            };
+            findings.push(finding("conflict", "fixed", message));
+        }
+        if machine_wide {
+            for p in &unclaimed {
+                findings.push(finding(
+                    "unclaimed",
+                    "fixed",
+                    format!("port {p} is now claimed in the ledger"),
+                ));
+            }
+        }
+        for p in &stale {
+            findings.push(finding(
+                "stale-claim",
+                "fixed",
+                format!(
+                    "the ledger's claim on port {p}, which no worktree here holds, was dropped"
+                ),
+            ));
+        }
+    } else {
+        for (port, claim) in &conflicts {
+            let h = &held[port];
+            findings.push(Finding {
+                fix: Some("git ports doctor --fix".into()),
+                ..finding(
+                    "conflict",
+                    "problem",
+                    format!(
+                        "port {port} ({}) of worktree '{}' is also held by {} ({})",
+                        h.service,
+                        ctx.repo.display_name(h.worktree),
+                        claim.describe(),
+                        claim.service
+                    ),
+                )
+            });
+        }
+        if machine_wide {
+            for p in &unclaimed {
+                findings.push(Finding {
+                    fix: Some("git ports doctor --fix".into()),
+                    ..finding("unclaimed", "problem", format!("port {p} is held here but not claimed in the ledger, so another repository could be given it"))
+                });
+            }
+        }
+        for p in &stale {
+            findings.push(Finding {
+                fix: Some("git ports doctor --fix (or any change here)".into()),
+                ..finding("stale-claim", "info", format!("the ledger claims port {p} for this repository, which no longer holds it; it is skipped until the next change"))
+            });
+        }
+        if conflicts.is_empty() && unclaimed.is_empty() {
+            findings.push(finding(
+                "conflict",
+                "ok",
+                "no port held here is held by another repository".into(),
+            ));
+        }
+    }
+
+    // Claims the ledger keeps for repositories that cannot be read now.
+    let mut by_repo: BTreeMap<&std::path::Path, Vec<u16>> = BTreeMap::new();
+    for (p, c) in &ledger.ports {
+        if c.repo != ctx.repo_id {
+            by_repo.entry(&c.repo).or_default().push(*p);
+        }
+    }
+    for (repo, ports) in by_repo {
+        match look(repo) {
+            Seen::Unreadable(why) => findings.push(Finding {
+                fix: Some("nothing, if it is on a drive that is away: its ports stay reserved until it is back or certainly gone".into()),
+                ..finding(
+                    "unreachable",
+                    "info",
+                    format!(
+                        "{} cannot be read now ({why}); its {} claim(s) are kept",
+                        tilde(&repo_dir(repo)),
+                        ports.len()
+                    ),
+                )
+            }),
+            Seen::Gone => findings.push(finding(
+                "unreachable",
+                "info",
+                format!("{} is gone; its claims are dropped at the next change", tilde(&repo_dir(repo))),
+            )),
+            Seen::Registry(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_hook(ctx: &Ctx, findings: &mut Vec<Finding>) {
+    let (installed, path, runs) = super::hook::installed(ctx);
+    let auto = !ctx.repo.settings.auto_allocate.is_empty();
+    let f = match (installed, runs, auto) {
+        (true, true, _) => finding(
+            "hook",
+            "ok",
+            format!("installed in {}, where git runs it", path.display()),
+        ),
+        (true, false, _) => Finding {
+            fix: Some(format!(
+                "chmod +x {}",
+                crate::output::shell_quote(&path.display().to_string())
+            )),
+            ..finding(
+                "hook",
+                "problem",
+                format!(
+                    "{} is not executable, so git does not run it",
+                    path.display()
+                ),
+            )
+        },
+        (false, _, true) => Finding {
+            fix: Some("git ports hook install".into()),
+            ..finding(
+                "hook",
+                "problem",
+                format!(
+                    "ports.autoAllocate is set but the hook is not installed in {}",
+                    path.display()
+                ),
+            )
+        },
+        (false, _, false) => finding(
+            "hook",
+            "info",
+            format!("not installed (it would go in {})", path.display()),
+        ),
+    };
+    findings.push(f);
+}
+
+/// Locks held right now, and by whom: a stuck holder makes every change wait.
+fn check_locks(ctx: &Ctx, findings: &mut Vec<Finding>) {
+    let mut paths = vec![("registry", ctx.store.path.clone())];
+    if let Some(l) = &ctx.ledger {
+        paths.push(("ledger", l.path.clone()));
+    }
+    for (what, data) in paths {
+        let lock_file = lock_path(&data);
+        if !lock_file.exists() {
+            continue;
+        }
+        match store::lock(&data, 0.0) {
+            Ok(_) => {}
+            Err(store::LockError::Timeout { holder, .. }) => findings.push(Finding {
+                fix: Some("wait for it to finish, or stop it if it is stuck".into()),
+                ..finding(
+                    "lock",
+                    "problem",
+                    format!(
+                        "the {what} lock {} is held now{}",
+                        lock_file.display(),
+                        holder.map(|h| format!(" by {h}")).unwrap_or_default()
+                    ),
+                )
+            }),
+            Err(store::LockError::Io(e)) => findings.push(finding(
+                "lock",
+                "problem",
+                format!("cannot open {}: {e}", lock_file.display()),
+            )),
+        }
+    }
+}
+
+fn render(ctx: &mut Ctx, findings: &[Finding], problems: usize, fixed: usize) {
+    let out = &mut ctx.out;
+    out.heading("git-ports doctor");
+    out.blank();
+    for f in findings {
+        let mark = match f.status {
+            "ok" => out.paint("ok     ", Style::Good),
+            "fixed" => out.paint("fixed  ", Style::Good),
+            "problem" => out.paint("PROBLEM", Style::Bad),
+            _ => out.paint("note   ", Style::Dim),
+        };
+        out.line(format!("{mark} {:<11} {}", f.check, f.message));
+        if let Some(fix) = &f.fix
+            && f.status != "ok"
+        {
+            out.line(format!("        {:<11} fix: {fix}", ""));
+        }
+    }
+    out.blank();
+    match (problems, fixed) {
+        (0, 0) => out.line("No problems found."),
+        (0, n) => out.line(format!("Fixed {n} problem(s); nothing else is wrong.")),
+        (n, _) => out.line(format!(
+            "{n} problem(s) found. `git ports doctor --fix` repairs what is safe to repair."
+        )),
+    }
+}
