@@ -5,6 +5,15 @@ use clap::error::ErrorKind;
 use git_ports::cli::Cli;
 use git_ports::{commands, output};
 
+/// A `-w`/`--worktree` followed by a word that starts with `-`, which clap reads as an option.
+fn dash_worktree() -> Option<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.windows(2).find_map(|w| {
+        (matches!(w[0].as_str(), "-w" | "--worktree") && w[1].starts_with('-') && w[1] != "--")
+            .then(|| w[1].clone())
+    })
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -21,7 +30,13 @@ fn main() -> ExitCode {
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
             eprintln!("git-ports: {}", first.trim_start_matches("error: "));
-            eprintln!("hint: see `git ports --help`");
+            match dash_worktree() {
+                Some(name) => eprintln!(
+                    "hint: to name a worktree that starts with '-', write {}",
+                    output::shell_quote(&format!("--worktree={name}"))
+                ),
+                None => eprintln!("hint: see `git ports --help`"),
+            }
             return ExitCode::from(1);
         }
     };

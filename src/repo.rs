@@ -227,13 +227,25 @@ fn run_git(cmd: &mut Command) -> Result<std::process::Output> {
 /// git's own words for a failure: its `fatal:` line, and for an ownership refusal the fix.
 fn git_failure(stderr: &[u8]) -> Error {
     let text = String::from_utf8_lossy(stderr);
-    let fatal = text
-        .lines()
-        .find_map(|l| l.strip_prefix("fatal: "))
-        .or_else(|| text.lines().find(|l| !l.trim().is_empty()))
-        .unwrap_or("git failed")
-        .trim()
-        .to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("fatal: "))
+        .or_else(|| lines.iter().position(|l| !l.trim().is_empty()));
+    // git continues a fatal message on lines indented with a tab (the extension's name).
+    let fatal = match start {
+        Some(i) => std::iter::once(lines[i].trim_start_matches("fatal: "))
+            .chain(
+                lines[i + 1..]
+                    .iter()
+                    .take_while(|l| l.starts_with('\t'))
+                    .copied(),
+            )
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => "git failed".to_string(),
+    };
     if fatal.contains("dubious ownership") {
         let fix = text
             .lines()
@@ -388,6 +400,23 @@ fn strip_slash(p: &Path) -> PathBuf {
 }
 
 impl Repo {
+    /// No repository: for the commands that describe the whole machine (`status --machine`,
+    /// `check`) run outside any. Settings come from the global and system config.
+    pub fn outside() -> Result<Repo> {
+        let config = GitConfig::read(None)?;
+        Ok(Repo {
+            common_dir: PathBuf::new(),
+            bare: true,
+            reftable: false,
+            settings: Settings::from_git(&config),
+            config,
+            main: None,
+            current: None,
+            all: OnceCell::new(),
+            reftable_heads: OnceCell::new(),
+        })
+    }
+
     /// Opens the repository the way git does for this process: GIT_DIR, GIT_WORK_TREE and the
     /// current directory, so hooks and `git --git-dir=… ports` find the right one.
     pub fn open() -> Result<Repo> {
@@ -716,6 +745,51 @@ impl Repo {
         }
         Ok(())
     }
+}
+
+/// Every worktree's HEAD as git reports it (`git worktree list`), by path: what a reftable
+/// repository's stub HEAD files do not say.
+pub fn heads_from_git(common_dir: &Path) -> HashMap<PathBuf, Head> {
+    let mut cmd = git_command(Some(common_dir));
+    cmd.arg("--git-dir")
+        .arg(common_dir)
+        .args(["worktree", "list", "--porcelain", "-z"]);
+    let mut heads = HashMap::new();
+    let Ok(out) = run_git(&mut cmd) else {
+        return heads;
+    };
+    let mut path: Option<PathBuf> = None;
+    for field in out.stdout.split(|&b| b == 0) {
+        if let Some(p) = field.strip_prefix(b"worktree ") {
+            path = Some(strip_slash(&path_from_bytes(p)));
+        } else if let (Some(p), Some(b)) = (&path, field.strip_prefix(b"branch ")) {
+            let b = crate::registry::show_bytes(b);
+            let b = b.strip_prefix("refs/heads/").unwrap_or(&b).to_string();
+            heads.insert(p.clone(), Head::Branch(b));
+        } else if let (Some(p), Some(h)) = (&path, field.strip_prefix(b"HEAD ")) {
+            heads
+                .entry(p.clone())
+                .or_insert_with(|| Head::Detached(String::from_utf8_lossy(h).into()));
+        }
+    }
+    heads
+}
+
+/// Whether a HEAD file is the reftable backend's stub.
+pub fn is_stub_head(path: &Path) -> bool {
+    read_trimmed(path).is_some_and(|t| t.trim() == format!("ref: {REFTABLE_STUB}"))
+}
+
+/// A linked worktree of the repository at `common_dir`, read from its admin files now: its
+/// live path (after `git worktree move` too), HEAD and state. `None` for a key that names no
+/// admin dir.
+pub fn linked_at(common_dir: &Path, key: &str) -> Option<Worktree> {
+    let name = crate::registry::name_of_key(key)?;
+    common_dir
+        .join("worktrees")
+        .join(&name)
+        .is_dir()
+        .then(|| linked_worktree(common_dir, &name))
 }
 
 /// What people call a directory: its last component, shown as git shows odd bytes.

@@ -51,7 +51,7 @@ struct ServiceRange {
 
 pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
     let port = args.port;
-    let registry = ctx.store.load()?;
+    let registry = ctx.registry()?;
     let holder = registry.holder(port).map(|h| Holder {
         worktree: ctx.repo.display_name(h.worktree),
         service: h.service.to_string(),

@@ -174,7 +174,14 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
                 "is not a text file; add a call of `git ports hook run post-checkout` with the hook's three arguments to it by hand".to_string(),
             )
         })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            None
+        }
         Err(e) => {
             return Err(Error::Io {
                 path,
@@ -251,11 +258,21 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
             hooks.dir.display(),
             path.display()
         ));
+        if hooks.relative.is_some() {
+            let abs = hooks.dir.display().to_string();
+            ctx.out.line(format!(
+                "Note: {m}'s generated directory is not committed, so a new worktree runs no \
+                 hook until {m} is installed in it. To allocate on `git worktree add`, let every \
+                 worktree run this one's hooks: git config core.hooksPath {}",
+                crate::output::shell_quote(&abs)
+            ));
+        }
     }
-    if let Some(rel) = &hooks.relative {
+    if let (Some(rel), None) = (&hooks.relative, manager) {
         ctx.out.line(format!(
-            "Note: core.hooksPath is relative ({}): git runs each worktree's own copy of it. \
-             Commit {} so that new worktrees run it too.",
+            "Note: core.hooksPath is relative ({}): git runs the copy in the worktree where the \
+             git command runs (for `git worktree add`, the one you add from). Commit {} so that \
+             every worktree has it.",
             rel.display(),
             path.display()
         ));
@@ -356,8 +373,8 @@ fn status(ctx: &mut Ctx) -> Result<()> {
     }
     if let Some(rel) = relative {
         out.line(format!(
-            "Note: core.hooksPath is relative ({}): each worktree runs its own copy, so \
-             the block must be committed to reach new worktrees.",
+            "Note: core.hooksPath is relative ({}): git runs the copy in the worktree where \
+             the git command runs, so the block must be committed to reach every worktree.",
             rel.display()
         ));
     }

@@ -41,6 +41,8 @@ pub struct Ctx {
     pub now: DateTime<Utc>,
     /// Warnings of changes that took effect, printed however the command ends.
     pub late: RefCell<Vec<String>>,
+    /// Run outside any repository: only the machine-wide commands get here.
+    pub outside: bool,
 }
 
 impl Ctx {
@@ -63,7 +65,32 @@ impl Ctx {
             out,
             now: crate::clock::now(),
             late: RefCell::new(Vec::new()),
+            outside: false,
         })
+    }
+
+    /// A context without a repository, for `status --machine` and `check`.
+    pub fn outside() -> Result<Ctx> {
+        let repo = Repo::outside()?;
+        let out = Out::new(use_color(repo.settings.color));
+        Ok(Ctx {
+            store: Store::new(&repo.common_dir),
+            ledger: LedgerStore::locate()?,
+            repo_id: PathBuf::new(),
+            out,
+            repo,
+            now: crate::clock::now(),
+            late: RefCell::new(Vec::new()),
+            outside: true,
+        })
+    }
+
+    /// This repository's registry; empty outside any.
+    pub fn registry(&self) -> Result<Registry> {
+        if self.outside {
+            return Ok(Registry::default());
+        }
+        self.store.load()
     }
 
     /// What the ledger says other repositories hold, read without locking, for reports.
@@ -134,9 +161,16 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
             command: crate::cli::HookCommand::Run { .. }
         })
     );
+    let machine_wide = match &command {
+        Command::Check(_) => true,
+        Command::Status(a) => a.machine,
+        _ => false,
+    };
     let opened = Ctx::open();
     let mut ctx = match opened {
         Ok(ctx) => ctx,
+        // These describe the whole machine: they need no repository.
+        Err(crate::error::Error::NotARepo(_)) if machine_wide => Ctx::outside()?,
         Err(e) if is_hook => {
             out.warn(format!(
                 "no ports were allocated (the checkout itself succeeded): {e}"

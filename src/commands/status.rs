@@ -1,7 +1,7 @@
 //! `git ports status`: who holds which port, on which branch, and whether it is running.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -293,11 +293,17 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
         None => Ledger::default(),
     };
     let mut repos: Vec<PathBuf> = ledger.ports.values().map(|c| c.repo.clone()).collect();
-    repos.push(ctx.repo_id.clone());
+    if !ctx.outside {
+        repos.push(ctx.repo_id.clone());
+    }
     repos.sort();
     repos.dedup();
     let mut groups: Vec<PathBuf> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
+    let mut git_heads: std::collections::HashMap<
+        PathBuf,
+        std::collections::HashMap<PathBuf, Head>,
+    > = std::collections::HashMap::new();
     for repo in repos.into_iter().filter(|r| r.is_dir()) {
         let registry = if repo == ctx.repo_id {
             ctx.store.load()?
@@ -313,30 +319,44 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
         }
         let group = groups.len();
         for (key, entry) in &registry.worktrees {
-            let (head, name, admin_ok) = if key == MAIN_KEY {
-                let name = repo_dir(&repo)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
+            // Read live: a worktree moved with `git worktree move` is where its admin files
+            // say, not where the registry last saw it.
+            let (head, name, path, stale, head_file) = if key == MAIN_KEY {
+                let path = entry.path.clone();
+                let gone = !path.exists();
                 (
                     read_head(&repo.join("HEAD")),
-                    name.unwrap_or_default(),
-                    true,
+                    crate::repo::basename(&path),
+                    path,
+                    gone.then_some("directory missing"),
+                    repo.join("HEAD"),
                 )
             } else {
-                let name = crate::registry::name_of_key(key).unwrap_or_default();
-                let admin = repo.join("worktrees").join(name);
-                (
-                    read_head(&admin.join("HEAD")),
-                    crate::registry::display_key(key),
-                    admin.is_dir(),
-                )
+                match crate::repo::linked_at(&repo, key) {
+                    Some(w) => {
+                        let head_file = repo
+                            .join("worktrees")
+                            .join(crate::registry::name_of_key(key).unwrap_or_default())
+                            .join("HEAD");
+                        let stale = (w.prunable && !w.locked).then_some("directory missing");
+                        (w.head, w.name, w.path, stale, head_file)
+                    }
+                    None => (
+                        Head::Unknown,
+                        crate::registry::display_key(key),
+                        entry.path.clone(),
+                        Some("removed from git"),
+                        PathBuf::new(),
+                    ),
+                }
             };
-            let stale = if !admin_ok {
-                Some("removed from git")
-            } else if !Path::new(&entry.path).exists() {
-                Some("directory missing")
+            let head = if stale.is_none() && crate::repo::is_stub_head(&head_file) {
+                let heads = git_heads
+                    .entry(repo.clone())
+                    .or_insert_with(|| crate::repo::heads_from_git(&repo));
+                heads.get(&path).cloned().unwrap_or(Head::Unknown)
             } else {
-                None
+                head
             };
             rows.push(Row {
                 group,
@@ -346,7 +366,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                     .then(|| head.branch().map(str::to_string))
                     .flatten(),
                 detached: matches!(head, Head::Detached(_)),
-                path: entry.path.display().to_string(),
+                path: path.display().to_string(),
                 stale,
                 ports: ports_of(&ctx.repo.settings, &registry, key),
                 also: BTreeMap::new(),

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real git, real files, real sockets.
 
 mod allocate;
+mod anyrepo;
 mod bad_input;
 mod machine;
 mod promise;
