@@ -19,19 +19,23 @@ fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-fixtures")
 }
 
-/// The environment every command runs in: isolated git config and ledger, fixed identity.
+/// The environment every command runs in: its own HOME (whose `.gitconfig` is the global
+/// config, as for most users; `GIT_CONFIG_GLOBAL` would send git-ports to `git config` for
+/// every read) and ledger, fixed identity.
 fn env<'a>(cmd: &'a mut Command, root: &Path) -> &'a mut Command {
     for v in [
         "GIT_DIR",
         "GIT_WORK_TREE",
         "GIT_INDEX_FILE",
         "GIT_COMMON_DIR",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_CONFIG_NOSYSTEM",
     ] {
         cmd.env_remove(v);
     }
     cmd.env("HOME", root.join("home"))
-        .env("GIT_CONFIG_GLOBAL", root.join("gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("XDG_CONFIG_HOME", root.join("home/.config"))
         .env("GIT_PORTS_HOME", root.join("ports-home"))
         .env("GIT_AUTHOR_NAME", "Bench")
         .env("GIT_AUTHOR_EMAIL", "bench@example.com")
@@ -57,7 +61,21 @@ fn git(root: &Path, dir: &Path, args: &[&str]) {
 /// A repository `main` with `n` linked worktrees `wt0…`, each holding web, api and db except
 /// `wt0`, which holds no web port (so `allocate web` there searches past every other one).
 fn fixture(n: usize) -> PathBuf {
-    let root = target_dir().join(format!("wt{n}"));
+    fixture_as(n, None)
+}
+
+/// [`fixture`] in git 3.0's formats (SHA-256 objects, reftable refs): the repositories
+/// libgit2 cannot open, read through the git CLI.
+fn fixture_git3(n: usize) -> PathBuf {
+    fixture_as(n, Some(["--object-format=sha256", "--ref-format=reftable"]))
+}
+
+fn fixture_as(n: usize, formats: Option<[&str; 2]>) -> PathBuf {
+    let name = match formats {
+        None => format!("wt{n}"),
+        Some(_) => format!("git3-wt{n}"),
+    };
+    let root = target_dir().join(name);
     let repo = root.join("main");
     if root.join("ready").exists() {
         return root;
@@ -66,9 +84,11 @@ fn fixture(n: usize) -> PathBuf {
     fs::create_dir_all(root.join("home")).expect("mkdir");
     fs::create_dir_all(root.join("ports-home")).expect("mkdir");
     fs::create_dir_all(&repo).expect("mkdir");
-    fs::write(root.join("gitconfig"), "").expect("gitconfig");
+    fs::write(root.join("home/.gitconfig"), "").expect("gitconfig");
     eprintln!("creating a fixture with {n} worktrees…");
-    git(&root, &repo, &["init", "-q", "-b", "main"]);
+    let mut init = vec!["init", "-q", "-b", "main"];
+    init.extend(formats.iter().flatten());
+    git(&root, &repo, &init);
     fs::write(repo.join("README"), "bench\n").expect("write");
     git(&root, &repo, &["add", "README"]);
     git(&root, &repo, &["commit", "-q", "-m", "init"]);
@@ -184,6 +204,75 @@ fn release(root: &Path, dir: &Path, port: &str) {
         .status();
 }
 
+/// What the hook adds to one `git worktree add`: the same add, timed in a repository without
+/// the hook and in one with it (allocating web), interleaved; each add is undone untimed.
+fn hook_overhead() {
+    let plain = fixture(1);
+    let hooked = target_dir().join("hooked");
+    if !hooked.join("ready").exists() {
+        let _ = fs::remove_dir_all(&hooked);
+        fs::create_dir_all(hooked.join("home")).expect("mkdir");
+        fs::create_dir_all(hooked.join("ports-home")).expect("mkdir");
+        fs::write(hooked.join("home/.gitconfig"), "").expect("gitconfig");
+        let repo = hooked.join("main");
+        fs::create_dir_all(&repo).expect("mkdir");
+        git(&hooked, &repo, &["init", "-q", "-b", "main"]);
+        fs::write(repo.join("README"), "bench\n").expect("write");
+        git(&hooked, &repo, &["add", "README"]);
+        git(&hooked, &repo, &["commit", "-q", "-m", "init"]);
+        git(
+            &hooked,
+            &repo,
+            &["config", "ports.web.range", "30000-39999"],
+        );
+        let ok = env(&mut Command::new(BIN), &hooked)
+            .current_dir(&repo)
+            .args(["hook", "install", "--services", "web"])
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "hook install");
+        fs::write(hooked.join("ready"), "").expect("ready");
+    }
+    // git runs `git ports` from the hook: git-ports must be on PATH, as after an install.
+    let bin_dir = Path::new(BIN)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin_dir];
+    dirs.extend(std::env::split_paths(&path));
+    let path = std::env::join_paths(dirs).unwrap_or(path);
+    let add = |root: &Path| {
+        let repo = root.join("main");
+        let wt = root.join("bench-add");
+        let wt_s = wt.to_str().expect("utf-8");
+        let start = Instant::now();
+        let ok = env(&mut Command::new("git"), root)
+            .env("PATH", &path)
+            .current_dir(&repo)
+            .args(["worktree", "add", "-q", wt_s, "-b", "bench-add"])
+            .status();
+        let took = start.elapsed();
+        assert!(ok.is_ok_and(|s| s.success()), "worktree add");
+        git(root, &repo, &["worktree", "remove", "--force", wt_s]);
+        git(root, &repo, &["branch", "-q", "-D", "bench-add"]);
+        took
+    };
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        without.push(add(&plain));
+        with.push(add(&hooked));
+    }
+    let (a, b) = (median(without), median(with));
+    println!("\nhook: one `git worktree add`");
+    println!("  {:<44} {:>10}  {:>6}", "without the hook", ms(a), "1.00×");
+    println!(
+        "  {:<44} {:>10}  {:>5.2}×",
+        "with the hook (allocates web)",
+        ms(b),
+        b.as_secs_f64() / a.as_secs_f64()
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
@@ -201,14 +290,23 @@ fn main() {
         &|| {},
     );
 
-    for &n in sizes {
-        let root = fixture(n);
+    for (git3, n) in sizes
+        .iter()
+        .map(|&n| (false, n))
+        .chain(sizes.iter().map(|&n| (true, n)))
+    {
+        let root = if git3 { fixture_git3(n) } else { fixture(n) };
         let repo = root.join("main");
         let wt0 = root.join("wt0");
         let release_web = || release(&root, &repo, "20000");
         release_web();
+        let title = if git3 {
+            format!("{n} worktrees, SHA-256 + reftable (git CLI path)")
+        } else {
+            format!("{n} worktrees")
+        };
         compare(
-            &format!("{n} worktrees"),
+            &title,
             &root,
             &repo,
             ("git", &["worktree", "list", "--porcelain"]),
@@ -231,6 +329,8 @@ fn main() {
         );
         release_web();
     }
+
+    hook_overhead();
 
     // Health checks: 300 ports with nothing listening.
     let root = fixture(100);

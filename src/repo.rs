@@ -143,6 +143,41 @@ impl GitConfig {
         Ok(GitConfig::parse(&out.stdout))
     }
 
+    /// The configuration libgit2 reads for `git`, with what git adds on the command line
+    /// (`GIT_CONFIG_COUNT`, then `GIT_CONFIG_PARAMETERS`, which is how `git -c` reaches a
+    /// subcommand) on top, in git's order of precedence. `None` where libgit2 cannot stand in
+    /// for git: when the environment names config files libgit2 does not look at
+    /// (`GIT_CONFIG_GLOBAL`, `GIT_CONFIG_SYSTEM`, `GIT_CONFIG_NOSYSTEM`), or on any error.
+    fn from_libgit2(git: &git2::Repository) -> Option<GitConfig> {
+        const FILES: [&str; 3] = [
+            "GIT_CONFIG_GLOBAL",
+            "GIT_CONFIG_SYSTEM",
+            "GIT_CONFIG_NOSYSTEM",
+        ];
+        if FILES.iter().any(|v| std::env::var_os(v).is_some()) {
+            return None;
+        }
+        let config = git.config().ok()?.snapshot().ok()?;
+        let mut entries: Vec<(i32, String, Option<Vec<u8>>)> = Vec::new();
+        let mut iter = config
+            .entries(Some(r"^(ports|color|core|extensions)\."))
+            .ok()?;
+        while let Some(e) = iter.next() {
+            let e = e.ok()?;
+            let level = e.level() as i32;
+            let name = String::from_utf8_lossy(e.name_bytes()).into_owned();
+            let value = e.has_value().then(|| e.value_bytes().to_vec());
+            entries.push((level, name, value));
+        }
+        // libgit2 lists the most local file first; git's order is the reverse, file by file.
+        entries.sort_by_key(|(level, _, _)| *level);
+        let mut config = GitConfig {
+            entries: entries.into_iter().map(|(_, k, v)| (k, v)).collect(),
+        };
+        config.entries.extend(command_line_config()?);
+        Some(config)
+    }
+
     /// Every entry, in git's order.
     pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
@@ -181,6 +216,84 @@ impl GitConfig {
             return Some(PathBuf::from(home).join(rest));
         }
         Some(p)
+    }
+}
+
+/// What git passes to a subcommand as configuration from its command line: the
+/// `GIT_CONFIG_COUNT` pairs, then `GIT_CONFIG_PARAMETERS` (`git -c`), later ones winning.
+/// `None` when either is malformed: then git itself is asked.
+fn command_line_config() -> Option<Vec<(String, Option<Vec<u8>>)>> {
+    let mut out = Vec::new();
+    if let Some(n) = std::env::var_os("GIT_CONFIG_COUNT") {
+        let n: usize = n.to_str()?.trim().parse().ok()?;
+        for i in 0..n {
+            let key = std::env::var(format!("GIT_CONFIG_KEY_{i}")).ok()?;
+            let value = std::env::var_os(format!("GIT_CONFIG_VALUE_{i}"))?;
+            out.push((fold_key(&key), Some(crate::registry::os_bytes(&value))));
+        }
+    }
+    if let Some(p) = std::env::var_os("GIT_CONFIG_PARAMETERS") {
+        out.extend(parse_parameters(&crate::registry::os_bytes(&p))?);
+    }
+    Some(out)
+}
+
+/// Parses `GIT_CONFIG_PARAMETERS` as git writes it: single-quoted words (a `'` inside is
+/// `'\''`), either `'key'='value'` or, from older gits, `'key=value'`; a key alone is true.
+fn parse_parameters(text: &[u8]) -> Option<Vec<(String, Option<Vec<u8>>)>> {
+    /// One quoted word from `i`; returns it and where it ends.
+    fn word(t: &[u8], mut i: usize) -> Option<(Vec<u8>, usize)> {
+        let mut w = Vec::new();
+        if t.get(i) != Some(&b'\'') {
+            return None;
+        }
+        i += 1;
+        loop {
+            match t.get(i)? {
+                b'\'' => {
+                    i += 1;
+                    // `'\''`: a quote, and the word goes on.
+                    if t.get(i) == Some(&b'\\')
+                        && t.get(i + 1) == Some(&b'\'')
+                        && t.get(i + 2) == Some(&b'\'')
+                    {
+                        w.push(b'\'');
+                        i += 3;
+                        continue;
+                    }
+                    return Some((w, i));
+                }
+                &b => {
+                    w.push(b);
+                    i += 1;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        while text.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if i >= text.len() {
+            return Some(out);
+        }
+        let (key, end) = word(text, i)?;
+        i = end;
+        if text.get(i) == Some(&b'=') {
+            let (value, end) = word(text, i + 1)?;
+            i = end;
+            out.push((fold_key(&String::from_utf8_lossy(&key)), Some(value)));
+        } else {
+            match key.iter().position(|&b| b == b'=') {
+                Some(eq) => out.push((
+                    fold_key(&String::from_utf8_lossy(&key[..eq])),
+                    Some(key[eq + 1..].to_vec()),
+                )),
+                None => out.push((fold_key(&String::from_utf8_lossy(&key)), None)),
+            }
+        }
     }
 }
 
@@ -281,18 +394,21 @@ impl Layout {
         self.git_dir != self.common_dir
     }
 
-    /// libgit2: in-process, for the repositories it can open.
-    fn from_libgit2() -> std::result::Result<Layout, git2::Error> {
+    /// libgit2: in-process, for the repositories it can open; with the configuration when
+    /// libgit2 can read it as git would.
+    fn from_libgit2() -> std::result::Result<(Layout, Option<GitConfig>), git2::Error> {
         let git = git2::Repository::open_from_env()?;
-        Ok(Layout {
+        let layout = Layout {
             git_dir: strip_slash(git.path()),
             common_dir: strip_slash(git.commondir()),
             work_tree: git.workdir().map(strip_slash),
             bare: git.is_bare(),
-        })
+        };
+        Ok((layout, GitConfig::from_libgit2(&git)))
     }
 
-    /// The git CLI, for everything else git can open.
+    /// The git CLI, for everything else git can open: one `git rev-parse`. Outside a work
+    /// tree `--show-toplevel` fails after printing the rest, which is all there is to know.
     fn from_cli() -> Result<Layout> {
         let mut cmd = git_command(None);
         cmd.args([
@@ -302,24 +418,18 @@ impl Layout {
             "--git-common-dir",
             "--is-bare-repository",
             "--is-inside-work-tree",
+            "--show-toplevel",
         ]);
         let out = run_git(&mut cmd)?;
-        if !out.status.success() {
-            return Err(git_failure(&out.stderr));
-        }
         let lines: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').collect();
-        let [git_dir, common_dir, bare, inside, ..] = lines[..] else {
-            return Err(Error::GitSays("git rev-parse gave no answer".into()));
+        let (git_dir, common_dir, bare, inside, top) = match lines[..] {
+            [g, c, b, i, t, ..] if out.status.success() => (g, c, b, i, Some(t)),
+            [g, c, b, i @ b"false", ..] => (g, c, b, i, None),
+            _ => return Err(git_failure(&out.stderr)),
         };
-        let work_tree = if inside == b"true" {
-            let mut cmd = git_command(None);
-            cmd.args(["rev-parse", "--path-format=absolute", "--show-toplevel"]);
-            let out = run_git(&mut cmd)?;
-            let top = out.stdout.strip_suffix(b"\n").unwrap_or(&out.stdout);
-            (out.status.success() && !top.is_empty()).then(|| path_from_bytes(top))
-        } else {
-            None
-        };
+        let work_tree = top
+            .filter(|t| inside == b"true" && !t.is_empty())
+            .map(path_from_bytes);
         Ok(Layout {
             git_dir: strip_slash(&path_from_bytes(git_dir)),
             common_dir: strip_slash(&path_from_bytes(common_dir)),
@@ -420,13 +530,16 @@ impl Repo {
     /// Opens the repository the way git does for this process: GIT_DIR, GIT_WORK_TREE and the
     /// current directory, so hooks and `git --git-dir=… ports` find the right one.
     pub fn open() -> Result<Repo> {
-        let layout = match Layout::from_libgit2() {
-            Ok(l) => l,
+        let (layout, config) = match Layout::from_libgit2() {
+            Ok(found) => found,
             // libgit2 cannot open every repository git can (reftable, SHA-256, extensions,
             // ownership): git itself decides, and its words are the error.
-            Err(_) => Layout::from_cli()?,
+            Err(_) => (Layout::from_cli()?, None),
         };
-        let config = GitConfig::read(None)?;
+        let config = match config {
+            Some(c) => c,
+            None => GitConfig::read(None)?,
+        };
         let settings = Settings::from_git(&config);
         let common_dir = layout.common_dir.clone();
         let bare = layout.bare || config.get_bool("core.bare").unwrap_or(false);
@@ -578,12 +691,11 @@ impl Repo {
         &self.listing().worktrees
     }
 
-    /// The worktree the command runs in, or an error asking for `--worktree`.
+    /// The worktree the command runs in, or an error asking for `--worktree`. Its HEAD is
+    /// the file's (in a reftable repository, [`Repo::worktrees`] has the real one): no
+    /// command that works on the current worktree shows its branch.
     pub fn current(&self) -> Result<Worktree> {
-        self.current
-            .clone()
-            .map(|w| self.with_head(w))
-            .ok_or(Error::NeedWorktree)
+        self.current.clone().ok_or(Error::NeedWorktree)
     }
 
     /// The main worktree, unless the repository is bare.
@@ -851,6 +963,24 @@ mod tests {
         assert_eq!(Head::parse("0123abcd").to_string(), "(detached)");
         assert_eq!(Head::parse("garbage!"), Head::Unknown);
         assert_eq!(Head::parse("ref: refs/heads/.invalid"), Head::Unknown);
+    }
+
+    #[test]
+    fn command_line_parameters_parse_like_git() {
+        let got = parse_parameters(
+            b"'ports.web.range'='7000-7099' 'core.bare' 'Ports.X.Env=A'  'a.b'='it'\\''s'",
+        );
+        assert_eq!(
+            got,
+            Some(vec![
+                ("ports.web.range".into(), Some(b"7000-7099".to_vec())),
+                ("core.bare".into(), None),
+                ("ports.X.env".into(), Some(b"A".to_vec())),
+                ("a.b".into(), Some(b"it's".to_vec())),
+            ])
+        );
+        assert_eq!(parse_parameters(b"'unterminated"), None);
+        assert_eq!(parse_parameters(b"bare"), None);
     }
 
     #[test]

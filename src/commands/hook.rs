@@ -18,8 +18,9 @@ use crate::output::Style;
 pub const BEGIN: &str = "# >>> git-ports >>>";
 pub const END: &str = "# <<< git-ports <<<";
 const HOOK: &str = "post-checkout";
-/// The line a hook that is not a shell script needs, added by hand.
-const RUN_LINE: &str = "git ports hook run post-checkout \"$@\"";
+/// What the block runs: git-ports itself, which is on PATH wherever `git ports` works (git
+/// also puts its exec path on PATH for hooks), sparing one git process per checkout.
+const RUN_LINE: &str = "git-ports hook run post-checkout \"$@\"";
 
 fn block() -> String {
     format!(

@@ -396,14 +396,14 @@ fn husky_keeps_the_block_through_npm_install() {
     assert!(
         fs::read_to_string(&user_hook)
             .expect("hook")
-            .contains("git ports hook run")
+            .contains("git-ports hook run")
     );
     // husky rewrites its directory on every install: the block is not in it, so it stays.
     npm("install").ok();
     assert!(
         fs::read_to_string(&user_hook)
             .expect("hook")
-            .contains("git ports hook run")
+            .contains("git-ports hook run")
     );
     repo.run(["hook", "status"])
         .ok()
@@ -555,4 +555,70 @@ fn machine_wide_commands_run_outside_any_repository() {
     );
     run_with(&env, &outside, &["status"], &ceiling).code(2);
     assert!(ledger_path(&env).exists());
+}
+
+/// libgit2 reads the config in-process where it can stand in for git; both ways must give
+/// what git gives, channel by channel.
+#[test]
+fn both_ways_of_reading_config_agree_with_git() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    let wt = repo.worktree("wc", "wc");
+    fs::write(
+        env.path("home/.gitconfig"),
+        "[ports \"api\"]\n\trange = 27800-27809\n",
+    )
+    .expect("write");
+    fs::copy(env.path("home/.gitconfig"), env.path("gitconfig")).expect("copy");
+    // In-process (no variable names a config file) and through `git config` (one does).
+    let ways: [&[(&str, &str)]; 2] = [&[], &[("GIT_CONFIG_NOSYSTEM", "1")]];
+    let range = |dir: &std::path::Path, vars: &[(&str, &str)], in_process: bool| {
+        let mut cmd = env.cmd(dir);
+        cmd.args(["available", "api", "--json"]);
+        if in_process {
+            cmd.env_remove("GIT_CONFIG_GLOBAL")
+                .env_remove("GIT_CONFIG_NOSYSTEM");
+        }
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let run = crate::support::Run::from(cmd.output().expect("run"));
+        run.json()["range"].as_str().unwrap_or("").to_string()
+    };
+    for (i, _) in ways.iter().enumerate() {
+        let in_process = i == 0;
+        // Global, from HOME.
+        assert_eq!(
+            range(&repo.dir, &[], in_process),
+            "27800-27809",
+            "in process: {in_process}"
+        );
+        repo.range("api", 27810, 27819);
+        assert_eq!(range(&repo.dir, &[], in_process), "27810-27819");
+        let count = [
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "ports.api.range"),
+            ("GIT_CONFIG_VALUE_0", "27820-27829"),
+        ];
+        assert_eq!(range(&repo.dir, &count, in_process), "27820-27829");
+        let mut both = count.to_vec();
+        both.push(("GIT_CONFIG_PARAMETERS", "'ports.api.range'='27830-27839'"));
+        assert_eq!(
+            range(&repo.dir, &both, in_process),
+            "27830-27839",
+            "-c wins over GIT_CONFIG_COUNT"
+        );
+        let old_form = [("GIT_CONFIG_PARAMETERS", "'ports.api.range=27840-27849'")];
+        assert_eq!(range(&repo.dir, &old_form, in_process), "27840-27849");
+        repo.git(["config", "extensions.worktreeConfig", "true"]);
+        env.git(
+            &wt,
+            ["config", "--worktree", "ports.api.range", "27850-27859"],
+        );
+        assert_eq!(range(&wt, &[], in_process), "27850-27859");
+        assert_eq!(range(&repo.dir, &[], in_process), "27810-27819");
+        env.git(&wt, ["config", "--worktree", "--unset", "ports.api.range"]);
+        repo.git(["config", "--unset", "extensions.worktreeConfig"]);
+        repo.git(["config", "--unset", "ports.api.range"]);
+    }
 }
