@@ -36,6 +36,7 @@ pub enum Command {
     Get(GetArgs),
     Env(EnvArgs),
     Exec(ExecArgs),
+    Wait(WaitArgs),
     Prune(PruneArgs),
     Doctor(DoctorArgs),
     Hook(HookArgs),
@@ -226,17 +227,44 @@ pub enum EnvFormat {
 
 /// Run a command with the worktree's ports in its environment
 ///
-/// Adds the variables `git ports env` prints to the environment of COMMAND and runs it.
-/// git-ports exits with COMMAND's exit status.
+/// Adds the variables `git ports env` prints to the environment of COMMAND and becomes it: on
+/// Unix COMMAND takes git-ports' process (same pid, its signals and process group), so
+/// stopping it stops the server. Before that, if a port of the worktree is already served by
+/// a process outside the worktree, it refuses (exit 4) and says who, unless --force.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The worktree: its name, path or branch (default: the current worktree)
     #[arg(long, short = 'w', value_name = "WORKTREE")]
     pub worktree: Option<String>,
 
+    /// Start COMMAND even if another process already serves one of the worktree's ports
+    #[arg(long)]
+    pub force: bool,
+
     /// The command and its arguments
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// Wait until a worktree's servers accept connections
+///
+/// Returns 0 as soon as the port of each SERVICE (default: every port the worktree holds)
+/// accepts a connection on 127.0.0.1 or ::1; exits 4 when the time runs out, naming the ports
+/// that never came up. For scripts and agents: start the server in the background, then
+/// `git ports wait web`, then run the tests.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Services to wait for (default: all of the worktree's)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// The worktree: its name, its path or its branch (default: the current worktree)
+    #[arg(long, short = 'w', value_name = "WORKTREE")]
+    pub worktree: Option<String>,
+
+    /// Seconds to wait at most
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = seconds)]
+    pub timeout: f64,
 }
 
 /// Release the ports of worktrees git no longer has

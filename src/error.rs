@@ -102,6 +102,12 @@ pub enum Error {
     #[error("port {port} is held by another repository: {holder}")]
     PortHeldElsewhere { port: u16, holder: String },
 
+    #[error("port {port} is already served by {who}")]
+    PortServedByOther { port: u16, who: String },
+
+    #[error("gave up after {secs}s: {} never accepted a connection", ports.join(", "))]
+    WaitTimeout { secs: f64, ports: Vec<String> },
+
     #[error("port {port} is not allocated")]
     PortNotAllocated { port: u16 },
 
@@ -185,7 +191,7 @@ impl Error {
             (NoSuchAllocation { .. }, _) => 2,
             (RangeExhausted { .. }, _) => 3,
             (PortTaken { .. } | PortHeldElsewhere { .. }, _) => 4,
-            (HealthErrors(_), _) => 4,
+            (HealthErrors(_) | PortServedByOther { .. } | WaitTimeout { .. }, _) => 4,
             (Unwritable { .. }, _) => 5,
             (RegistryCorrupt { .. } | RegistryIo { .. }, Family::Status) => 2,
             (RegistryCorrupt { .. } | RegistryIo { .. }, Family::Allocate) => 5,
@@ -206,6 +212,10 @@ impl Error {
                 known.join(", ")
             )),
             NeedWorktree => Some("name one with --worktree".into()),
+            PortServedByOther { .. } => Some(
+                "stop that process, or start anyway with `git ports exec --force -- COMMAND`"
+                    .into(),
+            ),
             NoSuchAllocation { service, worktree } => Some(format!(
                 "allocate one with `git ports allocate {service} {}`",
                 crate::output::worktree_arg(worktree)

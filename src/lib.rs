@@ -11,6 +11,7 @@ pub mod fault;
 pub mod ledger;
 pub mod net;
 pub mod output;
+pub mod owner;
 pub mod registry;
 pub mod repo;
 pub mod store;

@@ -1,10 +1,15 @@
 //! Sockets: the bind probe that tells whether a port is in use on this machine, and the
-//! health check that connects to allocated ports on a small bounded pool of threads.
+//! health check that connects to every allocated port on both address families at once,
+//! bounded by one timeout.
+//!
+//! What RUNNING means: the TCP handshake completed on 127.0.0.1 or ::1, that is, a socket is
+//! listening there and the kernel accepted the connection for it. A server that never calls
+//! `accept` still counts (its queue had room), and so does one that accepts and at once
+//! resets. A listener whose queue is full drops the handshake: that is a timeout, reported as
+//! ERROR, never as STOPPED.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 /// Whether something on this machine holds `port`. Binds both `[::]` (dual stack) and
@@ -41,35 +46,13 @@ impl Health {
     }
 }
 
-/// The most threads the health check uses. Loopback connects take microseconds, so a few
-/// threads would do for answering ports; the rest are there so that ports that never answer
-/// wait out their timeouts together: 50 silent ports cost about one timeout, not fifty.
-pub const POOL: usize = 64;
-
-/// Connects to `port` on 127.0.0.1 and on ::1 (a server bound to `localhost` may listen on
-/// either). Running if either accepts; stopped if both refuse.
+/// Connects to `port` on 127.0.0.1 and on ::1 at once (a server bound to `localhost` may
+/// listen on either): running if either accepts, stopped if both refuse. `timeout` bounds the
+/// whole check.
 pub fn check(port: u16, timeout: Duration) -> Health {
-    let mut errors = Vec::new();
-    for ip in [
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(Ipv6Addr::LOCALHOST),
-    ] {
-        let start = Instant::now();
-        match TcpStream::connect_timeout(&SocketAddr::new(ip, port), timeout) {
-            Ok(_) => {
-                return Health::Running {
-                    ms: start.elapsed().as_secs_f64() * 1000.0,
-                };
-            }
-            Err(e) if refused(&e) => {}
-            Err(e) => errors.push(format!("{ip}: {}", describe(&e))),
-        }
-    }
-    if errors.is_empty() {
-        Health::Stopped
-    } else {
-        Health::Error(errors.join("; "))
-    }
+    check_all(&[port], timeout)
+        .pop()
+        .unwrap_or_else(|| Health::Error("not checked".into()))
 }
 
 /// A refused connect, or an address this machine does not have (no IPv6): nothing listens.
@@ -87,34 +70,159 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-/// Checks every port concurrently on at most [`POOL`] threads; results in input order.
+/// How many sockets one check may hold open at once: the process's limit on open files, less
+/// a margin. Past it, ports are checked in waves, each bounded by the timeout.
+fn socket_budget() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+        })
+        .unwrap_or(1024);
+    soft.saturating_sub(64).max(64)
+}
+
+/// Checks every port on both address families at once, one timeout for all: every connect
+/// starts together, nonblocking, and one poll waits for them, so N ports take about one
+/// timeout (in waves of what the open-file limit allows). Results are in input order.
 pub fn check_all(ports: &[u16], timeout: Duration) -> Vec<Health> {
-    let results: Vec<Mutex<Option<Health>>> = ports.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let workers = POOL.min(ports.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&port) = ports.get(i) else { break };
-                    let h = check(port, timeout);
-                    if let Ok(mut slot) = results[i].lock() {
-                        *slot = Some(h);
-                    }
-                }
-            });
-        }
-    });
+    let mut results: Vec<Option<Health>> = vec![None; ports.len()];
+    let wave = (socket_budget() / 2).max(1);
+    for (ports, out) in ports.chunks(wave).zip(results.chunks_mut(wave)) {
+        check_wave(ports, timeout, out);
+    }
     results
         .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Health::Error("not checked".into()))
-        })
+        .map(|h| h.unwrap_or_else(|| Health::Error("not checked".into())))
         .collect()
+}
+
+struct Attempt {
+    port: usize,
+    stream: mio::net::TcpStream,
+}
+
+fn check_wave(ports: &[u16], timeout: Duration, out: &mut [Option<Health>]) {
+    use mio::{Events, Interest, Poll, Token};
+    let start = Instant::now();
+    let mut poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            for o in out.iter_mut() {
+                *o = Some(Health::Error(format!("cannot poll: {e}")));
+            }
+            return;
+        }
+    };
+    // Per port: connects still under way, and what the finished ones said.
+    let mut pending = vec![0u8; ports.len()];
+    let mut errors: Vec<Vec<String>> = vec![Vec::new(); ports.len()];
+    let mut attempts: Vec<Option<Attempt>> = Vec::new();
+    for (i, &port) in ports.iter().enumerate() {
+        for ip in [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ] {
+            match mio::net::TcpStream::connect(SocketAddr::new(ip, port)) {
+                Ok(mut stream) => {
+                    let token = Token(attempts.len());
+                    match poll
+                        .registry()
+                        .register(&mut stream, token, Interest::WRITABLE)
+                    {
+                        Ok(()) => {
+                            pending[i] += 1;
+                            attempts.push(Some(Attempt { port: i, stream }));
+                        }
+                        Err(e) => errors[i].push(format!("{ip}: {e}")),
+                    }
+                }
+                Err(e) if refused(&e) => {}
+                Err(e) => errors[i].push(format!("{ip}: {}", describe(&e))),
+            }
+        }
+    }
+    let settle = |i: usize, out: &mut [Option<Health>], errors: &[Vec<String>]| {
+        if out[i].is_none() {
+            out[i] = Some(if errors[i].is_empty() {
+                Health::Stopped
+            } else {
+                Health::Error(errors[i].join("; "))
+            });
+        }
+    };
+    for (i, _) in pending.iter().enumerate().filter(|(_, p)| **p == 0) {
+        settle(i, out, &errors);
+    }
+    let mut left = pending.iter().filter(|&&p| p > 0).count();
+    let mut events = Events::with_capacity(1024);
+    let deadline = start + timeout;
+    while left > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if let Err(e) = poll.poll(&mut events, Some(deadline - now)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        for event in events.iter() {
+            let Some(slot) = attempts.get_mut(event.token().0) else {
+                continue;
+            };
+            let Some(a) = slot.take() else { continue };
+            let i = a.port;
+            let outcome = match a.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Err(e),
+                Ok(None) => match a.stream.peer_addr() {
+                    Ok(_) => Ok(()),
+                    // Woken before the handshake ended: keep waiting.
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        *slot = Some(a);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            pending[i] = pending[i].saturating_sub(1);
+            match outcome {
+                Ok(()) if out[i].is_none() => {
+                    out[i] = Some(Health::Running {
+                        ms: start.elapsed().as_secs_f64() * 1000.0,
+                    });
+                    left -= 1;
+                    // The other family's connect, if any, no longer matters.
+                    pending[i] = 0;
+                    continue;
+                }
+                Ok(()) => {}
+                Err(e) if refused(&e) => {}
+                Err(e) => {
+                    let family = if a.stream.peer_addr().map(|p| p.is_ipv4()).unwrap_or(false) {
+                        "127.0.0.1"
+                    } else {
+                        "::1"
+                    };
+                    errors[i].push(format!("{family}: {}", describe(&e)));
+                }
+            }
+            if pending[i] == 0 && out[i].is_none() {
+                settle(i, out, &errors);
+                left -= 1;
+            }
+        }
+    }
+    // Whatever is still under way at the deadline timed out.
+    for i in 0..ports.len() {
+        if out[i].is_none() {
+            errors[i].push("connection timed out".into());
+            settle(i, out, &errors);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -139,59 +247,4 @@ mod tests {
             vec![Health::Stopped; 2]
         );
     }
-}
-
-/// A process listening on a port.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Listener {
-    pub pid: u32,
-    pub command: String,
-}
-
-/// Which process listens on `port`, from `/proc` on Linux: the socket's inode from
-/// `/proc/net/tcp{,6}`, then the process holding it among `/proc/<pid>/fd`. `None` when it
-/// cannot be told (another user's process, or not Linux).
-pub fn listener(port: u16) -> Option<Listener> {
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
-                continue;
-            };
-            let p = local
-                .rsplit(':')
-                .next()
-                .and_then(|h| u16::from_str_radix(h, 16).ok());
-            if p == Some(port) && *state == "0A" && *inode != "0" {
-                inodes.push(format!("socket:[{inode}]"));
-            }
-        }
-    }
-    if inodes.is_empty() {
-        return None;
-    }
-    for proc in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            if inodes.iter().any(|i| target.as_os_str() == i.as_str()) {
-                let command = std::fs::read_to_string(proc.path().join("comm"))
-                    .map(|c| c.trim().to_string())
-                    .unwrap_or_default();
-                return Some(Listener { pid, command });
-            }
-        }
-    }
-    None
 }

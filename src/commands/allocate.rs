@@ -22,6 +22,9 @@ pub struct Skip {
     /// Who holds it, for `worktree` and `repository`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
+    /// For `in_use`: the process listening, where the system tells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::owner::Owner>,
 }
 
 /// The result for one service.
@@ -98,12 +101,13 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
     let wt = ctx.repo.target(args.worktree.as_deref())?;
     let repo = &ctx.repo;
     let now = ctx.now;
-    let results = ctx.update(|reg, elsewhere| {
+    let mut results = ctx.update(|reg, elsewhere| {
         services
             .iter()
             .map(|s| allocate_one(reg, elsewhere, repo, &wt, s, args.port, now))
             .collect::<Result<Vec<_>>>()
     })?;
+    name_listeners(ctx, &mut results);
 
     if args.json {
         let path = wt.path.display().to_string();
@@ -195,11 +199,13 @@ pub fn allocate_one(
                         port,
                         reason,
                         holder: Some(by),
+                        process: None,
                     },
                     Taken::InUse => Skip {
                         port,
                         reason: "in_use",
                         holder: None,
+                        process: None,
                     },
                 })
                 .collect();
@@ -237,6 +243,26 @@ pub fn allocate_one(
     })
 }
 
+/// Names the processes on the ports the search skipped as in use, in the words every command
+/// uses.
+pub fn name_listeners(ctx: &Ctx, results: &mut [Allocated]) {
+    let ports: Vec<(u16, Option<std::path::PathBuf>)> = results
+        .iter()
+        .flat_map(|a| a.skipped.iter())
+        .filter(|s| s.reason == "in_use")
+        .map(|s| (s.port, None))
+        .collect();
+    if ports.is_empty() {
+        return;
+    }
+    let owners = ctx.owners(&ports);
+    for s in results.iter_mut().flat_map(|a| a.skipped.iter_mut()) {
+        if s.reason == "in_use" {
+            s.process = owners.get(&s.port).cloned();
+        }
+    }
+}
+
 fn render(ctx: &mut Ctx, wt: &Worktree, results: &[Allocated]) {
     let out = &mut ctx.out;
     let tick = out.paint("✓", Style::Good);
@@ -269,7 +295,11 @@ fn render(ctx: &mut Ctx, wt: &Worktree, results: &[Allocated]) {
                 a.range
             ));
             for s in &a.skipped {
-                let by = s.holder.as_deref().unwrap_or("another process");
+                let by = match (&s.holder, &s.process) {
+                    (Some(h), _) => h.clone(),
+                    (None, Some(p)) => p.describe(),
+                    (None, None) => "another process".into(),
+                };
                 out.line(format!("Port {}: In use by {by}", s.port));
             }
             out.line(format!("Port {}: Available", a.port));

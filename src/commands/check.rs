@@ -6,8 +6,9 @@ use serde::Serialize;
 use super::Ctx;
 use crate::cli::CheckArgs;
 use crate::error::{Error, Result};
-use crate::net::{self, Listener};
+use crate::net;
 use crate::output::{Style, timestamp};
+use crate::owner::Owner;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -25,8 +26,9 @@ struct Report {
     services: Vec<ServiceRange>,
     /// Something on this machine is bound to the port right now.
     listening: bool,
-    /// The process listening, where /proc tells.
-    process: Option<Listener>,
+    /// The process listening, where the system tells: pid, command, working directory, and
+    /// whose worktree that is (`owner`: self, worktree, repository or other).
+    process: Option<Owner>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,7 +84,18 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
         })
         .collect();
     let listening = net::in_use(port);
-    let process = if listening { net::listener(port) } else { None };
+    let holder_path = match &holder {
+        Some(_) => registry
+            .holder(port)
+            .and_then(|h| registry.worktrees.get(h.worktree))
+            .map(|e| e.path.clone()),
+        None => claim.as_ref().map(|c| c.path.clone()),
+    };
+    let process = if listening {
+        ctx.owners(&[(port, holder_path)]).remove(&port)
+    } else {
+        None
+    };
     let taken = match (&holder, &claim) {
         (Some(h), _) => Some(Error::PortTaken {
             port,
@@ -158,7 +171,7 @@ fn render(ctx: &mut Ctx, r: &Report) {
         out.line(format!("- Valid for services: {}", list.join(", ")));
     }
     match (&r.process, r.listening) {
-        (Some(p), _) => out.line(format!("- In use now by process {} ({})", p.pid, p.command)),
+        (Some(p), _) => out.line(format!("- In use now by {}", p.describe())),
         (None, true) => out.line("- In use now by another process"),
         (None, false) => out.line("- Nothing on this machine is listening on it now"),
     }

@@ -50,31 +50,63 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs the command with the variables added; its exit status becomes ours (128 + the signal
-/// when a signal ended it, as shells report it).
+/// Hands the process over to the command with the variables added. First, a port of the
+/// worktree already served by someone else refuses the start (unless `--force`), and one
+/// served by this worktree's own server is mentioned.
 pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<i32> {
     let vars = vars(ctx, args.worktree.as_deref())?;
+    let wt = ctx.repo.target(args.worktree.as_deref())?;
     let (program, rest) = args
         .command
         .split_first()
         .ok_or_else(|| Error::Usage("name a command to run after `--`".into()))?;
-    let status = Command::new(program)
-        .args(rest)
-        .envs(vars.iter().map(|(n, p)| (n, p.to_string())))
-        .status()
-        .map_err(|source| Error::Spawn {
-            program: program.to_string_lossy().into_owned(),
-            source,
-        })?;
-    if let Some(code) = status.code() {
-        return Ok(code);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(sig) = status.signal() {
-            return Ok(128 + sig);
+    let busy: Vec<(u16, Option<std::path::PathBuf>)> = vars
+        .iter()
+        .map(|(_, p)| *p)
+        .filter(|&p| crate::net::in_use(p))
+        .map(|p| (p, Some(wt.path.clone())))
+        .collect();
+    if !busy.is_empty() {
+        let owners = ctx.owners(&busy);
+        for (port, _) in &busy {
+            match owners.get(port) {
+                Some(o) if o.is_own() => ctx
+                    .out
+                    .warn(format!("port {port} is already served by {}", o.describe())),
+                other => {
+                    let who = other.map_or_else(|| "another process".to_string(), |o| o.describe());
+                    if !args.force {
+                        return Err(Error::PortServedByOther { port: *port, who });
+                    }
+                    ctx.out.warn(format!(
+                        "port {port} is already served by {who}; starting anyway"
+                    ));
+                }
+            }
         }
     }
-    Ok(1)
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .envs(vars.iter().map(|(n, p)| (n, p.to_string())));
+    let spawn_error = |source| Error::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Nothing of ours is printed after this point: say what there is to say now.
+        for w in ctx.out.warnings.drain(..) {
+            eprintln!("git-ports: warning: {}", crate::output::escape(&w));
+        }
+        let _ = crate::output::emit(&std::mem::take(&mut ctx.out.text));
+        // Only returns if the command could not be started.
+        Err(spawn_error(cmd.exec()))
+    }
+    #[cfg(not(unix))]
+    {
+        // No exec here: run it as a child and give back its status.
+        let status = cmd.status().map_err(spawn_error)?;
+        Ok(status.code().unwrap_or(1))
+    }
 }

@@ -282,7 +282,7 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
         let warn = ctx.out.paint("warning", Style::Warn);
         ctx.out.line(format!(
             "{warn}: the hook is not executable, so git will not run it: chmod +x {}",
-            path.display()
+            crate::output::shell_quote(&path.display().to_string())
         ));
     }
     Ok(())

@@ -12,6 +12,7 @@ pub mod man;
 pub mod prune;
 pub mod release;
 pub mod status;
+pub mod wait;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -99,6 +100,65 @@ impl Ctx {
             Some(l) => Ok(l.load()?.elsewhere(&self.repo_id)),
             None => Ok(Elsewhere::new()),
         }
+    }
+
+    /// Every worktree a listening process may be working in: this repository's, and those of
+    /// other repositories the ledger knows of.
+    pub fn places(&self) -> Vec<crate::owner::Place> {
+        use crate::owner::Place;
+        let mut places: Vec<Place> = Vec::new();
+        if !self.outside {
+            for w in self.repo.worktrees() {
+                if let Ok(path) = std::fs::canonicalize(&w.path) {
+                    places.push(Place {
+                        path,
+                        worktree: w.name.clone(),
+                        repository: None,
+                    });
+                }
+            }
+        }
+        if let Some(ledger) = self.ledger.as_ref().and_then(|l| l.load().ok()) {
+            for c in ledger.ports.values().filter(|c| c.repo != self.repo_id) {
+                if places
+                    .iter()
+                    .any(|p| p.worktree == c.name && p.repository.is_some())
+                {
+                    continue;
+                }
+                if let Ok(path) = std::fs::canonicalize(&c.path) {
+                    places.push(Place {
+                        path,
+                        worktree: c.name.clone(),
+                        repository: Some(crate::ledger::tilde(&crate::ledger::repo_dir(&c.repo))),
+                    });
+                }
+            }
+        }
+        places
+    }
+
+    /// Who serves each of `ports` now, each classified against the worktree that holds it.
+    pub fn owners(
+        &self,
+        ports: &[(u16, Option<std::path::PathBuf>)],
+    ) -> std::collections::HashMap<u16, crate::owner::Owner> {
+        let wanted: Vec<u16> = ports.iter().map(|p| p.0).collect();
+        let found = crate::owner::listeners(&wanted);
+        if found.is_empty() {
+            return Default::default();
+        }
+        let places = self.places();
+        ports
+            .iter()
+            .filter_map(|(port, holder)| {
+                let l = found.get(port)?;
+                Some((
+                    *port,
+                    crate::owner::Owner::of(l, holder.as_deref(), &places),
+                ))
+            })
+            .collect()
     }
 
     /// The one way commands change the registry: a [`Change`] that keeps the ledger in step
@@ -206,6 +266,7 @@ fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<i32> {
         Command::Doctor(args) => doctor::run(ctx, args),
         Command::Hook(args) => done(hook::run(ctx, args.command)),
         Command::Exec(args) => env::exec(ctx, args),
+        Command::Wait(args) => done(wait::run(ctx, args)),
         // Run by `run` before a repository is opened.
         Command::Man(_) | Command::Completions(_) => Ok(0),
     }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::ledger::{Ledger, repo_dir, tilde};
 use crate::net::{self, Health};
 use crate::output::{Out, Style, timestamp, with_age};
+use crate::owner::Owner;
 use crate::registry::{Allocation, MAIN_KEY, Registry};
 use crate::repo::{Head, read_head};
 use crate::store::Store;
@@ -31,6 +32,8 @@ struct Row {
     ports: Vec<Port>,
     /// Ports another repository holds too, with who that is.
     also: BTreeMap<u16, String>,
+    /// Who serves each running port, where the system tells.
+    owners: BTreeMap<u16, Owner>,
 }
 
 /// A service, its allocation, and its health once checked.
@@ -71,6 +74,10 @@ struct JsonPort {
     /// `git ports doctor --fix` resolves. Absent when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     also_held_by: Option<String>,
+    /// With --health-check: who listens on the port (pid, command, cwd, and whose worktree
+    /// that is), or null when nothing does or the system does not tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listener: Option<Option<Owner>>,
 }
 
 #[derive(Serialize, Default)]
@@ -78,6 +85,8 @@ struct Summary {
     running: usize,
     stopped: usize,
     errors: usize,
+    /// Running ports served by a process outside the worktree that holds them.
+    foreign: usize,
 }
 
 enum View {
@@ -134,7 +143,9 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         View::All
     };
 
-    let summary = args.health_check.then(|| check(&mut rows, args.timeout));
+    let summary = args
+        .health_check
+        .then(|| check(ctx, &mut rows, args.timeout));
     let errors = summary.as_ref().map_or(0, |s| s.errors);
     if args.json {
         let json = to_json(ctx, rows, summary);
@@ -195,6 +206,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
             stale: (w.prunable && !w.locked).then_some("directory missing"),
             ports: ports_of(&w.key),
             also: BTreeMap::new(),
+            owners: BTreeMap::new(),
         });
     }
     for (key, entry) in &registry.worktrees {
@@ -208,6 +220,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
                 stale: Some("removed from git"),
                 ports: ports_of(key),
                 also: BTreeMap::new(),
+                owners: BTreeMap::new(),
             });
         }
     }
@@ -216,7 +229,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
 
 /// Checks every port of every live worktree at once; stale worktrees are never counted as
 /// running, so they are not checked.
-fn check(rows: &mut [Row], timeout: f64) -> Summary {
+fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
     let ports: Vec<u16> = rows
         .iter()
         .filter(|r| r.stale.is_none())
@@ -237,6 +250,32 @@ fn check(rows: &mut [Row], timeout: f64) -> Summary {
             p.2 = Some(h);
         }
     }
+    // Who serves the running ports, each against the worktree that holds it.
+    let running: Vec<u16> = rows
+        .iter()
+        .flat_map(|r| r.ports.iter())
+        .filter(|p| matches!(p.2, Some(Health::Running { .. })))
+        .map(|p| p.1.port)
+        .collect();
+    let found = if running.is_empty() {
+        Default::default()
+    } else {
+        crate::owner::listeners(&running)
+    };
+    if !found.is_empty() {
+        let places = ctx.places();
+        for r in rows.iter_mut() {
+            for p in &r.ports {
+                if let Some(l) = found.get(&p.1.port) {
+                    let o = Owner::of(l, Some(std::path::Path::new(&r.path)), &places);
+                    if !o.is_own() {
+                        summary.foreign += 1;
+                    }
+                    r.owners.insert(p.1.port, o);
+                }
+            }
+        }
+    }
     summary
 }
 
@@ -253,6 +292,7 @@ fn to_json(ctx: &Ctx, rows: Vec<Row>, summary: Option<Summary>) -> Json {
 
 fn json_row(r: Row, checked: bool) -> JsonWorktree {
     let also = r.also.clone();
+    let owners = r.owners.clone();
     let port = |(service, a, h): Port| {
         let health = match (&h, checked) {
             (Some(h), _) => Some(h.word()),
@@ -265,7 +305,9 @@ fn json_row(r: Row, checked: bool) -> JsonWorktree {
             Some(Health::Error(e)) => (None, Some(e)),
             None => (None, None),
         };
+        let listener = checked.then(|| owners.get(&a.port).cloned());
         let p = JsonPort {
+            listener,
             also_held_by: also.get(&a.port).cloned(),
             port: a.port,
             allocated_at: timestamp(&a.allocated_at),
@@ -370,6 +412,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                 stale,
                 ports: ports_of(&ctx.repo.settings, &registry, key),
                 also: BTreeMap::new(),
+                owners: BTreeMap::new(),
             });
         }
         groups.push(repo);
@@ -391,7 +434,9 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
             }
         }
     }
-    let summary = args.health_check.then(|| check(&mut rows, args.timeout));
+    let summary = args
+        .health_check
+        .then(|| check(ctx, &mut rows, args.timeout));
     let errors = summary.as_ref().map_or(0, |s| s.errors);
     if args.json {
         #[derive(Serialize)]
@@ -449,6 +494,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                         health.as_ref(),
                         r.stale.is_some() && args.health_check,
                         r.also.get(&a.port),
+                        r.owners.get(&a.port),
                     );
                     out.line(format!("  {line}"));
                 }
@@ -486,8 +532,28 @@ fn port_line(
     h: Option<&Health>,
     stale: bool,
     also: Option<&String>,
+    owner: Option<&Owner>,
 ) -> String {
-    let line = health_line(out, service, a, h, stale);
+    let line = match (h, owner) {
+        // Served, but not by the worktree that holds it: the case to see at a glance.
+        (Some(Health::Running { .. }), Some(o)) if !o.is_own() => {
+            let label = format!("{service}:");
+            let pad = " ".repeat(8usize.saturating_sub(a.port.to_string().len()));
+            let word = out.paint("[FOREIGN]  ✗", Style::Bad);
+            format!(
+                "  {label:<LABEL$}{}{pad}{word}  served by {}",
+                a.port,
+                o.describe()
+            )
+        }
+        (Some(Health::Running { .. }), Some(o)) => format!(
+            "{}  pid {} ({})",
+            health_line(out, service, a, h, stale),
+            o.pid,
+            o.command
+        ),
+        _ => health_line(out, service, a, h, stale),
+    };
     match also {
         Some(who) => {
             let mark = out.paint(&format!("[CONFLICT: also held by {who}]"), Style::Bad);
@@ -568,6 +634,7 @@ fn render_all(ctx: &mut Ctx, rows: &[Row], checked: bool) {
                 health.as_ref(),
                 r.stale.is_some() && checked,
                 r.also.get(&a.port),
+                r.owners.get(&a.port),
             );
             out.line(line);
         }
@@ -668,6 +735,7 @@ fn render_worktree(ctx: &mut Ctx, name: &str, rows: &[Row], checked: bool) {
             h.as_ref(),
             r.stale.is_some() && checked,
             r.also.get(&a.port),
+            r.owners.get(&a.port),
         );
         out.line(line);
     }
@@ -749,6 +817,14 @@ fn render_summary(out: &mut Out, s: &Summary) {
     out.line(format!("  Running:  {} {}", s.running, plural(s.running)));
     out.line(format!("  Stopped:  {} {}", s.stopped, plural(s.stopped)));
     out.line(format!("  Errors:   {} {}", s.errors, plural(s.errors)));
+    if s.foreign > 0 {
+        out.line(format!(
+            "  Foreign:  {} {} served by a process outside the worktree that holds {}",
+            s.foreign,
+            plural(s.foreign),
+            if s.foreign == 1 { "it" } else { "them" }
+        ));
+    }
     out.blank();
     out.line("Note: STOPPED status means port is allocated but no service is responding.");
     out.line("      This is normal if you haven't started the development server yet.");

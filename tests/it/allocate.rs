@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::process::Stdio;
 
-use crate::support::{Env, same, scrub};
+use crate::support::{Env, same, scrub, scrub_self};
 
 #[test]
 fn spec_example_1_allocate_skips_held_and_in_use_ports() {
@@ -24,13 +24,13 @@ fn spec_example_1_allocate_skips_held_and_in_use_ports() {
     );
     run.ok();
     same(
-        &run.stdout,
+        &scrub_self(&run.stdout),
         "Allocating port for service 'web' to worktree 'review-GH-42'
 
 Searching for available port in range: 21000-21009
 Port 21000: In use by feature-auth-system
 Port 21001: In use by bugfix-memory-leak
-Port 21002: In use by another process
+Port 21002: In use by [THIS TEST]
 Port 21003: Available
 
 ✓ Allocated port 21003 for service 'web'

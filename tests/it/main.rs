@@ -4,6 +4,7 @@ mod allocate;
 mod anyrepo;
 mod bad_input;
 mod machine;
+mod owner;
 mod promise;
 mod robust;
 mod status;

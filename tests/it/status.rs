@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use crate::support::{Env, Repo, same, scrub, silent_listener};
+use crate::support::{Env, Repo, same, scrub, scrub_self, silent_listener};
 
 /// Three worktrees holding six ports in ranges of their own: wt-review (web, api),
 /// wt-auth (web, api, db), wt-leak (web), allocated in that order. git lists them by path.
@@ -30,9 +30,10 @@ fn done_when_health_check_sees_two_running_and_four_stopped() {
     let v6 = TcpListener::bind("[::1]:22011").ok();
     let v6_running = v6.is_some();
 
+    // The listeners are this test's, in no worktree: running, but not their holders' servers.
     let run = repo.run(["status", "--all", "--health-check"]);
     run.ok();
-    let text = run.stdout.clone();
+    let text = scrub_self(&run.stdout);
     assert!(
         text.starts_with(
             "Port Allocation Status with Health Check\n========================================\n"
@@ -40,7 +41,7 @@ fn done_when_health_check_sees_two_running_and_four_stopped() {
         "{text}"
     );
     assert!(
-        text.contains("\nwt-review (feature/auth):\n  web:       22000   [RUNNING]  ✓  "),
+        text.contains("\nwt-review (feature/auth):\n  web:       22000   [FOREIGN]  ✗  served by [THIS TEST]\n"),
         "{text}"
     );
     assert!(
@@ -57,10 +58,10 @@ fn done_when_health_check_sees_two_running_and_four_stopped() {
     );
     if v6_running {
         assert!(
-            text.contains("\n  api:       22011   [RUNNING]  ✓  "),
+            text.contains("\n  api:       22011   [FOREIGN]  ✗  served by [THIS TEST]\n"),
             "{text}"
         );
-        assert!(text.contains("Health Summary:\n  Running:  2 services\n  Stopped:  4 services\n  Errors:   0 services\n"), "{text}");
+        assert!(text.contains("Health Summary:\n  Running:  2 services\n  Stopped:  4 services\n  Errors:   0 services\n  Foreign:  2 services served by a process outside the worktree that holds them\n"), "{text}");
     }
     assert!(text.ends_with("Note: STOPPED status means port is allocated but no service is responding.\n      This is normal if you haven't started the development server yet.\n"), "{text}");
 
@@ -71,7 +72,7 @@ fn done_when_health_check_sees_two_running_and_four_stopped() {
     let running = if v6_running { 2 } else { 1 };
     assert_eq!(
         j["summary"],
-        serde_json::json!({"running": running, "stopped": 6 - running, "errors": 0})
+        serde_json::json!({"running": running, "stopped": 6 - running, "errors": 0, "foreign": running})
     );
     assert_eq!(j["total_allocations"], 6);
     let review = &j["worktrees"][2];

@@ -348,3 +348,85 @@ pub fn silent_listener(port: u16) -> Option<(socket2::Socket, std::net::TcpStrea
         std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500)).ok()?;
     Some((s, filler))
 }
+
+/// How git-ports names this test process when it listens on a port: its pid, its command
+/// and its directory, in no worktree.
+pub fn this_test() -> String {
+    let comm = std::fs::read_to_string("/proc/self/comm")
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    format!(
+        "pid {} ({comm}) in {}, not a known worktree",
+        std::process::id(),
+        cwd.display()
+    )
+}
+
+/// Replaces [`this_test`] with `[THIS TEST]`.
+pub fn scrub_self(text: &str) -> String {
+    text.replace(&this_test(), "[THIS TEST]")
+}
+
+/// The variable that makes this test binary a listener (see [`listen_in`]).
+pub const LISTEN: &str = "GIT_PORTS_TEST_LISTEN";
+
+/// Starts a process that listens on 127.0.0.1:`port` with `dir` as its working directory:
+/// this test binary, running only the helper test `owner::listener_process`. It ends when
+/// killed, or after a minute. Waits until the port accepts connections.
+pub fn listen_in(dir: &Path, port: u16) -> Server {
+    let exe = std::env::current_exe().expect("test binary");
+    let child = Command::new(exe)
+        .args([
+            "--exact",
+            "owner::listener_process",
+            "--ignored",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(LISTEN, port.to_string())
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn listener");
+    let server = Server(child);
+    wait_listening(port, true);
+    server
+}
+
+/// A listener process, killed when dropped, even when the test fails.
+pub struct Server(pub std::process::Child);
+
+impl Server {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (up to 20 s) until `port` accepts connections, or no longer does.
+pub fn wait_listening(port: u16, up: bool) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(20) {
+        let ok = std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], port).into(),
+            std::time::Duration::from_millis(200),
+        )
+        .is_ok();
+        if ok == up {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!(
+        "port {port} never {}",
+        if up { "came up" } else { "went down" }
+    );
+}

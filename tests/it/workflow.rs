@@ -360,10 +360,21 @@ fn man_install_puts_the_page_beside_the_binary() {
     let bin = env.path("prefix/bin");
     fs::create_dir_all(&bin).expect("mkdir");
     fs::copy(crate::support::BIN, bin.join("git-ports")).expect("copy binary");
-    let out = std::process::Command::new(bin.join("git-ports"))
-        .args(["man", "--install"])
-        .output()
-        .expect("run");
+    // Another test forking while the copy was open for writing can hold it open a moment
+    // longer: exec then fails with "text file busy" (ETXTBSY, 26) until that child execs.
+    let mut tries = 0;
+    let out = loop {
+        match std::process::Command::new(bin.join("git-ports"))
+            .args(["man", "--install"])
+            .output()
+        {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.expect("run"),
+        }
+    };
     assert!(out.status.success(), "{out:?}");
     let page = env.path("prefix/share/man/man1/git-ports.1");
     assert_eq!(

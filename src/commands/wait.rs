@@ -1,0 +1,87 @@
+//! `git ports wait`: block until a worktree's servers accept connections, within a bound.
+
+use std::time::{Duration, Instant};
+
+use super::Ctx;
+use crate::cli::WaitArgs;
+use crate::error::{Error, Result};
+use crate::net::{self, Health};
+use crate::output::Style;
+
+/// How often the ports are tried again, at most.
+const PAUSE: Duration = Duration::from_millis(50);
+
+pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
+    let wt = ctx.repo.target(args.worktree.as_deref())?;
+    let registry = ctx.store.load()?;
+    let held = registry.worktrees.get(&wt.key);
+    let mut ports: Vec<(String, u16)> = Vec::new();
+    if args.services.is_empty() {
+        for (s, a) in held.into_iter().flat_map(|e| e.ports.iter()) {
+            ports.push((s.clone(), a.port));
+        }
+        ports.sort_by_key(|(s, _)| (ctx.repo.settings.rank(s), s.clone()));
+        if ports.is_empty() {
+            return Err(Error::Usage(format!(
+                "worktree '{}' holds no ports to wait for",
+                wt.name
+            )));
+        }
+    } else {
+        for s in &args.services {
+            let port = held
+                .and_then(|e| e.ports.get(s))
+                .map(|a| a.port)
+                .ok_or_else(|| Error::NoSuchAllocation {
+                    worktree: wt.name.clone(),
+                    service: s.clone(),
+                })?;
+            ports.push((s.clone(), port));
+        }
+    }
+    let start = Instant::now();
+    let limit = Duration::from_secs_f64(args.timeout);
+    let mut told = false;
+    let mut waiting = ports.clone();
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        let try_for = left
+            .min(Duration::from_millis(250))
+            .max(Duration::from_millis(1));
+        let numbers: Vec<u16> = waiting.iter().map(|p| p.1).collect();
+        let health = net::check_all(&numbers, try_for);
+        let mut still = Vec::new();
+        for (p, h) in waiting.into_iter().zip(health) {
+            if !matches!(h, Health::Running { .. }) {
+                still.push(p);
+            }
+        }
+        waiting = still;
+        let names = |ps: &[(String, u16)]| -> Vec<String> {
+            ps.iter().map(|(s, p)| format!("{s} ({p})")).collect()
+        };
+        if waiting.is_empty() {
+            let tick = ctx.out.paint("✓", Style::Good);
+            for (s, p) in &ports {
+                ctx.out
+                    .line(format!("{tick} {s} ({p}) accepts connections"));
+            }
+            return Ok(());
+        }
+        if start.elapsed() >= limit {
+            return Err(Error::WaitTimeout {
+                secs: args.timeout,
+                ports: names(&waiting),
+            });
+        }
+        if !told && start.elapsed() >= Duration::from_secs(1) {
+            told = true;
+            eprintln!(
+                "git-ports: waiting for {} to accept connections (up to {}s)",
+                names(&waiting).join(", "),
+                args.timeout
+            );
+        }
+        std::thread::sleep(PAUSE.min(limit.saturating_sub(start.elapsed())));
+    }
+}

@@ -1,0 +1,183 @@
+//! Who listens on a port: the process (pid, command, working directory) and whose worktree
+//! that is. Only listening sockets count, never a client's connection. The lookup reads
+//! `/proc` on Linux; elsewhere nothing is known, and callers say "another process".
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// A process listening on a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub pid: u32,
+    pub command: String,
+    /// Its working directory, where the system tells.
+    pub cwd: Option<PathBuf>,
+}
+
+/// The processes listening on `ports`, found in one pass over the socket tables and the
+/// processes. A port whose listener cannot be told (another user's process, or not Linux) is
+/// absent.
+pub fn listeners(ports: &[u16]) -> HashMap<u16, Listener> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::listeners(ports)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = ports;
+        HashMap::new()
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use super::*;
+    use std::fs;
+
+    /// Socket inode → port, for sockets in the LISTEN state (0A) on the given ports.
+    fn listening_inodes(ports: &[u16]) -> HashMap<String, u16> {
+        let mut inodes = HashMap::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = fs::read_to_string(table) else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                    continue;
+                };
+                let port = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|h| u16::from_str_radix(h, 16).ok());
+                if let Some(p) = port.filter(|p| ports.contains(p))
+                    && *state == "0A"
+                    && *inode != "0"
+                {
+                    inodes.insert(format!("socket:[{inode}]"), p);
+                }
+            }
+        }
+        inodes
+    }
+
+    pub fn listeners(ports: &[u16]) -> HashMap<u16, Listener> {
+        let inodes = listening_inodes(ports);
+        let mut found = HashMap::new();
+        if inodes.is_empty() {
+            return found;
+        }
+        let Ok(procs) = fs::read_dir("/proc") else {
+            return found;
+        };
+        for proc in procs.flatten() {
+            let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(fds) = fs::read_dir(proc.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let Ok(target) = fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let Some(&port) = target.to_str().and_then(|t| inodes.get(t)) else {
+                    continue;
+                };
+                found.entry(port).or_insert_with(|| Listener {
+                    pid,
+                    command: fs::read_to_string(proc.path().join("comm"))
+                        .map(|c| c.trim().to_string())
+                        .unwrap_or_default(),
+                    cwd: fs::read_link(proc.path().join("cwd")).ok(),
+                });
+            }
+            if found.len()
+                == inodes
+                    .values()
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+            {
+                break;
+            }
+        }
+        found
+    }
+}
+
+/// A worktree a listener may be working in.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// The worktree's directory, canonical.
+    pub path: PathBuf,
+    /// Its name.
+    pub worktree: String,
+    /// `~/src/other`, for a worktree of another repository; `None` for this repository.
+    pub repository: Option<String>,
+}
+
+/// Who serves a port, for people and for JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Owner {
+    pub pid: u32,
+    pub command: String,
+    pub cwd: Option<String>,
+    /// `self`: the worktree that holds the port; `worktree`: another worktree of this
+    /// repository; `repository`: a worktree of another repository on this machine; `other`: a
+    /// program in no known worktree (or whose directory cannot be read).
+    pub owner: &'static str,
+    /// The worktree it runs in, for `self`, `worktree` and `repository`.
+    pub worktree: Option<String>,
+    /// The other repository, for `repository`.
+    pub repository: Option<String>,
+}
+
+impl Owner {
+    /// Classifies `l` by the deepest known worktree its working directory is in; `holder` is
+    /// the directory of the worktree that holds the port, if one does.
+    pub fn of(l: &Listener, holder: Option<&Path>, places: &[Place]) -> Owner {
+        let cwd = l.cwd.as_deref().and_then(|c| std::fs::canonicalize(c).ok());
+        let place = cwd.as_deref().and_then(|c| {
+            places
+                .iter()
+                .filter(|p| c.starts_with(&p.path))
+                .max_by_key(|p| p.path.components().count())
+        });
+        let holder = holder.and_then(|h| std::fs::canonicalize(h).ok());
+        let owner = match place {
+            Some(p) if holder.as_deref() == Some(p.path.as_path()) => "self",
+            Some(p) if p.repository.is_none() => "worktree",
+            Some(_) => "repository",
+            None => "other",
+        };
+        Owner {
+            pid: l.pid,
+            command: l.command.clone(),
+            cwd: l.cwd.as_ref().map(|c| c.display().to_string()),
+            owner,
+            worktree: place.map(|p| p.worktree.clone()),
+            repository: place.and_then(|p| p.repository.clone()),
+        }
+    }
+
+    /// Whether the holder's own worktree serves the port.
+    pub fn is_own(&self) -> bool {
+        self.owner == "self"
+    }
+
+    /// `pid 4242 (node) in worktree 'feature-y'`, as every command says it.
+    pub fn describe(&self) -> String {
+        let who = format!("pid {} ({})", self.pid, self.command);
+        match (self.owner, &self.worktree, &self.repository) {
+            ("self", _, _) => format!("{who}, this worktree's own server"),
+            ("worktree", Some(w), _) => format!("{who} in worktree '{w}'"),
+            ("repository", Some(w), Some(r)) => format!("{who} in {r} ({w})"),
+            _ => match &self.cwd {
+                Some(c) => format!("{who} in {c}, not a known worktree"),
+                None => who,
+            },
+        }
+    }
+}
