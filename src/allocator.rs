@@ -97,11 +97,98 @@ pub struct Search<H> {
 /// `in_use` is asked only about ports nobody holds, so a costly probe runs as little as it can.
 pub fn lowest_free<H>(
     range: PortRange,
+    held: impl FnMut(u16) -> Option<H>,
+    in_use: impl FnMut(u16) -> bool,
+) -> Search<H> {
+    first_free(range.iter(), held, in_use)
+}
+
+/// What a worktree would like, beyond "lowest free": each wish only reorders the ports tried,
+/// so the choice is still a port nobody holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wishes {
+    /// The offset its name or branch held last time: tried first.
+    pub remembered: Option<usize>,
+    /// Where the search starts (a stable hash), wrapping round; else at offset 0.
+    pub first: Option<usize>,
+    /// Offsets other names or branches remember: tried only after every other one, so a
+    /// remembered port stays free for its owner while the range has others.
+    pub others: std::collections::HashSet<usize>,
+    /// An offset this worktree may not take (the range's first, kept for the main worktree).
+    pub reserved: Option<usize>,
+}
+
+/// The order in which allocation tries the offsets `0..len` (a range's ports, or the slots of
+/// aligned ranges): the remembered one, then from `first` upward round the range, fresh ones
+/// before the ones others remember; never the reserved one. Each offset appears once.
+pub fn order(len: usize, w: &Wishes) -> Vec<usize> {
+    if len == 0 {
+        return Vec::new();
+    }
+    let start = w.first.map_or(0, |f| f % len);
+    let allowed = |k: &usize| Some(*k) != w.reserved;
+    let remembered = w.remembered.filter(|k| *k < len && allowed(k));
+    let circle = (0..len)
+        .map(|i| (start + i) % len)
+        .filter(allowed)
+        .filter(|k| Some(*k) != remembered);
+    let (fresh, yielded): (Vec<usize>, Vec<usize>) = circle.partition(|k| !w.others.contains(k));
+    remembered.into_iter().chain(fresh).chain(yielded).collect()
+}
+
+/// The ports of `range` in the order of [`order`].
+pub fn port_order(range: PortRange, w: &Wishes) -> Vec<u16> {
+    order(range.len(), w)
+        .into_iter()
+        .filter_map(|k| u16::try_from(usize::from(range.start) + k).ok())
+        .collect()
+}
+
+/// The first slot `k` (in the order given) at which every range's `start + k` exists, the
+/// ports are all different, and `free` says each is free: one offset shared by all of a
+/// worktree's services.
+pub fn first_free_slot(
+    ranges: &[PortRange],
+    order: impl IntoIterator<Item = usize>,
+    mut free: impl FnMut(u16) -> bool,
+) -> Option<usize> {
+    order.into_iter().find(|&k| {
+        let ports: Option<Vec<u16>> = ranges
+            .iter()
+            .map(|r| {
+                (k < r.len())
+                    .then(|| u16::try_from(usize::from(r.start) + k).ok())
+                    .flatten()
+            })
+            .collect();
+        let Some(ports) = ports else { return false };
+        let distinct = ports
+            .iter()
+            .enumerate()
+            .all(|(i, p)| !ports[..i].contains(p));
+        distinct && ports.iter().all(|&p| free(p))
+    })
+}
+
+/// FNV-1a, 64 bits: a hash whose output is fixed forever, so two clones on two machines
+/// derive the same first choice from the same name.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Chooses the first port, in `order`, that `held` does not claim and `in_use` does not report.
+pub fn first_free<H>(
+    order: impl IntoIterator<Item = u16>,
     mut held: impl FnMut(u16) -> Option<H>,
     mut in_use: impl FnMut(u16) -> bool,
 ) -> Search<H> {
     let mut skipped = Vec::new();
-    for port in range.iter() {
+    for port in order {
         if let Some(h) = held(port) {
             skipped.push((port, Taken::Held(h)));
         } else if in_use(port) {
@@ -195,6 +282,38 @@ mod tests {
         let full = lowest_free(range, Some, |_| false);
         assert_eq!(full.chosen, None);
         assert_eq!(full.skipped.len(), 5);
+    }
+
+    #[test]
+    fn wishes_reorder_but_never_drop_a_port() {
+        let others: std::collections::HashSet<usize> = [1, 2].into_iter().collect();
+        let w = Wishes {
+            remembered: Some(3),
+            first: Some(6),
+            others,
+            reserved: Some(0),
+        };
+        assert_eq!(order(5, &w), vec![3, 4, 1, 2]);
+        assert_eq!(order(3, &Wishes::default()), vec![0, 1, 2]);
+        // FNV-1a's published test vectors: fixed forever.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let ranges = [
+            PortRange {
+                start: 8000,
+                end: 8009,
+            },
+            PortRange {
+                start: 9000,
+                end: 9004,
+            },
+        ];
+        let slot = first_free_slot(&ranges, [7, 2, 3], |p| p != 9002);
+        assert_eq!(
+            slot,
+            Some(3),
+            "7 is past the shorter range, 2 is taken in the second"
+        );
     }
 
     #[test]

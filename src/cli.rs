@@ -108,6 +108,11 @@ pub struct ReleaseArgs {
     #[arg(long, value_name = "SERVICE", requires = "worktree")]
     pub service: Option<String>,
 
+    /// Also forget that the worktree's name and branch held these ports, so they are not given
+    /// back to it first
+    #[arg(long)]
+    pub forget: bool,
+
     /// Print JSON for scripts
     #[arg(long)]
     pub json: bool,

@@ -20,6 +20,17 @@ pub const KEY_MACHINE_WIDE: &str = "ports.machineWide";
 /// `color.ports`, then `color.ui`: git's colour switches.
 pub const KEY_COLOR: &str = "color.ports";
 pub const KEY_COLOR_UI: &str = "color.ui";
+/// `ports.sticky`: false turns off giving a worktree's name or branch its last ports back.
+pub const KEY_STICKY: &str = "ports.sticky";
+/// `ports.align`: one offset for all of a worktree's services (web 8000+k, api 9000+k, …).
+pub const KEY_ALIGN: &str = "ports.align";
+/// `ports.stableFirst`: the first port (or slot) tried comes from a stable hash of the
+/// repository and the worktree's name, the same on every machine.
+pub const KEY_STABLE_FIRST: &str = "ports.stableFirst";
+/// `ports.reserveMain`: the range's first port (slot 0) is kept for the main worktree.
+pub const KEY_RESERVE_MAIN: &str = "ports.reserveMain";
+/// `GIT_PORTS_SLOT`: the variable `env` and `exec` export for an aligned worktree's offset.
+pub const ENV_SLOT: &str = "GIT_PORTS_SLOT";
 /// `ports.lockTimeout`: seconds to wait for another git-ports to finish before giving up.
 pub const KEY_LOCK_TIMEOUT: &str = "ports.lockTimeout";
 /// How long to wait for a lock when `ports.lockTimeout` is not set.
@@ -108,9 +119,32 @@ pub struct Settings {
     pub color: ColorChoice,
     /// Seconds to wait for a lock.
     pub lock_timeout: f64,
+    /// How a port is chosen beyond "lowest free".
+    pub choice: Choice,
     /// Values that are wrong, each kept until a command needs its key: one bad `ports.*`
     /// value stops only the commands that use it.
     pub problems: Vec<Problem>,
+}
+
+/// How a port is chosen, from `ports.sticky`, `ports.align`, `ports.stableFirst` and
+/// `ports.reserveMain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    pub sticky: bool,
+    pub align: bool,
+    pub stable_first: bool,
+    pub reserve_main: bool,
+}
+
+impl Default for Choice {
+    fn default() -> Self {
+        Choice {
+            sticky: true,
+            align: false,
+            stable_first: false,
+            reserve_main: false,
+        }
+    }
 }
 
 /// A config value that is wrong, and what it concerns.
@@ -168,6 +202,7 @@ impl Settings {
             machine_wide: true,
             color: ColorChoice::Auto,
             lock_timeout: DEFAULT_LOCK_TIMEOUT_SECS,
+            choice: Choice::default(),
             problems: Vec::new(),
         }
     }
@@ -279,6 +314,18 @@ impl Settings {
                 }
             }
             return Ok(());
+        }
+        for (k, field) in [
+            (KEY_STICKY, &mut self.choice.sticky),
+            (KEY_ALIGN, &mut self.choice.align),
+            (KEY_STABLE_FIRST, &mut self.choice.stable_first),
+            (KEY_RESERVE_MAIN, &mut self.choice.reserve_main),
+        ] {
+            if lower == k.to_ascii_lowercase() {
+                *field = parse_bool(value)
+                    .ok_or_else(|| config_error(k, value, "expected true or false"))?;
+                return Ok(());
+            }
         }
         if lower == KEY_LOCK_TIMEOUT.to_ascii_lowercase() {
             self.lock_timeout = match value.trim().parse::<f64>() {

@@ -8,6 +8,10 @@
 //! ```
 //! Worktrees are keyed by git's admin name (the folder under `<common dir>/worktrees/`); the main
 //! worktree, which has none, is keyed [`MAIN_KEY`], which no admin name can be.
+//!
+//! Version 2 adds `remembered`: the port each worktree name (`name:<key>`) and each branch
+//! (`branch:<name>`) last held for each service, so a worktree made again gets its ports back.
+//! A version 1 file is read as version 2 with nothing remembered, and written as version 2.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -19,7 +23,14 @@ use std::path::PathBuf;
 
 use crate::config::is_service_name;
 
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
+
+/// The versions this build reads; older ones are migrated when written.
+pub const READS: std::ops::RangeInclusive<u64> = 1..=VERSION;
+
+/// How many names and branches the registry remembers ports for; the one used longest ago
+/// is forgotten first.
+pub const REMEMBER: usize = 512;
 
 /// The registry key of the main worktree: git's admin names never contain a slash.
 pub const MAIN_KEY: &str = "/";
@@ -30,6 +41,29 @@ pub struct Registry {
     pub version: u64,
     #[serde(default, deserialize_with = "unique")]
     pub worktrees: BTreeMap<String, Entry>,
+    /// `name:<worktree key>` or `branch:<branch>` → service → the port it last held.
+    #[serde(default, deserialize_with = "unique")]
+    pub remembered: BTreeMap<String, BTreeMap<String, Remembered>>,
+}
+
+/// A port a name or branch held, and when it was last given it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remembered {
+    #[serde(deserialize_with = "port")]
+    pub port: u16,
+    #[serde(with = "rfc3339")]
+    pub at: DateTime<Utc>,
+}
+
+/// The memory key of a worktree's name.
+pub fn by_name(key: &str) -> String {
+    format!("name:{key}")
+}
+
+/// The memory key of a branch.
+pub fn by_branch(branch: &str) -> String {
+    format!("branch:{branch}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +292,7 @@ impl Default for Registry {
         Registry {
             version: VERSION,
             worktrees: BTreeMap::new(),
+            remembered: BTreeMap::new(),
         }
     }
 }
@@ -283,15 +318,17 @@ impl Registry {
         let probe: Probe = serde_json::from_str(text).map_err(|e| e.to_string())?;
         match probe.version {
             None => return Err("missing field `version`".into()),
-            Some(v) if v.as_u64() == Some(VERSION) => {}
+            Some(v) if v.as_u64().is_some_and(|v| READS.contains(&v)) => {}
             Some(v) => {
                 return Err(format!(
                     "unsupported version {v} (this git-ports reads version {VERSION})"
                 ));
             }
         }
-        let registry: Registry = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut registry: Registry = serde_json::from_str(text).map_err(|e| e.to_string())?;
         registry.validate()?;
+        // Version 1 had nothing remembered: it is version 2 with an empty memory.
+        registry.version = VERSION;
         Ok(registry)
     }
 
@@ -314,7 +351,93 @@ impl Registry {
                 }
             }
         }
+        for (key, services) in &self.remembered {
+            let ok = key
+                .strip_prefix("name:")
+                .is_some_and(|k| k == MAIN_KEY || name_of_key(k).is_some())
+                || key.strip_prefix("branch:").is_some_and(|b| !b.is_empty());
+            if !ok {
+                return Err(format!("invalid remembered key '{key}'"));
+            }
+            if let Some(s) = services.keys().find(|s| !is_service_name(s)) {
+                return Err(format!("remembered '{key}': invalid service name '{s}'"));
+            }
+        }
         Ok(())
+    }
+
+    /// Remembers that `keys` (a worktree's name, and its branch) held `port` for `service`,
+    /// forgetting the memory used longest ago past [`REMEMBER`].
+    pub fn remember(&mut self, keys: &[String], service: &str, port: u16, at: DateTime<Utc>) {
+        for k in keys {
+            self.remembered
+                .entry(k.clone())
+                .or_default()
+                .insert(service.to_string(), Remembered { port, at });
+        }
+        while self.remembered.len() > REMEMBER {
+            let oldest = self
+                .remembered
+                .iter()
+                .min_by_key(|(_, m)| m.values().map(|r| r.at).max())
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    self.remembered.remove(&k);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Remembers `port` for `key` and `service` unless something is remembered there already
+    /// (a registry written before memory existed learns its ports as they are released).
+    pub fn remember_if_absent(&mut self, key: &str, service: &str, port: u16, at: DateTime<Utc>) {
+        let known = self
+            .remembered
+            .get(key)
+            .is_some_and(|m| m.contains_key(service));
+        if !known {
+            self.remember(&[key.to_string()], service, port, at);
+        }
+    }
+
+    /// The port the first of `keys` that remembers one remembers for `service`, with that key.
+    pub fn recall<'a>(&self, keys: &'a [String], service: &str) -> Option<(u16, &'a str)> {
+        keys.iter().find_map(|k| {
+            let r = self.remembered.get(k)?.get(service)?;
+            Some((r.port, k.as_str()))
+        })
+    }
+
+    /// Ports remembered for `service` by any key other than `keys`.
+    pub fn remembered_by_others(
+        &self,
+        keys: &[String],
+        service: &str,
+    ) -> std::collections::HashSet<u16> {
+        self.remembered
+            .iter()
+            .filter(|(k, _)| !keys.contains(k))
+            .filter_map(|(_, m)| m.get(service).map(|r| r.port))
+            .collect()
+    }
+
+    /// Forgets what `keys` remember for `service` (every service when `None`).
+    pub fn forget(&mut self, keys: &[String], service: Option<&str>) {
+        for k in keys {
+            if let Some(m) = self.remembered.get_mut(k) {
+                match service {
+                    Some(s) => {
+                        m.remove(s);
+                    }
+                    None => m.clear(),
+                }
+                if m.is_empty() {
+                    self.remembered.remove(k);
+                }
+            }
+        }
     }
 
     /// The file's text. Fails rather than give text that does not say exactly this registry.
@@ -427,8 +550,8 @@ mod tests {
             ("[]", "expected a JSON object, found `[` at line 1 column 1"),
             ("{", "EOF"),
             (
-                r#"{"version": 2, "worktrees": {}}"#,
-                "unsupported version 2",
+                r#"{"version": 3, "worktrees": {}}"#,
+                "unsupported version 3",
             ),
             (r#"{"worktrees": {}}"#, "missing field `version`"),
             (r#"{"version": 1, "worktrees": []}"#, "invalid type"),
@@ -480,7 +603,9 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::allocator::{PortRange, Taken, lowest_free};
+    use crate::allocator::{
+        PortRange, Taken, Wishes, first_free, first_free_slot, lowest_free, order, port_order,
+    };
     use proptest::prelude::*;
 
     fn at(secs: i64) -> DateTime<Utc> {
@@ -568,6 +693,74 @@ mod properties {
                     prop_assert!(reg.remove_port(port).is_some());
                 }
                 prop_assert_eq!(reg.validate(), Ok(()));
+                for h in reg.allocations() {
+                    let range = services.iter().find(|(n, _)| *n == h.service).map(|x| x.1);
+                    prop_assert!(range.is_some_and(|r| r.contains(h.allocation.port)));
+                }
+            }
+        }
+
+        /// The order wishes give is every offset once, never the reserved one.
+        #[test]
+        fn wishes_only_reorder(len in 1usize..300, remembered in prop::option::of(0usize..320), first in prop::option::of(any::<usize>()), others in prop::collection::hash_set(0usize..320, 0..40), reserved in prop::option::of(0usize..320)) {
+            let w = Wishes { remembered, first, others, reserved };
+            let mut got = order(len, &w);
+            got.sort_unstable();
+            let want: Vec<usize> = (0..len).filter(|k| Some(*k) != reserved).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// Sticky and aligned allocation over overlapping ranges, with releases in between:
+        /// no port is ever held twice, every port lies in its service's range, and a slot's
+        /// ports are distinct and free.
+        #[test]
+        fn sticky_and_aligned_allocation_invariants(ops in prop::collection::vec((0u8..3, 0usize..6, 0usize..3), 1..120)) {
+            let services = [
+                ("web", PortRange { start: 100, end: 119 }),
+                ("api", PortRange { start: 110, end: 129 }),
+                ("db", PortRange { start: 125, end: 127 }),
+            ];
+            let mut reg = Registry::default();
+            for (op, w, s) in ops {
+                let (service, range) = services[s];
+                let wt = format!("wt{w}");
+                let keys = vec![by_name(&wt)];
+                let held_now = reg.worktrees.get(&wt).and_then(|e| e.ports.get(service)).map(|a| a.port);
+                match (op, held_now) {
+                    (0, None) => {
+                        let by_port = reg.by_port();
+                        let offset = |p: u16| usize::from(p - range.start);
+                        let wishes = Wishes {
+                            remembered: reg.recall(&keys, service).filter(|(p, _)| range.contains(*p)).map(|(p, _)| offset(p)),
+                            first: Some(w * 7),
+                            others: reg.remembered_by_others(&keys, service).into_iter().filter(|p| range.contains(*p)).map(offset).collect(),
+                            reserved: (w != 0).then_some(0),
+                        };
+                        let search = first_free(port_order(range, &wishes), |p| by_port.get(&p).map(|_| ()), |_| false);
+                        if let Some(port) = search.chosen {
+                            prop_assert!(!by_port.contains_key(&port));
+                            reg.insert(&wt, std::path::Path::new("/p"), service, Allocation { port, allocated_at: at(0) });
+                            reg.remember(&keys, service, port, at(0));
+                        }
+                    }
+                    (1, None) => {
+                        let ranges: Vec<PortRange> = services.iter().map(|x| x.1).collect();
+                        let by_port = reg.by_port();
+                        if let Some(k) = first_free_slot(&ranges, 0..20, |p| !by_port.contains_key(&p)) {
+                            let ports: Vec<u16> = ranges.iter().map(|r| r.start + k as u16).collect();
+                            for (i, p) in ports.iter().enumerate() {
+                                prop_assert!(ranges[i].contains(*p) && !by_port.contains_key(p) && !ports[..i].contains(p));
+                            }
+                        }
+                    }
+                    (_, Some(port)) => {
+                        let (key, svc, a) = reg.remove_port(port).expect("held");
+                        reg.remember_if_absent(&by_name(&key), &svc, a.port, a.allocated_at);
+                    }
+                    _ => {}
+                }
+                prop_assert_eq!(reg.validate(), Ok(()));
+                prop_assert_eq!(Registry::parse(&reg.to_json().unwrap_or_default()), Ok(reg.clone()));
                 for h in reg.allocations() {
                     let range = services.iter().find(|(n, _)| *n == h.service).map(|x| x.1);
                     prop_assert!(range.is_some_and(|r| r.contains(h.allocation.port)));

@@ -86,6 +86,8 @@ pub struct Worktree {
     pub path: PathBuf,
     pub head: Head,
     pub is_main: bool,
+    /// Locked with `git worktree lock`; asked only of a worktree whose directory is gone,
+    /// the one case where it matters (a locked worktree keeps its ports).
     pub locked: bool,
     /// Its directory is gone: `git worktree prune` would remove it.
     pub prunable: bool,
@@ -160,7 +162,7 @@ impl GitConfig {
         let config = git.config().ok()?.snapshot().ok()?;
         let mut entries: Vec<(i32, String, Option<Vec<u8>>)> = Vec::new();
         let mut iter = config
-            .entries(Some(r"^(ports|color|core|extensions)\."))
+            .entries(Some(r"^(ports|color|core|extensions|remote)\."))
             .ok()?;
         while let Some(e) = iter.next() {
             let e = e.ok()?;
@@ -660,6 +662,21 @@ impl Repo {
             .unwrap_or(Head::Unknown)
     }
 
+    /// The branch checked out in `w`, asking git in a reftable repository.
+    pub fn branch_of(&self, w: &Worktree) -> Option<String> {
+        self.head_of(w).branch().map(str::to_string)
+    }
+
+    /// What names the repository on every machine, for stable hashes: the URL of `origin`,
+    /// else the main worktree's directory name.
+    pub fn identity(&self) -> String {
+        self.config.get("remote.origin.url").unwrap_or_else(|| {
+            self.main
+                .as_ref()
+                .map_or_else(|| basename(&self.common_dir), |m| m.name.clone())
+        })
+    }
+
     fn with_head(&self, mut w: Worktree) -> Worktree {
         if self.reftable {
             w.head = self.head_of(&w);
@@ -945,7 +962,9 @@ fn linked_worktree(common_dir: &Path, name: &OsStr) -> Worktree {
         path,
         head,
         is_main: false,
-        locked: fs::symlink_metadata(admin.join("locked")).is_ok(),
+        // Only a worktree whose directory is gone needs the lock asked about: one stat fewer
+        // per worktree in every listing.
+        locked: prunable && fs::symlink_metadata(admin.join("locked")).is_ok(),
         prunable,
     }
 }

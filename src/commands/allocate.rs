@@ -3,12 +3,14 @@
 use serde::Serialize;
 
 use super::{Ctx, Elsewhere};
-use crate::allocator::{Taken, lowest_free};
+use crate::allocator::{
+    PortRange, Taken, Wishes, first_free, first_free_slot, fnv1a, order, port_order,
+};
 use crate::cli::{AllocateArgs, AvailableArgs, CheckArgs};
 use crate::error::{Error, Result};
 use crate::net;
 use crate::output::{Style, timestamp};
-use crate::registry::{Allocation, Registry};
+use crate::registry::{Allocation, Registry, by_branch, by_name, display_key};
 use crate::repo::{Repo, Worktree};
 
 /// One port the search passed over, and why.
@@ -39,6 +41,12 @@ pub struct Allocated {
     pub skipped: Vec<Skip>,
     /// Set when --port asked for a port something on this machine is bound to.
     pub in_use: bool,
+    /// The worktree name or branch that held this port before, when it was given back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previously_held_by: Option<String>,
+    /// With `ports.align`: the offset shared by the worktree's services (port = start + slot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,7 +59,7 @@ struct Report<'a> {
 pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
     // The script's flag forms, for scripts written against port_allocate.py.
     if !args.release.is_empty() {
-        return super::release::release_ports(ctx, &args.release, args.json);
+        return super::release::release_ports(ctx, &args.release, args.json, false);
     }
     if let Some(port) = args.check {
         return super::check::run(
@@ -102,10 +110,7 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
     let repo = &ctx.repo;
     let now = ctx.now;
     let mut results = ctx.update(|reg, elsewhere| {
-        services
-            .iter()
-            .map(|s| allocate_one(reg, elsewhere, repo, &wt, s, args.port, now))
-            .collect::<Result<Vec<_>>>()
+        allocate_all(reg, elsewhere, repo, &wt, &services, args.port, now)
     })?;
     name_listeners(ctx, &mut results);
 
@@ -122,8 +127,144 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Allocates `service` to `wt` inside a locked update, skipping ports this registry holds,
-/// ports other repositories hold and ports in use on this machine.
+/// The memory keys of a worktree: its name, and the branch checked out in it.
+pub fn memory_keys(repo: &Repo, wt: &Worktree) -> Vec<String> {
+    let mut keys = vec![by_name(&wt.key)];
+    if let Some(b) = repo.branch_of(wt) {
+        keys.push(by_branch(&b));
+    }
+    keys
+}
+
+/// How people read a memory key: `feature-x`, or `branch feature/x`.
+fn show_key(key: &str) -> String {
+    match (key.strip_prefix("name:"), key.strip_prefix("branch:")) {
+        (Some(k), _) => display_key(k),
+        (_, Some(b)) => format!("branch {b}"),
+        _ => key.to_string(),
+    }
+}
+
+/// The offset of each port the worktree holds in its service's range, if they all share one.
+fn common_offset(reg: &Registry, repo: &Repo, wt: &Worktree) -> Option<usize> {
+    slot_of(reg, &repo.settings, &wt.key)
+}
+
+/// The slot of the worktree keyed `key`: the offset all its ports share in their services'
+/// ranges, if they share one.
+pub fn slot_of(reg: &Registry, settings: &crate::config::Settings, key: &str) -> Option<usize> {
+    let repo_settings = settings;
+    let entry = reg.worktrees.get(key)?;
+    let mut offsets = entry.ports.iter().filter_map(|(s, a)| {
+        let r = repo_settings.service(s).ok()?.range;
+        r.contains(a.port).then(|| usize::from(a.port - r.start))
+    });
+    let first = offsets.next()?;
+    offsets.all(|k| k == first).then_some(first)
+}
+
+/// Offsets other worktrees hold, in any service's range: their slots, left to them.
+fn slots_of_others(reg: &Registry, repo: &Repo, wt: &Worktree) -> std::collections::HashSet<usize> {
+    reg.allocations()
+        .filter(|h| h.worktree != wt.key)
+        .filter_map(|h| {
+            let r = repo.settings.service(h.service).ok()?.range;
+            r.contains(h.allocation.port)
+                .then(|| usize::from(h.allocation.port - r.start))
+        })
+        .collect()
+}
+
+/// The stable first choice of a worktree in `len` places: FNV-1a of the repository's
+/// identity and the worktree's name.
+fn hashed(repo: &Repo, wt: &Worktree, len: usize) -> usize {
+    let text = format!("{}\0{}", repo.identity(), wt.key);
+    usize::try_from(fnv1a(text.as_bytes()) % len.max(1) as u64).unwrap_or(0)
+}
+
+/// Allocates each service to `wt` inside a locked update. With `ports.align`, the services
+/// the worktree does not hold yet share one slot when one is free in all of them; otherwise
+/// (and as the fallback) each takes its own first free port.
+pub fn allocate_all(
+    reg: &mut Registry,
+    elsewhere: &Elsewhere,
+    repo: &Repo,
+    wt: &Worktree,
+    services: &[String],
+    want: Option<u16>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Allocated>> {
+    let keys = if repo.settings.choice.sticky {
+        memory_keys(repo, wt)
+    } else {
+        Vec::new()
+    };
+    let slot = match want {
+        None if repo.settings.choice.align => {
+            choose_slot(reg, elsewhere, repo, wt, services, &keys)?
+        }
+        _ => None,
+    };
+    services
+        .iter()
+        .map(|s| allocate_with(reg, elsewhere, repo, wt, s, want, now, &keys, slot))
+        .collect()
+}
+
+/// The slot for the services `wt` does not hold yet, if one is free in all of them.
+fn choose_slot(
+    reg: &Registry,
+    elsewhere: &Elsewhere,
+    repo: &Repo,
+    wt: &Worktree,
+    services: &[String],
+    keys: &[String],
+) -> Result<Option<usize>> {
+    let held = reg.worktrees.get(&wt.key);
+    let new: Vec<&String> = services
+        .iter()
+        .filter(|s| held.is_none_or(|e| !e.ports.contains_key(*s)))
+        .collect();
+    if new.is_empty() {
+        return Ok(None);
+    }
+    let ranges: Vec<PortRange> = new
+        .iter()
+        .map(|s| repo.settings.service(s).map(|x| x.range))
+        .collect::<Result<_>>()?;
+    let len = ranges.iter().map(PortRange::len).min().unwrap_or(0);
+    let choice = repo.settings.choice;
+    let remembered = common_offset(reg, repo, wt).or_else(|| {
+        new.iter().zip(&ranges).find_map(|(s, r)| {
+            let (port, _) = reg.recall(keys, s)?;
+            r.contains(port).then(|| usize::from(port - r.start))
+        })
+    });
+    let mut others = slots_of_others(reg, repo, wt);
+    for (s, r) in new.iter().zip(&ranges) {
+        others.extend(
+            reg.remembered_by_others(keys, s)
+                .into_iter()
+                .filter(|p| r.contains(*p))
+                .map(|p| usize::from(p - r.start)),
+        );
+    }
+    let wishes = Wishes {
+        remembered,
+        first: match (choice.stable_first, choice.reserve_main && wt.is_main) {
+            (_, true) => Some(0),
+            (true, false) => Some(hashed(repo, wt, len)),
+            (false, false) => None,
+        },
+        others,
+        reserved: (choice.reserve_main && !wt.is_main).then_some(0),
+    };
+    let by_port = reg.by_port();
+    let free = |p: u16| !by_port.contains_key(&p) && !elsewhere.contains_key(&p) && !net::in_use(p);
+    Ok(first_free_slot(&ranges, order(len, &wishes), free))
+}
+
+/// Allocates one service to `wt` (see [`allocate_all`]).
 pub fn allocate_one(
     reg: &mut Registry,
     elsewhere: &Elsewhere,
@@ -133,9 +274,30 @@ pub fn allocate_one(
     want: Option<u16>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Allocated> {
+    let mut all = allocate_all(reg, elsewhere, repo, wt, &[service.to_string()], want, now)?;
+    all.pop()
+        .ok_or_else(|| Error::Usage(format!("nothing allocated for '{service}'")))
+}
+
+/// Allocates `service` to `wt`, skipping ports this registry holds, ports other repositories
+/// hold and ports in use on this machine, trying them in the order the worktree's wishes give
+/// (its remembered port or slot first; see [`crate::allocator::order`]).
+#[allow(clippy::too_many_arguments)]
+fn allocate_with(
+    reg: &mut Registry,
+    elsewhere: &Elsewhere,
+    repo: &Repo,
+    wt: &Worktree,
+    service: &str,
+    want: Option<u16>,
+    now: chrono::DateTime<chrono::Utc>,
+    keys: &[String],
+    slot: Option<usize>,
+) -> Result<Allocated> {
     let name_of = |k: &str| repo.display_name(k);
     let svc = repo.settings.service(service)?;
     let range = svc.range;
+    let choice = repo.settings.choice;
     let existing = reg
         .worktrees
         .get(&wt.key)
@@ -156,9 +318,14 @@ pub fn allocate_one(
             range: range.to_string(),
             skipped: Vec::new(),
             in_use: false,
+            previously_held_by: None,
+            slot: None,
         });
     }
 
+    let recalled = reg
+        .recall(keys, service)
+        .filter(|(p, _)| range.contains(*p));
     let (port, skipped, in_use) = match want {
         Some(port) => {
             if !range.contains(port) {
@@ -184,13 +351,40 @@ pub fn allocate_one(
             (port, Vec::new(), net::in_use(port))
         }
         None => {
+            let offset = |p: u16| usize::from(p - range.start);
+            // An aligned worktree's slot, chosen for all its new services, comes first; a
+            // later service tries the slot the worktree already has.
+            let slot_wish =
+                slot.or_else(|| choice.align.then(|| common_offset(reg, repo, wt)).flatten());
+            // Ports others remember but nobody holds now are kept for them; ports held now are
+            // skipped in their place anyway, and said so, as the spec's search shows them.
+            let by_port = reg.by_port();
+            let mut others: std::collections::HashSet<usize> = reg
+                .remembered_by_others(keys, service)
+                .into_iter()
+                .filter(|p| range.contains(*p) && !by_port.contains_key(p))
+                .map(offset)
+                .collect();
+            if choice.align {
+                others.extend(slots_of_others(reg, repo, wt));
+            }
+            let wishes = Wishes {
+                remembered: slot_wish.or(recalled.map(|(p, _)| offset(p))),
+                first: match (choice.stable_first, choice.reserve_main && wt.is_main) {
+                    (_, true) => Some(0),
+                    (true, false) => Some(hashed(repo, wt, range.len())),
+                    (false, false) => None,
+                },
+                others,
+                reserved: (choice.reserve_main && !wt.is_main).then_some(0),
+            };
             let held = reg.by_port();
             let holder = |p: u16| match (held.get(&p), elsewhere.get(&p)) {
                 (Some(h), _) => Some(("worktree", name_of(h.worktree))),
                 (None, Some(c)) => Some(("repository", c.describe())),
                 (None, None) => None,
             };
-            let search = lowest_free(range, holder, net::in_use);
+            let search = first_free(port_order(range, &wishes), holder, net::in_use);
             let skipped = search
                 .skipped
                 .into_iter()
@@ -232,6 +426,15 @@ pub fn allocate_one(
             allocated_at: now,
         },
     );
+    if choice.sticky {
+        reg.remember(keys, service, port, now);
+    }
+    let previously_held_by = recalled
+        .filter(|(p, _)| *p == port)
+        .map(|(_, k)| show_key(k));
+    let slot = (choice.align && want.is_none())
+        .then(|| common_offset(reg, repo, wt))
+        .flatten();
     Ok(Allocated {
         service: service.into(),
         port,
@@ -240,6 +443,8 @@ pub fn allocate_one(
         range: range.to_string(),
         skipped,
         in_use,
+        previously_held_by,
+        slot,
     })
 }
 
@@ -282,7 +487,16 @@ fn render(ctx: &mut Ctx, wt: &Worktree, results: &[Allocated]) {
             a.service, wt.name
         ));
         out.blank();
-        if a.skipped.is_empty() && a.in_use {
+        if let Some(k) = a.slot {
+            out.line(format!(
+                "Slot {k}: the same offset in every service's range"
+            ));
+        }
+        if let (Some(by), true) = (&a.previously_held_by, a.skipped.is_empty()) {
+            // Given back at once: no search to show.
+            out.line(format!("Port {}: previously held by {by}", a.port));
+            out.line(format!("Port {}: Available", a.port));
+        } else if a.skipped.is_empty() && a.in_use {
             out.line(format!("Port {}: requested", a.port));
             let warn = out.paint("warning", Style::Warn);
             out.line(format!(

@@ -23,10 +23,17 @@ pub fn vars(ctx: &Ctx, query: Option<&str>) -> Result<Vec<(String, u16)>> {
         .map(|e| e.ports.iter().map(|(s, a)| (s, a.port)).collect())
         .unwrap_or_default();
     ports.sort_by_key(|(s, _)| (settings.rank(s), s.to_string()));
-    Ok(ports
+    let mut vars: Vec<(String, u16)> = ports
         .into_iter()
         .map(|(s, p)| (settings.env_name(s), p))
-        .collect())
+        .collect();
+    if settings.choice.align
+        && let Some(k) = super::allocate::slot_of(&registry, settings, &wt.key)
+            .and_then(|k| u16::try_from(k).ok())
+    {
+        vars.push((crate::config::ENV_SLOT.to_string(), k));
+    }
+    Ok(vars)
 }
 
 pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::Ctx;
-use super::allocate::allocate_one;
+use super::allocate::allocate_all;
 use super::prune::prune;
 use crate::cli::HookCommand;
 use crate::config::KEY_AUTO_ALLOCATE;
@@ -415,10 +415,7 @@ fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
     let now = ctx.now;
     let (pruned, allocated) = ctx.update(|reg, elsewhere| {
         let pruned = prune(repo, reg);
-        let allocated = services
-            .iter()
-            .map(|s| allocate_one(reg, elsewhere, repo, &wt, s, None, now))
-            .collect::<Result<Vec<_>>>()?;
+        let allocated = allocate_all(reg, elsewhere, repo, &wt, &services, None, now)?;
         Ok((pruned, allocated))
     })?;
     for p in pruned {
@@ -428,8 +425,13 @@ fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
         ));
     }
     for a in allocated {
+        let again = a
+            .previously_held_by
+            .as_ref()
+            .map(|by| format!(" (previously held by {by})"))
+            .unwrap_or_default();
         ctx.out.line(format!(
-            "git-ports: {} port {} for worktree '{}'",
+            "git-ports: {} port {} for worktree '{}'{again}",
             a.service, a.port, wt.name
         ));
     }

@@ -40,11 +40,21 @@ pub fn stale(repo: &Repo, registry: &Registry) -> Vec<Pruned> {
     stale
 }
 
-/// Removes the stale allocations from the registry, returning them.
+/// Removes the stale allocations from the registry, returning them. The ports stay
+/// remembered for the worktree's name, so a worktree made again under it gets them back.
 pub fn prune(repo: &Repo, registry: &mut Registry) -> Vec<Pruned> {
     let gone = stale(repo, registry);
     for p in &gone {
-        registry.remove_port(p.port);
+        if let Some((key, service, a)) = registry.remove_port(p.port)
+            && repo.settings.choice.sticky
+        {
+            registry.remember_if_absent(
+                &crate::registry::by_name(&key),
+                &service,
+                a.port,
+                a.allocated_at,
+            );
+        }
     }
     gone
 }

@@ -7,6 +7,8 @@ use crate::cli::ReleaseArgs;
 use crate::config::is_service_name;
 use crate::error::{Error, Result};
 use crate::output::{Style, timestamp};
+use crate::registry::{Allocation, Registry, by_branch, by_name};
+use crate::repo::Repo;
 
 /// One released allocation.
 #[derive(Debug, Clone, Serialize)]
@@ -24,21 +26,49 @@ struct Report<'a> {
 
 pub fn run(ctx: &mut Ctx, args: ReleaseArgs) -> Result<()> {
     match &args.worktree {
-        None => release_ports(ctx, &args.ports, args.json),
-        Some(w) => release_worktree(ctx, w, args.service.as_deref(), args.json),
+        None => release_ports(ctx, &args.ports, args.json, args.forget),
+        Some(w) => release_worktree(ctx, w, args.service.as_deref(), args.json, args.forget),
     }
 }
 
 /// Releases each port; if any is not allocated, none is released.
-pub fn release_ports(ctx: &mut Ctx, ports: &[u16], json: bool) -> Result<()> {
+/// Removes the allocation of `port`. Its worktree's name and branch keep remembering it (so
+/// the worktree made again gets it back), unless `forget`, which drops every memory of it.
+fn take(
+    reg: &mut Registry,
+    repo: &Repo,
+    port: u16,
+    forget: bool,
+) -> Option<(String, String, Allocation)> {
+    let (key, service, a) = reg.remove_port(port)?;
+    if forget {
+        let keys: Vec<String> = reg
+            .remembered
+            .iter()
+            .filter(|(_, m)| m.get(&service).is_some_and(|r| r.port == port))
+            .map(|(k, _)| k.clone())
+            .collect();
+        reg.forget(&keys, Some(&service));
+    } else if repo.settings.choice.sticky {
+        let mut keys = vec![by_name(&key)];
+        if let Some(b) = repo.by_key(&key).and_then(|w| repo.branch_of(w)) {
+            keys.push(by_branch(&b));
+        }
+        for k in keys {
+            reg.remember_if_absent(&k, &service, port, a.allocated_at);
+        }
+    }
+    Some((key, service, a))
+}
+
+pub fn release_ports(ctx: &mut Ctx, ports: &[u16], json: bool, forget: bool) -> Result<()> {
     let repo = &ctx.repo;
     let released = ctx.update(|reg, _| {
         ports
             .iter()
             .map(|&port| {
-                let (key, service, a) = reg
-                    .remove_port(port)
-                    .ok_or(Error::PortNotAllocated { port })?;
+                let (key, service, a) =
+                    take(reg, repo, port, forget).ok_or(Error::PortNotAllocated { port })?;
                 Ok(Released {
                     port,
                     worktree: repo.display_name(&key),
@@ -53,7 +83,13 @@ pub fn release_ports(ctx: &mut Ctx, ports: &[u16], json: bool) -> Result<()> {
 }
 
 /// Releases every port of a worktree, live or only remembered by the registry.
-fn release_worktree(ctx: &mut Ctx, query: &str, service: Option<&str>, json: bool) -> Result<()> {
+fn release_worktree(
+    ctx: &mut Ctx,
+    query: &str,
+    service: Option<&str>,
+    json: bool,
+    forget: bool,
+) -> Result<()> {
     if let Some(s) = service.filter(|s| !is_service_name(s)) {
         return Err(Error::BadServiceName(s.into()));
     }
@@ -85,9 +121,8 @@ fn release_worktree(ctx: &mut Ctx, query: &str, service: Option<&str>, json: boo
         ports
             .into_iter()
             .map(|port| {
-                let (k, service, a) = reg
-                    .remove_port(port)
-                    .ok_or(Error::PortNotAllocated { port })?;
+                let (k, service, a) =
+                    take(reg, repo, port, forget).ok_or(Error::PortNotAllocated { port })?;
                 Ok(Released {
                     port,
                     worktree: repo.display_name(&k),

@@ -34,6 +34,8 @@ struct Row {
     also: BTreeMap<u16, String>,
     /// Who serves each running port, where the system tells.
     owners: BTreeMap<u16, Owner>,
+    /// With `ports.align`: the offset all its ports share.
+    slot: Option<usize>,
 }
 
 /// A service, its allocation, and its health once checked.
@@ -56,6 +58,9 @@ struct JsonWorktree {
     detached: bool,
     path: String,
     stale: bool,
+    /// With `ports.align`: the offset all its ports share, if they share one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slot: Option<usize>,
     ports: BTreeMap<String, JsonPort>,
 }
 
@@ -105,6 +110,17 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
     }
     let registry = ctx.store.load()?;
     let mut rows = rows(ctx, &registry);
+    if ctx.repo.settings.choice.align {
+        for r in &mut rows {
+            let key = ctx
+                .repo
+                .worktrees()
+                .iter()
+                .find(|w| w.name == r.name)
+                .map(|w| w.key.clone());
+            r.slot = key.and_then(|k| super::allocate::slot_of(&registry, &ctx.repo.settings, &k));
+        }
+    }
     let conflicts = match &ctx.ledger {
         Some(l) => l
             .load()
@@ -207,6 +223,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
             ports: ports_of(&w.key),
             also: BTreeMap::new(),
             owners: BTreeMap::new(),
+            slot: None,
         });
     }
     for (key, entry) in &registry.worktrees {
@@ -221,6 +238,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
                 ports: ports_of(key),
                 also: BTreeMap::new(),
                 owners: BTreeMap::new(),
+                slot: None,
             });
         }
     }
@@ -324,6 +342,7 @@ fn json_row(r: Row, checked: bool) -> JsonWorktree {
         detached: r.detached,
         path: r.path,
         stale: r.stale.is_some(),
+        slot: r.slot,
     }
 }
 
@@ -413,6 +432,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                 ports: ports_of(&ctx.repo.settings, &registry, key),
                 also: BTreeMap::new(),
                 owners: BTreeMap::new(),
+                slot: None,
             });
         }
         groups.push(repo);
@@ -607,7 +627,8 @@ fn heading_of(r: &Row) -> String {
         .stale
         .map(|why| format!(" [stale: {why}]"))
         .unwrap_or_default();
-    format!("{}{head}{stale}:", r.name)
+    let slot = r.slot.map(|k| format!(" [slot {k}]")).unwrap_or_default();
+    format!("{}{head}{slot}{stale}:", r.name)
 }
 
 fn render_all(ctx: &mut Ctx, rows: &[Row], checked: bool) {

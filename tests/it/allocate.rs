@@ -47,7 +47,7 @@ To start service, run in worktree directory:
     );
     drop(listener);
     let reg = repo.registry();
-    assert_eq!(reg["version"], 1);
+    assert_eq!(reg["version"], 2);
     assert_eq!(
         reg["worktrees"]["review-GH-42"]["ports"]["web"]["port"],
         21003

@@ -300,11 +300,11 @@ fn cases() -> Vec<Case> {
             says: "invalid type: integer `5`, expected a string, or {\"hex\": …}",
         },
         Case {
-            name: "registry version 2",
-            setup: reg!(br#"{"version": 2, "worktrees": {}}"#),
+            name: "registry version 3",
+            setup: reg!(br#"{"version": 3, "worktrees": {}}"#),
             args: &["allocate", "web"],
             code: 5,
-            says: "unsupported version 2",
+            says: "unsupported version 3 (this git-ports reads version 2)",
         },
         Case {
             name: "registry port held twice",

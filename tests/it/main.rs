@@ -3,6 +3,7 @@
 mod allocate;
 mod anyrepo;
 mod bad_input;
+mod choice;
 mod machine;
 mod owner;
 mod promise;

@@ -344,6 +344,11 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
             dirs.push(r.worktree(&format!("r{i}w{w}"), &format!("r{i}b{w}")));
         }
     }
+    // Every way of choosing a port takes part: sticky (the default) in both, aligned slots in
+    // one, a hashed first choice and a reserved main port in the other.
+    repos[0].git(["config", "ports.align", "true"]);
+    repos[1].git(["config", "ports.stableFirst", "true"]);
+    repos[1].git(["config", "ports.reserveMain", "true"]);
     let commons: Vec<PathBuf> = repos.iter().map(common).collect();
     let ops: &[&[&str]] = &[
         &["allocate", "web"],
@@ -738,7 +743,8 @@ fn claims_of_repositories_that_are_merely_invisible_are_kept() {
     // empty): its claims are dropped and its port handed out again.
     fs::remove_dir_all(&away.dir).expect("rm");
     fs::write(env.path("drive/other-file"), "x").expect("write");
-    here.run(["release", "27521"]).ok();
+    // (--forget, or this worktree would be given its own remembered port back first.)
+    here.run(["release", "--forget", "27521"]).ok();
     here.run(["allocate", "web"]).ok();
     assert_eq!(here.run(["get", "web"]).stdout, "27520\n");
 }

@@ -249,6 +249,13 @@ impl Repo<'_> {
         self.env.git_run(&self.dir, args)
     }
 
+    /// Runs `git worktree add ../<dir> <branch>` for a branch that exists, hooks and all.
+    pub fn add_worktree_branch(&self, dir: &str, branch: &str) -> Run {
+        let path = self.env.path(dir);
+        let args = ["worktree", "add", path.to_str().unwrap_or_default(), branch];
+        self.env.git_run(&self.dir, args)
+    }
+
     /// `git worktree add --detach ../<dir>`; returns the worktree's path.
     #[track_caller]
     pub fn detached_worktree(&self, dir: &str) -> PathBuf {
