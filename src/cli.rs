@@ -42,6 +42,17 @@ pub enum Command {
     Hook(HookArgs),
     Man(ManArgs),
     Completions(CompletionsArgs),
+    /// What shell completion offers here (completion scripts run this; not for people)
+    #[command(hide = true)]
+    Complete(CompleteArgs),
+}
+
+/// The arguments of the hidden `complete` command.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// `worktrees` (names and branches) or `services` (defaults and git config's)
+    #[arg(value_name = "WHAT")]
+    pub what: String,
 }
 
 fn port(s: &str) -> Result<u16, String> {
@@ -206,17 +217,24 @@ pub struct GetArgs {
 /// Print a worktree's ports as environment variables
 ///
 /// One variable per allocated service: WEB_PORT, API_PORT, DB_PORT, … (the service in
-/// capitals, '-' as '_', then _PORT), or the name set with `git config ports.<service>.env`.
-/// The shell format is safe for `eval "$(git ports env)"`.
+/// capitals, '-' as '_', then _PORT), or the name set with `git config ports.<service>.env`;
+/// then the variables of `ports.derived` (such as VITE_API_URL=http://localhost:{api}),
+/// GIT_PORTS_SLOT with `ports.align`, and COMPOSE_PROJECT_NAME with `ports.compose`. The
+/// shell format is safe for `eval "$(git ports env)"`. With --write, the variables go into a
+/// file as a marked block instead (a file git tracks is refused).
 #[derive(Debug, Args)]
 pub struct EnvArgs {
     /// The worktree: its name, path or branch (default: the current worktree)
     #[arg(long, short = 'w', value_name = "WORKTREE")]
     pub worktree: Option<String>,
 
-    /// How to print the variables
-    #[arg(long, value_enum, default_value_t = EnvFormat::Shell)]
-    pub format: EnvFormat,
+    /// How to print the variables (default: shell; dotenv with --write)
+    #[arg(long, value_enum)]
+    pub format: Option<EnvFormat>,
+
+    /// Write the variables into FILE as a marked block, keeping every other line of it
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
 }
 
 /// The formats of `git ports env`.

@@ -31,6 +31,16 @@ pub const KEY_STABLE_FIRST: &str = "ports.stableFirst";
 pub const KEY_RESERVE_MAIN: &str = "ports.reserveMain";
 /// `GIT_PORTS_SLOT`: the variable `env` and `exec` export for an aligned worktree's offset.
 pub const ENV_SLOT: &str = "GIT_PORTS_SLOT";
+/// `ports.derived`: variables computed from a worktree's ports, `NAME=TEMPLATE` with
+/// `{service}` for a port (multi-valued): `VITE_API_URL=http://localhost:{api}`.
+pub const KEY_DERIVED: &str = "ports.derived";
+/// `ports.envFile`: files, relative to each worktree's root, kept in step with its ports
+/// (multi-valued).
+pub const KEY_ENV_FILE: &str = "ports.envFile";
+/// `ports.compose`: export a `COMPOSE_PROJECT_NAME` of the worktree's own.
+pub const KEY_COMPOSE: &str = "ports.compose";
+/// The variable docker compose takes its project name from.
+pub const ENV_COMPOSE: &str = "COMPOSE_PROJECT_NAME";
 /// `ports.lockTimeout`: seconds to wait for another git-ports to finish before giving up.
 pub const KEY_LOCK_TIMEOUT: &str = "ports.lockTimeout";
 /// How long to wait for a lock when `ports.lockTimeout` is not set.
@@ -121,6 +131,12 @@ pub struct Settings {
     pub lock_timeout: f64,
     /// How a port is chosen beyond "lowest free".
     pub choice: Choice,
+    /// `ports.derived`, in order.
+    pub derived: Vec<Derived>,
+    /// `ports.envFile`, in order.
+    pub env_files: Vec<String>,
+    /// `ports.compose`.
+    pub compose: bool,
     /// Values that are wrong, each kept until a command needs its key: one bad `ports.*`
     /// value stops only the commands that use it.
     pub problems: Vec<Problem>,
@@ -144,6 +160,82 @@ impl Default for Choice {
             stable_first: false,
             reserve_main: false,
         }
+    }
+}
+
+/// A variable computed from a worktree's ports (`ports.derived`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    pub name: String,
+    pub template: Vec<Piece>,
+}
+
+/// A part of a template: text, or a service's port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Port(String),
+}
+
+/// Parses a template: `{service}` stands for the service's port, `{{` and `}}` for braces.
+pub fn parse_template(t: &str) -> std::result::Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut chars = t.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(c);
+                }
+                if !closed || !is_service_name(&name) {
+                    return Err(format!(
+                        "'{{{name}}}' is not a service: write {{service}} for a port, {{{{ and }}}} for braces"
+                    ));
+                }
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(Piece::Port(name));
+            }
+            '}' => return Err("a lone '}': write }} for a brace".into()),
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
+}
+
+impl Derived {
+    /// The value for these ports, or the first service it needs that has none.
+    pub fn render(
+        &self,
+        port: impl Fn(&str) -> Option<u16>,
+    ) -> std::result::Result<String, String> {
+        let mut out = String::new();
+        for p in &self.template {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Port(s) => out.push_str(&port(s).ok_or_else(|| s.clone())?.to_string()),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -203,6 +295,9 @@ impl Settings {
             color: ColorChoice::Auto,
             lock_timeout: DEFAULT_LOCK_TIMEOUT_SECS,
             choice: Choice::default(),
+            derived: Vec::new(),
+            env_files: Vec::new(),
+            compose: false,
             problems: Vec::new(),
         }
     }
@@ -265,13 +360,35 @@ impl Settings {
                 });
             }
         }
+        for d in &self.derived {
+            let clash = seen
+                .get(&d.name)
+                .map(|s| format!("service '{s}' is exported as {} too", d.name))
+                .or_else(|| {
+                    [ENV_SLOT, ENV_COMPOSE]
+                        .contains(&d.name.as_str())
+                        .then(|| format!("git-ports sets {} itself", d.name))
+                });
+            if let Some(reason) = clash {
+                self.problems.push(Problem {
+                    key: format!("{KEY_DERIVED}.{}", d.name),
+                    value: d.name.clone(),
+                    reason,
+                    service: None,
+                });
+            }
+        }
     }
 
     /// The first problem with the variables `env` and `exec` print, if any.
     pub fn env_problem(&self) -> Option<Error> {
+        let derived = KEY_DERIVED.to_ascii_lowercase();
         self.problems
             .iter()
-            .find(|p| p.key.to_ascii_lowercase().ends_with(&format!(".{KEY_ENV}")))
+            .find(|p| {
+                let k = p.key.to_ascii_lowercase();
+                k.ends_with(&format!(".{KEY_ENV}")) || k.starts_with(&derived)
+            })
             .map(Problem::error)
     }
 
@@ -313,6 +430,62 @@ impl Settings {
                     self.auto_allocate.push(s.to_string());
                 }
             }
+            return Ok(());
+        }
+        if lower == KEY_DERIVED.to_ascii_lowercase() {
+            if value.is_empty() {
+                self.derived.clear();
+                return Ok(());
+            }
+            let (name, template) = value.split_once('=').ok_or_else(|| {
+                config_error(
+                    KEY_DERIVED,
+                    value,
+                    "expected NAME=TEMPLATE, such as VITE_API_URL=http://localhost:{api}",
+                )
+            })?;
+            if !is_env_name(name) {
+                return Err(config_error(
+                    KEY_DERIVED,
+                    value,
+                    "not a variable name: use letters, digits and '_', not starting with a digit",
+                ));
+            }
+            if is_reserved_env(name) {
+                return Err(config_error(
+                    KEY_DERIVED,
+                    value,
+                    "that variable belongs to the shell or the system; choose another name",
+                ));
+            }
+            let template =
+                parse_template(template).map_err(|r| config_error(KEY_DERIVED, value, r))?;
+            self.derived.retain(|d| d.name != name);
+            self.derived.push(Derived {
+                name: name.to_string(),
+                template,
+            });
+            return Ok(());
+        }
+        if lower == KEY_ENV_FILE.to_ascii_lowercase() {
+            if value.is_empty() {
+                self.env_files.clear();
+            } else if std::path::Path::new(value).is_absolute()
+                || value.split(['/', '\\']).any(|c| c == "..")
+            {
+                return Err(config_error(
+                    KEY_ENV_FILE,
+                    value,
+                    "give a path inside the worktree, relative to its root",
+                ));
+            } else if !self.env_files.iter().any(|f| f == value) {
+                self.env_files.push(value.to_string());
+            }
+            return Ok(());
+        }
+        if lower == KEY_COMPOSE.to_ascii_lowercase() {
+            self.compose = parse_bool(value)
+                .ok_or_else(|| config_error(KEY_COMPOSE, value, "expected true or false"))?;
             return Ok(());
         }
         for (k, field) in [
@@ -484,6 +657,30 @@ mod tests {
         for bad in ["", "Web", "1web", "-x", "../x", "we b", "wéb", "web_"] {
             assert!(!is_service_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn templates() {
+        assert_eq!(
+            parse_template("http://localhost:{api}/{{x}}"),
+            Ok(vec![
+                Piece::Text("http://localhost:".into()),
+                Piece::Port("api".into()),
+                Piece::Text("/{x}".into()),
+            ])
+        );
+        for bad in ["{API}", "{}", "{api", "a}b", "{a b}"] {
+            assert!(parse_template(bad).is_err(), "{bad}");
+        }
+        let d = Derived {
+            name: "X".into(),
+            template: parse_template("{web}-{api}").unwrap_or_default(),
+        };
+        assert_eq!(
+            d.render(|s| (s == "web").then_some(8000)),
+            Err("api".into())
+        );
+        assert_eq!(d.render(|_| Some(1)), Ok("1-1".into()));
     }
 
     #[test]

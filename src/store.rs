@@ -246,6 +246,27 @@ pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, label: &str) -> io::R
     Ok(())
 }
 
+/// Replaces a file that is not git-ports' own (an env file) atomically, keeping its mode: a
+/// temp file beside it, then a rename, so a reader never sees half of it.
+pub fn replace_file(path: &Path, text: &str) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".git-ports.").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
+    if let Ok(m) = fs::metadata(path) {
+        tmp.as_file().set_permissions(m.permissions())?;
+    }
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 fn remove_leftovers(dir: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;

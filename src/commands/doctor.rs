@@ -114,6 +114,22 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<i32> {
     if let (Some(registry), Some(ledger)) = (&registry, &ledger) {
         check_claims(ctx, registry, ledger, args.fix, &mut findings)?;
     }
+    if let Some(registry) = &registry {
+        for (wt, path) in super::env::drifted(ctx, registry) {
+            findings.push(Finding {
+                fix: Some(format!(
+                    "git ports env {} --write {}",
+                    crate::output::worktree_arg(&wt),
+                    crate::output::shell_quote(&path.display().to_string())
+                )),
+                ..finding(
+                    "env-file",
+                    "problem",
+                    format!("{} does not match the ports of '{wt}'", path.display()),
+                )
+            });
+        }
+    }
     check_hook(ctx, &mut findings);
     check_locks(ctx, &mut findings);
     for p in &ctx.repo.settings.problems {

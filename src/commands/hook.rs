@@ -424,6 +424,7 @@ fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
             p.port, p.service, p.worktree
         ));
     }
+    super::env::sync_files(ctx, std::slice::from_ref(&wt.key));
     for a in allocated {
         let again = a
             .previously_held_by

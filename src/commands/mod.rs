@@ -208,6 +208,11 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         // These two need no repository.
         Some(Command::Man(args)) => return man::run(out, args).map(|()| 0),
         Some(Command::Completions(args)) => return completions::run(out, args).map(|()| 0),
+        // Completion must never fail or print an error in the middle of a command line.
+        Some(Command::Complete(args)) => {
+            completions::candidates(out, &args.what);
+            return Ok(0);
+        }
         // Most checkouts are not a new worktree: they cost no more than this.
         Some(Command::Hook(crate::cli::HookArgs {
             command: crate::cli::HookCommand::Run { hook, args },
@@ -268,6 +273,6 @@ fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<i32> {
         Command::Exec(args) => env::exec(ctx, args),
         Command::Wait(args) => done(wait::run(ctx, args)),
         // Run by `run` before a repository is opened.
-        Command::Man(_) | Command::Completions(_) => Ok(0),
+        Command::Man(_) | Command::Completions(_) | Command::Complete(_) => Ok(0),
     }
 }

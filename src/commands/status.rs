@@ -173,6 +173,11 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
              `git ports hook install --services web` to allocate on every `git worktree add`.",
         );
     } else {
+        let drift = if matches!(view, View::All) {
+            super::env::drifted(ctx, &registry)
+        } else {
+            Vec::new()
+        };
         match &view {
             View::All => render_all(ctx, &rows, args.health_check),
             View::Worktree(name) => render_worktree(ctx, name, &rows, args.health_check),
@@ -180,6 +185,17 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         }
         if let Some(s) = &summary {
             render_summary(&mut ctx.out, s);
+        }
+        if !drift.is_empty() {
+            ctx.out.blank();
+            for (wt, path) in &drift {
+                ctx.out.line(format!(
+                    "Env file {} does not match the ports of '{wt}': run `git ports env {} --write {}`.",
+                    path.display(),
+                    crate::output::worktree_arg(wt),
+                    crate::output::shell_quote(&path.display().to_string())
+                ));
+            }
         }
     }
     if errors > 0 {

@@ -493,4 +493,35 @@ fn git_bash_completion_completes_git_ports() {
         complete("git ports hook ''"),
         vec!["install", "uninstall", "status"]
     );
+    // What the repository holds: worktree names and branches, and custom services.
+    repo.worktree("feature-x", "feat/login");
+    repo.range("storybook", 6006, 6106);
+    assert_eq!(
+        complete("git ports get web --worktree ''"),
+        vec!["app", "main", "feature-x", "feat/login"]
+    );
+    assert_eq!(
+        complete("git ports env -w fea"),
+        vec!["feature-x", "feat/login"]
+    );
+    // bash splits the word at `=`: the reply is what follows it.
+    assert_eq!(
+        complete("git ports status --worktree=feature"),
+        vec!["feature-x"]
+    );
+    assert_eq!(complete("git ports allocate st"), vec!["storybook"]);
+    assert_eq!(complete("git ports status --service st"), vec!["storybook"]);
+    assert_eq!(
+        complete("git ports env --format ''"),
+        vec!["shell", "dotenv", "json"]
+    );
+    assert_eq!(
+        complete("git ports hook install --"),
+        vec!["--services", "--help"]
+    );
+    assert_eq!(
+        complete("git ports prune -"),
+        vec!["--dry-run", "--json", "--help"]
+    );
+    assert_eq!(complete("git ports wait ap"), vec!["api"]);
 }
