@@ -613,34 +613,8 @@ impl Repo {
     }
 
     fn heads_from_git(&self) -> &HashMap<PathBuf, Head> {
-        self.reftable_heads.get_or_init(|| {
-            let mut cmd = git_command(None);
-            cmd.arg("--git-dir").arg(&self.common_dir).args([
-                "worktree",
-                "list",
-                "--porcelain",
-                "-z",
-            ]);
-            let mut heads = HashMap::new();
-            let Ok(out) = run_git(&mut cmd) else {
-                return heads;
-            };
-            let mut path: Option<PathBuf> = None;
-            for field in out.stdout.split(|&b| b == 0) {
-                if let Some(p) = field.strip_prefix(b"worktree ") {
-                    path = Some(strip_slash(&path_from_bytes(p)));
-                } else if let (Some(p), Some(b)) = (&path, field.strip_prefix(b"branch ")) {
-                    let b = String::from_utf8_lossy(b);
-                    let b = b.strip_prefix("refs/heads/").unwrap_or(&b).to_string();
-                    heads.insert(p.clone(), Head::Branch(b));
-                } else if let (Some(p), Some(h)) = (&path, field.strip_prefix(b"HEAD ")) {
-                    heads
-                        .entry(p.clone())
-                        .or_insert_with(|| Head::Detached(String::from_utf8_lossy(h).into()));
-                }
-            }
-            heads
-        })
+        self.reftable_heads
+            .get_or_init(|| heads_from_git(&self.common_dir))
     }
 
     /// The worktree's HEAD: its file, or in a reftable repository what git says.

@@ -423,6 +423,8 @@ pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<i32> {
     {
         use std::os::unix::process::CommandExt;
         // Nothing of ours is printed after this point: say what there is to say now.
+        let late = ctx.late.take();
+        ctx.out.warnings.extend(late);
         for w in ctx.out.warnings.drain(..) {
             eprintln!("git-ports: warning: {}", crate::output::escape(&w));
         }
