@@ -638,7 +638,15 @@ impl Repo {
 
     /// The branch checked out in `w`, asking git in a reftable repository.
     pub fn branch_of(&self, w: &Worktree) -> Option<String> {
-        self.head_of(w).branch().map(str::to_string)
+        if !self.reftable || self.reftable_heads.get().is_some() || !w.path.is_dir() {
+            return self.head_of(w).branch().map(str::to_string);
+        }
+        // One worktree's branch: ask it alone, not for the listing of all of them.
+        let mut cmd = git_command(Some(&w.path));
+        cmd.args(["symbolic-ref", "-q", "HEAD"]);
+        let out = run_git(&mut cmd).ok().filter(|o| o.status.success())?;
+        let r = crate::registry::show_bytes(out.stdout.trim_ascii_end());
+        Some(r.strip_prefix("refs/heads/").unwrap_or(&r).to_string())
     }
 
     /// What names the repository on every machine, for stable hashes: the URL of `origin`,
