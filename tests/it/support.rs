@@ -356,23 +356,27 @@ pub fn silent_listener(port: u16) -> Option<(socket2::Socket, std::net::TcpStrea
     Some((s, filler))
 }
 
-/// How git-ports names this test process when it listens on a port: its pid, its command
-/// and its directory, in no worktree.
-pub fn this_test() -> String {
-    let comm = std::fs::read_to_string("/proc/self/comm")
-        .map(|c| c.trim().to_string())
-        .unwrap_or_default();
-    let cwd = std::env::current_dir().unwrap_or_default();
-    format!(
-        "pid {} ({comm}) in {}, not a known worktree",
-        std::process::id(),
-        cwd.display()
-    )
-}
-
-/// Replaces [`this_test`] with `[THIS TEST]`.
+/// Replaces how git-ports names this test process when it listens on a port (`pid N
+/// (COMMAND) in DIR, not a known worktree`) with `[THIS TEST]`. The command is left open: the
+/// test harness renames its threads, and the process's name with them.
 pub fn scrub_self(text: &str) -> String {
-    text.replace(&this_test(), "[THIS TEST]")
+    let head = format!("pid {} (", std::process::id());
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let tail = format!(") in {}, not a known worktree", cwd.display());
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(&head) {
+        let after = &rest[i + head.len()..];
+        let Some(j) = after.find(&tail) else { break };
+        if after[..j].contains('\n') {
+            break;
+        }
+        out.push_str(&rest[..i]);
+        out.push_str("[THIS TEST]");
+        rest = &after[j + tail.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The variable that makes this test binary a listener (see [`listen_in`]).
