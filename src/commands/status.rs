@@ -22,6 +22,8 @@ use crate::store::Store;
 struct Row {
     /// The repository, for the machine-wide view: an index into its list.
     group: usize,
+    /// The registry key.
+    key: String,
     name: String,
     branch: Option<String>,
     detached: bool,
@@ -112,13 +114,7 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
     let mut rows = rows(ctx, &registry);
     if ctx.repo.settings.choice.align {
         for r in &mut rows {
-            let key = ctx
-                .repo
-                .worktrees()
-                .iter()
-                .find(|w| w.name == r.name)
-                .map(|w| w.key.clone());
-            r.slot = key.and_then(|k| super::allocate::slot_of(&registry, &ctx.repo.settings, &k));
+            r.slot = super::allocate::slot_of(&registry, &ctx.repo.settings, &r.key);
         }
     }
     let conflicts = match &ctx.ledger {
@@ -231,6 +227,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
         }
         rows.push(Row {
             group: 0,
+            key: w.key.clone(),
             name: w.name.clone(),
             branch: w.head.branch().map(str::to_string),
             detached: matches!(w.head, Head::Detached(_)),
@@ -246,6 +243,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
         if ctx.repo.by_key(key).is_none() {
             rows.push(Row {
                 group: 0,
+                key: key.clone(),
                 name: crate::registry::display_key(key),
                 branch: None,
                 detached: false,
@@ -437,6 +435,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
             };
             rows.push(Row {
                 group,
+                key: key.clone(),
                 name,
                 branch: stale
                     .is_none()
