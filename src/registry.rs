@@ -315,17 +315,25 @@ impl Registry {
                 "expected a JSON object, found `{c}` at line {line} column {column}"
             ));
         }
-        let probe: Probe = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        match probe.version {
-            None => return Err("missing field `version`".into()),
-            Some(v) if v.as_u64().is_some_and(|v| READS.contains(&v)) => {}
-            Some(v) => {
-                return Err(format!(
-                    "unsupported version {v} (this git-ports reads version {VERSION})"
-                ));
+        let unsupported = |v: &dyn std::fmt::Display| {
+            format!("unsupported version {v} (this git-ports reads version {VERSION})")
+        };
+        // One pass over the text; only when it fails is it read again, for the version, which
+        // explains a newer file better than whatever field this build does not know.
+        let mut registry: Registry = match serde_json::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                let probe: Probe = serde_json::from_str(text).map_err(|e| e.to_string())?;
+                return Err(match probe.version {
+                    None => "missing field `version`".into(),
+                    Some(v) if !v.as_u64().is_some_and(|v| READS.contains(&v)) => unsupported(&v),
+                    Some(_) => e.to_string(),
+                });
             }
+        };
+        if !READS.contains(&registry.version) {
+            return Err(unsupported(&registry.version));
         }
-        let mut registry: Registry = serde_json::from_str(text).map_err(|e| e.to_string())?;
         registry.validate()?;
         // Version 1 had nothing remembered: it is version 2 with an empty memory.
         registry.version = VERSION;
