@@ -378,26 +378,35 @@ impl Change<'_> {
         } else {
             released.release_rest(self.repo_id, &Registry::default());
         }
-        // Everything is serialized before any file is opened for writing.
+        // Everything to be written is serialized before any file is opened for writing; what
+        // does not change is neither serialized nor written.
         let corrupt = |reason| Error::LedgerCorrupt {
             path: ledger_store.path.clone(),
             reason: format!("cannot be written: {reason}; nothing was changed"),
         };
-        let claimed_text = claimed.to_json().map_err(corrupt)?;
-        let released_text = released.to_json().map_err(corrupt)?;
-        let registry_text = registry_text(self.store, &registry)?;
+        let claimed_text = (claimed != loaded)
+            .then(|| claimed.to_json())
+            .transpose()
+            .map_err(corrupt)?;
+        let released_text = (released != claimed)
+            .then(|| released.to_json())
+            .transpose()
+            .map_err(corrupt)?;
+        let registry_text = (registry != registry_before)
+            .then(|| registry_text(self.store, &registry))
+            .transpose()?;
 
-        if claimed != loaded {
+        if let Some(text) = &claimed_text {
             ledger_store.write(
-                &claimed_text,
+                text,
                 &ledger_guard,
                 "ledger.claim",
                 "cannot write (nothing was changed)",
             )?;
         }
-        if registry != registry_before {
+        if let Some(text) = &registry_text {
             self.store
-                .save(&registry_text, &registry_guard)
+                .save(text, &registry_guard)
                 .map_err(|e| match e {
                     Error::RegistryIo { path, source, .. } => Error::RegistryIo {
                         path,
@@ -408,13 +417,9 @@ impl Change<'_> {
                 })?;
         }
         let mut warnings = Vec::new();
-        if released != claimed
-            && let Err(e) = ledger_store.write(
-                &released_text,
-                &ledger_guard,
-                "ledger.release",
-                "cannot write",
-            )
+        if let Some(text) = &released_text
+            && let Err(e) =
+                ledger_store.write(text, &ledger_guard, "ledger.release", "cannot write")
         {
             let ports: Vec<String> = claimed
                 .ports

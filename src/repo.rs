@@ -763,6 +763,8 @@ impl Repo {
             {
                 add(w.clone());
             }
+        } else if let Some(w) = self.by_name_alone(query) {
+            add(w);
         } else {
             // Names and branches need one HEAD read per worktree, not the whole listing.
             if let Some(m) = self.main.as_ref().filter(|m| matches(&m.name, &m.head)) {
@@ -802,6 +804,51 @@ impl Repo {
                     .collect(),
             }),
         }
+    }
+
+    /// The worktree named `query`, found without reading every worktree's HEAD, when no branch
+    /// has that name (so no other worktree can match it by branch). An unborn branch (a
+    /// worktree made with `--orphan`, before its first commit) has no ref yet: a name that
+    /// matches nothing here goes on to the full comparison, which reads HEADs and finds it.
+    fn by_name_alone(&self, query: &str) -> Option<Worktree> {
+        if self.branch_may_exist(query) {
+            return None;
+        }
+        let main = self.main.as_ref().filter(|m| m.name == query);
+        let linked = crate::registry::name_of_key(query)
+            .filter(|n| self.common_dir.join("worktrees").join(n).is_dir())
+            .map(|n| linked_worktree(&self.common_dir, &n));
+        match (main, linked) {
+            (Some(m), None) => Some(m.clone()),
+            (None, Some(l)) => Some(l),
+            // Both, or neither: the full comparison says which, or that it is ambiguous.
+            _ => None,
+        }
+    }
+
+    /// Whether a branch called `name` may exist, read from the files backend's refs: a loose
+    /// ref, or a line of `packed-refs`. When in doubt (a file that cannot be read, a name no
+    /// ref can have) it says yes, and names and branches are then compared one by one.
+    fn branch_may_exist(&self, name: &str) -> bool {
+        if self.reftable || name.is_empty() || name.contains("..") || name.starts_with('/') {
+            return true;
+        }
+        let refs = self.common_dir.join("refs/heads").join(name);
+        match fs::symlink_metadata(&refs) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return true,
+        }
+        let packed = match fs::read(self.common_dir.join("packed-refs")) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(_) => return true,
+        };
+        let wanted = format!(" refs/heads/{name}");
+        let found = packed
+            .split(|&b| b == b'\n')
+            .any(|l| l.ends_with(wanted.as_bytes()));
+        found
     }
 
     /// The folders of <common dir>/worktrees/: the linked worktrees' admin names, as git

@@ -426,6 +426,43 @@ fn an_ambiguous_worktree_names_the_candidates() {
     );
 }
 
+/// A name is found without reading every worktree's HEAD only when no branch has it: packed
+/// refs and unborn branches still make it ambiguous, or found by branch.
+#[test]
+fn names_and_branches_resolve_whatever_holds_the_ref() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.worktree("one", "two");
+    repo.worktree("two", "three");
+    repo.git(["pack-refs", "--all"]);
+    assert!(!repo.dir.join(".git/refs/heads/two").exists());
+    let run = repo.run(["get", "web", "-w", "two"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("'two' matches more than one worktree"),
+        "{}",
+        run.stderr
+    );
+    // A name no branch has: found by name alone.
+    repo.run(["allocate", "web", "-w", "one"]).ok();
+    // An unborn branch has no ref yet; its worktree is still found by it.
+    let orphan = env.path("orphan");
+    repo.git([
+        "worktree",
+        "add",
+        "-q",
+        "--orphan",
+        "-b",
+        "fresh",
+        orphan.to_str().unwrap_or(""),
+    ]);
+    let json = repo
+        .run(["allocate", "web", "-w", "fresh", "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["worktree"], "orphan");
+}
+
 #[test]
 fn duplicate_basenames_get_git_admin_names() {
     let env = Env::new();
