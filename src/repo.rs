@@ -845,10 +845,9 @@ impl Repo {
             Err(_) => return true,
         };
         let wanted = format!(" refs/heads/{name}");
-        let found = packed
+        packed
             .split(|&b| b == b'\n')
-            .any(|l| l.ends_with(wanted.as_bytes()));
-        found
+            .any(|l| l.ends_with(wanted.as_bytes()))
     }
 
     /// The folders of <common dir>/worktrees/: the linked worktrees' admin names, as git
