@@ -371,7 +371,7 @@ fn husky_keeps_the_block_through_npm_install() {
     let npm = |args: &str| {
         env.sh(
             &repo.dir,
-            &format!("npm {args} --no-audit --no-fund >/dev/null 2>&1"),
+            &format!("npm {args} --no-audit --no-fund --fetch-timeout=20000 --fetch-retries=1 >/dev/null 2>&1"),
         )
     };
     if env.sh(&repo.dir, "command -v npm").code != 0 || npm("init -y").code != 0 {
