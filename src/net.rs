@@ -101,6 +101,7 @@ pub fn check_all(ports: &[u16], timeout: Duration) -> Vec<Health> {
 
 struct Attempt {
     port: usize,
+    ip: IpAddr,
     stream: mio::net::TcpStream,
 }
 
@@ -134,7 +135,11 @@ fn check_wave(ports: &[u16], timeout: Duration, out: &mut [Option<Health>]) {
                     {
                         Ok(()) => {
                             pending[i] += 1;
-                            attempts.push(Some(Attempt { port: i, stream }));
+                            attempts.push(Some(Attempt {
+                                port: i,
+                                ip,
+                                stream,
+                            }));
                         }
                         Err(e) => errors[i].push(format!("{ip}: {e}")),
                     }
@@ -201,14 +206,7 @@ fn check_wave(ports: &[u16], timeout: Duration, out: &mut [Option<Health>]) {
                 }
                 Ok(()) => {}
                 Err(e) if refused(&e) => {}
-                Err(e) => {
-                    let family = if a.stream.peer_addr().map(|p| p.is_ipv4()).unwrap_or(false) {
-                        "127.0.0.1"
-                    } else {
-                        "::1"
-                    };
-                    errors[i].push(format!("{family}: {}", describe(&e)));
-                }
+                Err(e) => errors[i].push(format!("{}: {}", a.ip, describe(&e))),
             }
             if pending[i] == 0 && out[i].is_none() {
                 settle(i, out, &errors);

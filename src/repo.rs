@@ -591,14 +591,10 @@ impl Repo {
     /// not `<main>/.git` (`git init --separate-git-dir`): a path the registry recorded from
     /// the main worktree itself wins over the guess, and is never replaced by one.
     pub fn remember_main(&mut self, registry: &Registry) {
-        let Some(main) = &mut self.main else { return };
-        let known = self.current.as_ref().is_some_and(|c| c.is_main);
-        let guessed = !known
-            && self.common_dir.file_name() != Some(OsStr::new(".git"))
-            && self.config.get("core.worktree").is_none();
-        if !guessed {
+        if self.main_path_known() {
             return;
         }
+        let Some(main) = &mut self.main else { return };
         if let Some(e) = registry.worktrees.get(MAIN_KEY) {
             main.path = e.path.clone();
             main.name = basename(&main.path);

@@ -148,18 +148,12 @@ fn show_key(key: &str) -> String {
     }
 }
 
-/// The offset of each port the worktree holds in its service's range, if they all share one.
-fn common_offset(reg: &Registry, repo: &Repo, wt: &Worktree) -> Option<usize> {
-    slot_of(reg, &repo.settings, &wt.key)
-}
-
 /// The slot of the worktree keyed `key`: the offset all its ports share in their services'
 /// ranges, if they share one.
 pub fn slot_of(reg: &Registry, settings: &crate::config::Settings, key: &str) -> Option<usize> {
-    let repo_settings = settings;
     let entry = reg.worktrees.get(key)?;
     let mut offsets = entry.ports.iter().filter_map(|(s, a)| {
-        let r = repo_settings.service(s).ok()?.range;
+        let r = settings.service(s).ok()?.range;
         r.contains(a.port).then(|| usize::from(a.port - r.start))
     });
     let first = offsets.next()?;
@@ -183,6 +177,22 @@ fn slots_of_others(reg: &Registry, repo: &Repo, wt: &Worktree) -> std::collectio
 fn hashed(repo: &Repo, wt: &Worktree, len: usize) -> usize {
     let text = format!("{}\0{}", repo.identity(), wt.key);
     usize::try_from(fnv1a(text.as_bytes()) % len.max(1) as u64).unwrap_or(0)
+}
+
+/// The wishes every search of `wt` has, over `len` places: where to start (slot 0 for the
+/// main worktree with `ports.reserveMain`, a stable hash with `ports.stableFirst`) and what
+/// to leave alone (slot 0 for the others, with `ports.reserveMain`).
+fn wishes_of(repo: &Repo, wt: &Worktree, len: usize) -> Wishes {
+    let choice = repo.settings.choice;
+    Wishes {
+        first: match (choice.stable_first, choice.reserve_main && wt.is_main) {
+            (_, true) => Some(0),
+            (true, false) => Some(hashed(repo, wt, len)),
+            (false, false) => None,
+        },
+        reserved: (choice.reserve_main && !wt.is_main).then_some(0),
+        ..Wishes::default()
+    }
 }
 
 /// Allocates each service to `wt` inside a locked update. With `ports.align`, the services
@@ -236,8 +246,7 @@ fn choose_slot(
         .map(|s| repo.settings.service(s).map(|x| x.range))
         .collect::<Result<_>>()?;
     let len = ranges.iter().map(PortRange::len).min().unwrap_or(0);
-    let choice = repo.settings.choice;
-    let remembered = common_offset(reg, repo, wt).or_else(|| {
+    let remembered = slot_of(reg, &repo.settings, &wt.key).or_else(|| {
         new.iter().zip(&ranges).find_map(|(s, r)| {
             let (port, _) = reg.recall(keys, s)?;
             r.contains(port).then(|| usize::from(port - r.start))
@@ -254,13 +263,8 @@ fn choose_slot(
     }
     let wishes = Wishes {
         remembered,
-        first: match (choice.stable_first, choice.reserve_main && wt.is_main) {
-            (_, true) => Some(0),
-            (true, false) => Some(hashed(repo, wt, len)),
-            (false, false) => None,
-        },
         others,
-        reserved: (choice.reserve_main && !wt.is_main).then_some(0),
+        ..wishes_of(repo, wt, len)
     };
     let by_port = reg.by_port();
     let free = |p: u16| !by_port.contains_key(&p) && !elsewhere.contains_key(&p) && !net::in_use(p);
@@ -357,8 +361,12 @@ fn allocate_with(
             let offset = |p: u16| usize::from(p - range.start);
             // An aligned worktree's slot, chosen for all its new services, comes first; a
             // later service tries the slot the worktree already has.
-            let slot_wish =
-                slot.or_else(|| choice.align.then(|| common_offset(reg, repo, wt)).flatten());
+            let slot_wish = slot.or_else(|| {
+                choice
+                    .align
+                    .then(|| slot_of(reg, &repo.settings, &wt.key))
+                    .flatten()
+            });
             // Ports others remember but nobody holds now are kept for them; ports held now are
             // skipped in their place anyway, and said so, as the spec's search shows them.
             let by_port = reg.by_port();
@@ -373,13 +381,8 @@ fn allocate_with(
             }
             let wishes = Wishes {
                 remembered: slot_wish.or(recalled.map(|(p, _)| offset(p))),
-                first: match (choice.stable_first, choice.reserve_main && wt.is_main) {
-                    (_, true) => Some(0),
-                    (true, false) => Some(hashed(repo, wt, range.len())),
-                    (false, false) => None,
-                },
                 others,
-                reserved: (choice.reserve_main && !wt.is_main).then_some(0),
+                ..wishes_of(repo, wt, range.len())
             };
             let held = reg.by_port();
             let holder = |p: u16| match (held.get(&p), elsewhere.get(&p)) {
@@ -436,7 +439,7 @@ fn allocate_with(
         .filter(|(p, _)| *p == port)
         .map(|(_, k)| show_key(k));
     let slot = (choice.align && want.is_none())
-        .then(|| common_offset(reg, repo, wt))
+        .then(|| slot_of(reg, &repo.settings, &wt.key))
         .flatten();
     Ok(Allocated {
         service: service.into(),

@@ -313,7 +313,7 @@ fn check_claims(
 }
 
 fn check_hook(ctx: &Ctx, findings: &mut Vec<Finding>) {
-    let (installed, path, runs) = super::hook::installed(ctx);
+    let (installed, path, runs, _) = super::hook::installed(ctx);
     let auto = !ctx.repo.settings.auto_allocate.is_empty();
     let f = match (installed, runs, auto) {
         (true, true, _) => finding(

@@ -21,14 +21,17 @@ pub struct Var {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
+    /// A port the worktree holds.
     Port(u16),
+    /// A number that is no port (the slot).
+    Number(u16),
     Text(String),
 }
 
 impl Value {
     fn text(&self) -> String {
         match self {
-            Value::Port(p) => p.to_string(),
+            Value::Port(n) | Value::Number(n) => n.to_string(),
             Value::Text(t) => t.clone(),
         }
     }
@@ -76,7 +79,7 @@ pub fn vars_of(ctx: &Ctx, wt: &Worktree, registry: &Registry) -> Result<(Vec<Var
     {
         vars.push(Var {
             name: ENV_SLOT.to_string(),
-            value: Value::Port(k),
+            value: Value::Number(k),
         });
     }
     if settings.compose {
@@ -120,13 +123,14 @@ pub fn compose_project(repo: &crate::repo::Repo, wt: &Worktree) -> String {
     name
 }
 
-/// The variables of the worktree `query` names, or the current one.
-pub fn vars(ctx: &Ctx, query: Option<&str>) -> Result<Vec<Var>> {
+/// The worktree `query` names (or the current one) and its variables; what is left out is
+/// said as a warning.
+pub fn vars(ctx: &Ctx, query: Option<&str>) -> Result<(Worktree, Vec<Var>)> {
     let wt = ctx.repo.target(query)?;
     let registry = ctx.store.load()?;
     let (vars, warnings) = vars_of(ctx, &wt, &registry)?;
     ctx.late.borrow_mut().extend(warnings);
-    Ok(vars)
+    Ok((wt, vars))
 }
 
 /// The lines of a format: `export NAME=value` or `NAME=value`, text quoted for the shell.
@@ -139,8 +143,8 @@ fn lines(vars: &[Var], format: EnvFormat) -> Vec<String> {
     vars.iter()
         .map(|v| {
             let value = match &v.value {
-                Value::Port(p) => p.to_string(),
                 Value::Text(t) => shell_quote(t),
+                number => number.text(),
             };
             format!("{export}{}={value}", v.name)
         })
@@ -155,10 +159,7 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
                 "--write writes dotenv or shell lines, not JSON".into(),
             ));
         }
-        let wt = ctx.repo.target(args.worktree.as_deref())?;
-        let registry = ctx.store.load()?;
-        let (vars, warnings) = vars_of(ctx, &wt, &registry)?;
-        ctx.out.warnings.extend(warnings);
+        let (_, vars) = vars(ctx, args.worktree.as_deref())?;
         let path = if file.is_absolute() {
             file.clone()
         } else {
@@ -184,7 +185,7 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
         ));
         return Ok(());
     }
-    let vars = vars(ctx, args.worktree.as_deref())?;
+    let (_, vars) = vars(ctx, args.worktree.as_deref())?;
     match args.format.unwrap_or(EnvFormat::Shell) {
         format @ (EnvFormat::Shell | EnvFormat::Dotenv) => {
             for l in lines(&vars, format) {
@@ -196,7 +197,7 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
                 .iter()
                 .map(|v| {
                     let value = match &v.value {
-                        Value::Port(p) => serde_json::Value::from(*p),
+                        Value::Port(n) | Value::Number(n) => serde_json::Value::from(*n),
                         Value::Text(t) => serde_json::Value::from(t.as_str()),
                     };
                     (v.name.as_str(), value)
@@ -377,18 +378,16 @@ pub fn drifted(ctx: &Ctx, registry: &Registry) -> Vec<(String, std::path::PathBu
 /// worktree already served by someone else refuses the start (unless `--force`), and one
 /// served by this worktree's own server is mentioned.
 pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<i32> {
-    let vars = vars(ctx, args.worktree.as_deref())?;
-    let wt = ctx.repo.target(args.worktree.as_deref())?;
+    let (wt, vars) = vars(ctx, args.worktree.as_deref())?;
     let (program, rest) = args
         .command
         .split_first()
         .ok_or_else(|| Error::Usage("name a command to run after `--`".into()))?;
     let busy: Vec<(u16, Option<std::path::PathBuf>)> = vars
         .iter()
-        .filter(|v| v.name != ENV_SLOT)
         .filter_map(|v| match v.value {
             Value::Port(p) => Some(p),
-            Value::Text(_) => None,
+            Value::Number(_) | Value::Text(_) => None,
         })
         .filter(|&p| crate::net::in_use(p))
         .map(|p| (p, Some(wt.path.clone())))

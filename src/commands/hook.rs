@@ -41,8 +41,9 @@ pub fn run(ctx: &mut Ctx, command: HookCommand) -> Result<()> {
 }
 
 /// Where git looks for hooks, as git does: `core.hooksPath`, which when relative is read
-/// from the root of the worktree the hook runs in (so each worktree has its own copy), else
-/// `<common dir>/hooks`, shared by every worktree.
+/// from the root of the worktree where the git command runs (for `git worktree add`, the one
+/// you add from; so each worktree has its own copy), else `<common dir>/hooks`, shared by
+/// every worktree.
 struct HooksDir {
     dir: PathBuf,
     /// `core.hooksPath` as written, when it is relative.
@@ -339,18 +340,18 @@ fn uninstall(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Whether the block is in the hook git runs here, and where that hook is.
-pub fn installed(ctx: &Ctx) -> (bool, PathBuf, bool) {
+/// Whether the block is in the hook git runs here, where that hook is, whether git will run
+/// it, and `core.hooksPath` when it is relative.
+pub fn installed(ctx: &Ctx) -> (bool, PathBuf, bool, Option<PathBuf>) {
     let hooks = hooks_dir(ctx);
     let (path, manager) = hook_file(&hooks.dir);
     let found = fs::read_to_string(&path).is_ok_and(|t| split_block(&t).is_some());
     let runs = found && (manager.is_some() || is_executable(&path));
-    (found, path, runs)
+    (found, path, runs, hooks.relative)
 }
 
 fn status(ctx: &mut Ctx) -> Result<()> {
-    let (installed, path, runs) = installed(ctx);
-    let relative = hooks_dir(ctx).relative;
+    let (installed, path, runs, relative) = installed(ctx);
     let services = &ctx.repo.settings.auto_allocate;
     let out = &mut ctx.out;
     if installed {
@@ -394,8 +395,7 @@ pub fn may_allocate(hook: &str, args: &[String]) -> bool {
 
 /// Allocates for a worktree that `git worktree add` just created. `git clone` and a checkout
 /// from an unborn branch give the same arguments, but in the main worktree: only a linked
-/// worktree is new. Stale worktrees are pruned first, so their ports
-/// are handed out again.
+/// worktree is new. Stale worktrees are pruned first, so their ports are handed out again.
 fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
     if !may_allocate(hook, args) {
         return Ok(());

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 use crate::cli::{Cli, Command};
-use crate::config::{KEY_MACHINE_WIDE, Settings};
+use crate::config::KEY_MACHINE_WIDE;
 use crate::error::{Family, Result};
 use crate::ledger::{Change, LedgerStore};
 use crate::output::{Out, use_color};
@@ -50,6 +50,7 @@ impl Ctx {
     pub fn open() -> Result<Ctx> {
         let mut repo = Repo::open()?;
         let store = Store::new(&repo.common_dir);
+        // Only `--separate-git-dir` needs the registry here, for the main worktree's path.
         if !repo.main_path_known()
             && let Ok(registry) = store.load()
         {
@@ -119,11 +120,10 @@ impl Ctx {
             }
         }
         if let Some(ledger) = self.ledger.as_ref().and_then(|l| l.load().ok()) {
+            // A worktree holding several ports has one claim each: one place is enough.
+            let mut seen = std::collections::HashSet::new();
             for c in ledger.ports.values().filter(|c| c.repo != self.repo_id) {
-                if places
-                    .iter()
-                    .any(|p| p.worktree == c.name && p.repository.is_some())
-                {
+                if !seen.insert((&c.repo, &c.worktree)) {
                     continue;
                 }
                 if let Ok(path) = std::fs::canonicalize(&c.path) {
@@ -164,16 +164,7 @@ impl Ctx {
     /// The one way commands change the registry: a [`Change`] that keeps the ledger in step
     /// (see `ledger.rs`). `f` changes the registry knowing what other repositories hold.
     pub fn update<T>(&self, f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>) -> Result<T> {
-        self.update_with(&self.repo.settings, f)
-    }
-
-    /// [`Ctx::update`] under the given settings (another worktree's, see
-    /// [`Repo::settings_for`]).
-    pub fn update_with<T>(
-        &self,
-        settings: &Settings,
-        f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>,
-    ) -> Result<T> {
+        let settings = &self.repo.settings;
         if let Some(e) = settings.problem(KEY_MACHINE_WIDE) {
             return Err(e);
         }

@@ -59,6 +59,13 @@ fn derived_values_reach_env_exec_and_files() {
             .stdout,
         "http://localhost:28810/v1|http://localhost:28800 http://127.0.0.1:28800\n",
     );
+    // And files: the block holds them, quoted as dotenv reads them.
+    repo.run(["env", "--write", ".env.local"]).ok();
+    let file = fs::read_to_string(repo.dir.join(".env.local")).expect("written");
+    assert!(
+        file.contains("VITE_API_URL=http://localhost:28810/v1\nCORS_ORIGINS='http://localhost:28800 http://127.0.0.1:28800'\n"),
+        "{file}"
+    );
     // eval of the shell format gives exactly these values.
     same(
         &env.sh(

@@ -435,6 +435,35 @@ fn a_held_lock_is_waited_for_within_a_bound_and_named() {
 }
 
 #[test]
+fn doctor_names_a_lock_held_now_and_who_holds_it() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 27470, 27479);
+    repo.run(["allocate", "web"]).ok();
+    repo.run(["doctor"]).ok();
+    let held = hold_lock(&common(&repo).join("worktree-ports.json"));
+    let run = repo.run(["doctor", "--json"]);
+    run.code(4);
+    let json = run.json();
+    let lock = json["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["check"] == "lock")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(lock["status"], "problem", "{json}");
+    assert!(
+        lock["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("held now by pid {}", std::process::id()))),
+        "{json}"
+    );
+    drop(held);
+    repo.run(["doctor"]).ok();
+}
+
+#[test]
 fn the_hook_never_holds_a_checkout_past_the_lock_bound() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -694,7 +723,9 @@ fn a_copied_repository_is_a_conflict_shown_everywhere_and_fixed_by_doctor() {
         "{}",
         fixed.stdout
     );
-    copy.run(["doctor", "--json"]).ok();
+    let after = copy.run(["doctor", "--json"]).ok().json();
+    assert_eq!(after["healthy"], true, "{after}");
+    assert_eq!(after["problems"], 0, "{after}");
     assert_eq!(repo.run(["get", "web"]).ok().stdout, "27500\n");
     assert_eq!(copy.run(["get", "web"]).ok().stdout, "27501\n");
     promise_holds(&env, &[common(&repo), common(&copy)]).expect("promise");
