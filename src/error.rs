@@ -139,6 +139,11 @@ pub enum Error {
     #[error("hook {}: {reason}", path.display())]
     Hook { path: PathBuf, reason: String },
 
+    /// A file of the user's (an env file, a hook) that git-ports will not read or write as it
+    /// is: why, in one line. Nothing was written.
+    #[error("{}: {reason}", path.display())]
+    UserFile { path: PathBuf, reason: String },
+
     /// A file git-ports must write cannot be written: the spec's "unwritable" code.
     #[error("{action} {}", path.display())]
     Unwritable {
@@ -192,7 +197,7 @@ impl Error {
             (RangeExhausted { .. }, _) => 3,
             (PortTaken { .. } | PortHeldElsewhere { .. }, _) => 4,
             (HealthErrors(_) | PortServedByOther { .. } | WaitTimeout { .. }, _) => 4,
-            (Unwritable { .. }, _) => 5,
+            (Unwritable { .. } | UserFile { .. }, _) => 5,
             (RegistryCorrupt { .. } | RegistryIo { .. }, Family::Status) => 2,
             (RegistryCorrupt { .. } | RegistryIo { .. }, Family::Allocate) => 5,
             (LedgerCorrupt { .. } | LedgerIo { .. }, Family::Status) => 2,

@@ -1,32 +1,121 @@
 //! Named crash points, for proving crash safety in tests. In debug builds, the variable
 //! `GIT_PORTS_FAULT=<point>` makes the process abort at that point, as a SIGKILL or a power
 //! cut would stop it, and `GIT_PORTS_FAULT=<point>:fail` makes the step fail with an I/O error
-//! instead, as a full disk would. Release builds compile every point to nothing.
+//! instead, as a full disk would. `GIT_PORTS_FAULT_TRACE=<file>` appends the name of every
+//! point passed to that file, so a test can prove which points a command reaches. Release
+//! builds compile every point to nothing.
+//!
+//! The points are one enum, used by the writers and by the tests alike: a point renamed or
+//! added here is renamed or added in both.
 
 use std::io;
 
 /// The variable that names the point.
 pub const ENV: &str = "GIT_PORTS_FAULT";
+/// The variable that names the file every point passed is appended to.
+pub const TRACE: &str = "GIT_PORTS_FAULT_TRACE";
 
-/// The files a change writes, in the order it writes them: new claims into the ledger, then
-/// the registry, then the ledger without the released claims.
-pub const FILES: &[&str] = &["ledger.claim", "registry", "ledger.release"];
+/// The files a change writes. A change writes them in this order: new claims into the ledger,
+/// then the registry, then the ledger without the released claims, then the env files of the
+/// worktrees whose ports changed. A hook is written by `hook install` and `hook uninstall`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    LedgerClaim,
+    Registry,
+    LedgerRelease,
+    EnvFile,
+    Hook,
+}
 
 /// The steps of writing one file: the temp file is created, its bytes written, synced, and
 /// renamed over the file.
-pub const STEPS: &[&str] = &["create", "write", "sync", "rename", "renamed"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    Create,
+    Write,
+    Sync,
+    Rename,
+    Renamed,
+}
 
-/// Every point, `<file>.<step>`: the list the crash tests walk.
-pub fn points() -> Vec<String> {
-    FILES
+/// One crash point: a step of writing one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Point(pub Target, pub Step);
+
+impl Target {
+    pub const ALL: [Target; 5] = [
+        Target::LedgerClaim,
+        Target::Registry,
+        Target::LedgerRelease,
+        Target::EnvFile,
+        Target::Hook,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::LedgerClaim => "ledger.claim",
+            Target::Registry => "registry",
+            Target::LedgerRelease => "ledger.release",
+            Target::EnvFile => "envfile",
+            Target::Hook => "hook",
+        }
+    }
+}
+
+impl Step {
+    pub const ALL: [Step; 5] = [
+        Step::Create,
+        Step::Write,
+        Step::Sync,
+        Step::Rename,
+        Step::Renamed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Create => "create",
+            Step::Write => "write",
+            Step::Sync => "sync",
+            Step::Rename => "rename",
+            Step::Renamed => "renamed",
+        }
+    }
+}
+
+impl Point {
+    /// `<file>.<step>`, as `GIT_PORTS_FAULT` names it.
+    pub fn name(self) -> String {
+        format!("{}.{}", self.0.name(), self.1.name())
+    }
+}
+
+/// Every point of the files in `targets`, in the order they are written.
+pub fn points_of(targets: &[Target]) -> Vec<Point> {
+    targets
         .iter()
-        .flat_map(|f| STEPS.iter().map(move |s| format!("{f}.{s}")))
+        .flat_map(|&t| Step::ALL.iter().map(move |&s| Point(t, s)))
         .collect()
 }
 
-/// Passes point `name`: aborts or fails there if the environment asks for it.
+/// Every point there is.
+pub fn all() -> Vec<Point> {
+    points_of(&Target::ALL)
+}
+
+/// Passes `point`: records it, then aborts or fails there if the environment asks for it.
 #[cfg(debug_assertions)]
-pub fn point(name: &str) -> io::Result<()> {
+pub fn point(point: Point) -> io::Result<()> {
+    let name = point.name();
+    if let Some(trace) = std::env::var_os(TRACE) {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(trace)
+        {
+            let _ = writeln!(f, "{name}");
+        }
+    }
     let Some(want) = std::env::var_os(ENV) else {
         return Ok(());
     };
@@ -48,6 +137,6 @@ pub fn point(name: &str) -> io::Result<()> {
 
 #[cfg(not(debug_assertions))]
 #[inline(always)]
-pub fn point(_name: &str) -> io::Result<()> {
+pub fn point(_point: Point) -> io::Result<()> {
     Ok(())
 }

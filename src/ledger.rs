@@ -94,14 +94,12 @@ pub enum Seen {
 }
 
 impl Seen {
-    /// Whether the repository backs the claim on `port`; unreadable ones are taken to.
-    pub fn backs(&self, port: u16, claim: &Claim) -> bool {
+    /// Whether the repository backs the claim on `port`: its registry holds the port at all,
+    /// for whichever worktree and service (a claim made for a worktree whose holding a crash
+    /// left half-moved is still the repository's). Unreadable repositories are taken to.
+    pub fn backs(&self, port: u16) -> bool {
         match self {
-            Seen::Registry(r) => r
-                .worktrees
-                .get(&claim.worktree)
-                .and_then(|e| e.ports.get(&claim.service))
-                .is_some_and(|a| a.port == port),
+            Seen::Registry(r) => r.holder(port).is_some(),
             Seen::Unreadable(_) => true,
             Seen::Gone => false,
         }
@@ -120,22 +118,38 @@ pub fn look(common: &Path) -> Seen {
     }
 }
 
-/// A repository is certainly gone when its directory is readable and holds no common dir, or
-/// when its directory does not exist while its parent is readable and not empty. An empty
-/// parent may be the mount point of a drive that is away; an unreadable one may hold it.
+/// A repository is certainly gone only on evidence an unmounted drive cannot give: its
+/// directory is there and holds other files but no common dir (the repository was deleted
+/// from it), or its directory is missing from a parent that is there and holds other files.
+/// An empty directory proves nothing: it is what a mount point looks like while its drive
+/// (sshfs, NFS, a bind mount) is away. An unreadable one may hold it.
 fn certainly_gone(common: &Path) -> bool {
+    let not_empty = |d: &Path| fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some());
     let dir = repo_dir(common);
     if dir != common {
-        match fs::read_dir(&dir) {
-            Ok(_) => return true,
+        match fs::symlink_metadata(&dir) {
+            Ok(_) => return not_empty(&dir),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(_) => return false,
         }
     }
-    let Some(parent) = dir.parent() else {
-        return false;
-    };
-    fs::read_dir(parent).is_ok_and(|mut entries| entries.next().is_some())
+    dir.parent().is_some_and(not_empty)
+}
+
+/// Whether two common dirs are one repository: the same path, or the same directory reached
+/// by two (a bind mount, a symlinked parent).
+pub fn same_repo(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (fs::metadata(a), fs::metadata(b)) {
+            return (x.dev(), x.ino()) == (y.dev(), y.ino());
+        }
+    }
+    false
 }
 
 impl Ledger {
@@ -170,8 +184,24 @@ impl Ledger {
                 || seen
                     .entry(claim.repo.clone())
                     .or_insert_with(|| look(&claim.repo))
-                    .backs(port, claim)
+                    .backs(port)
         });
+    }
+
+    /// Claims recorded under another path of `repo` (reached through a bind mount or a
+    /// symlinked parent) become claims of `repo` as this process reaches it: one repository
+    /// has one identity, whatever path reaches it. One stat per other path in the ledger.
+    pub fn adopt_aliases(&mut self, repo: &Path) {
+        let mut same: HashMap<PathBuf, bool> = HashMap::new();
+        for c in self.ports.values_mut() {
+            if c.repo != repo
+                && *same
+                    .entry(c.repo.clone())
+                    .or_insert_with(|| same_repo(&c.repo, repo))
+            {
+                c.repo = repo.to_path_buf();
+            }
+        }
     }
 
     /// Claims every port `registry` holds for `repo`, except ports a claim of another
@@ -231,7 +261,7 @@ impl Ledger {
                 let live = seen
                     .entry(c.repo.clone())
                     .or_insert_with(|| look(&c.repo))
-                    .backs(port, c);
+                    .backs(port);
                 live.then(|| (port, c.clone()))
             })
             .collect()
@@ -276,6 +306,13 @@ impl LedgerStore {
         }
     }
 
+    /// The ledger as `repo` sees it: claims made through another path of it are its own.
+    pub fn load_for(&self, repo: &Path) -> Result<Ledger> {
+        let mut l = self.load()?;
+        l.adopt_aliases(repo);
+        Ok(l)
+    }
+
     pub fn load(&self) -> Result<Ledger> {
         let corrupt = |reason| Error::LedgerCorrupt {
             path: self.path.clone(),
@@ -291,7 +328,7 @@ impl LedgerStore {
 
     /// Locks the ledger, creating its directory private to this user (0700): the ledger is
     /// one user's, and nobody else may replace it.
-    pub fn lock(&self, timeout: f64) -> Result<Lock> {
+    pub fn lock(&self, timeout: f64, start: std::time::Instant) -> Result<Lock> {
         if let Some(dir) = self.path.parent() {
             let mut b = fs::DirBuilder::new();
             b.recursive(true);
@@ -303,7 +340,7 @@ impl LedgerStore {
             b.create(dir)
                 .map_err(self.io("cannot create the directory of"))?;
         }
-        store::lock(&self.path, timeout).map_err(|e| match e {
+        store::lock(&self.path, timeout, start).map_err(|e| match e {
             LockError::Io(e) => self.io("cannot lock")(e),
             LockError::Timeout { secs, holder } => Error::LockTimeout {
                 what: "ledger",
@@ -314,8 +351,14 @@ impl LedgerStore {
         })
     }
 
-    fn write(&self, text: &str, guard: &Lock, label: &str, action: &'static str) -> Result<()> {
-        store::write_atomic(&self.path, text, guard, label).map_err(self.io(action))
+    fn write(
+        &self,
+        text: &str,
+        guard: &Lock,
+        target: crate::fault::Target,
+        action: &'static str,
+    ) -> Result<()> {
+        store::write_atomic(&self.path, text, guard, target).map_err(self.io(action))
     }
 }
 
@@ -330,40 +373,76 @@ pub struct Change<'a> {
     pub repo_id: &'a Path,
     /// False keeps the repository out of the ledger (`ports.machineWide false`).
     pub machine_wide: bool,
-    /// Seconds to wait for each lock.
+    /// Seconds the command may wait for its locks, all of them together.
     pub timeout: f64,
+    /// When the command started: the wait for every lock ends `timeout` after it.
+    pub start: std::time::Instant,
 }
 
 /// What a change did besides its result: things that took effect but deserve a word.
 pub type Warnings = Vec<String>;
 
+/// Whether a lock failed only because the directory cannot be written (a read-only `.git`):
+/// a change that writes nothing needs no lock there.
+fn unwritable(e: &Error) -> bool {
+    let kind = match e {
+        Error::RegistryIo { source, .. } | Error::LedgerIo { source, .. } => source.kind(),
+        _ => return false,
+    };
+    matches!(
+        kind,
+        io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
+    )
+}
+
 impl Change<'_> {
     /// Runs `f` on the registry with both locks held, knowing what other repositories hold,
-    /// and writes what changed in the order that keeps the promise. If `f` fails, or anything
-    /// cannot be serialized, nothing is written.
-    pub fn run<T>(
+    /// and writes what changed in the order that keeps the promise; then, the locks still
+    /// held, runs `after` on the registry as committed (`before`, `after`), for the files
+    /// that follow it (env files). If `f` fails, or anything cannot be serialized, nothing is
+    /// written. Where the locks cannot be taken because the directory is read-only, a change
+    /// that would write nothing still answers.
+    pub fn run<T, U>(
         &self,
         name_of: impl Fn(&str) -> String,
         f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>,
-    ) -> Result<(T, Warnings)> {
+        after: impl FnOnce(&Registry, &Registry) -> Result<U>,
+    ) -> Result<(T, U, Warnings)> {
         let Some(ledger_store) = self.ledger else {
-            let guard = self.store.lock(self.timeout)?;
+            let guard = match self.store.lock(self.timeout, self.start) {
+                Ok(g) => Some(g),
+                Err(e) if unwritable(&e) => None,
+                Err(e) => return Err(e),
+            };
             let mut registry = self.store.load()?;
             let before = registry.clone();
             let out = f(&mut registry, &Elsewhere::new())?;
             if registry != before {
+                let Some(guard) = &guard else {
+                    return Err(self
+                        .store
+                        .lock(self.timeout, self.start)
+                        .err()
+                        .unwrap_or_else(|| Error::Usage("the registry cannot be locked".into())));
+                };
                 let text = registry_text(self.store, &registry)?;
-                self.store.save(&text, &guard)?;
+                self.store.save(&text, guard)?;
             }
-            return Ok((out, Vec::new()));
+            let done = after(&before, &registry)?;
+            return Ok((out, done, Vec::new()));
         };
-        let ledger_guard = ledger_store.lock(self.timeout)?;
-        let registry_guard = self.store.lock(self.timeout)?;
+        let ledger_guard = ledger_store.lock(self.timeout, self.start)?;
+        let registry_guard = match self.store.lock(self.timeout, self.start) {
+            Ok(g) => Some(g),
+            Err(e) if unwritable(&e) => None,
+            Err(e) => return Err(e),
+        };
         let loaded = ledger_store.load()?;
         let mut registry = self.store.load()?;
         let registry_before = registry.clone();
 
         let mut mended = loaded.clone();
+        mended.adopt_aliases(self.repo_id);
         mended.mend(self.repo_id);
         let elsewhere = mended.elsewhere(self.repo_id);
         let out = f(&mut registry, &elsewhere)?;
@@ -378,6 +457,18 @@ impl Change<'_> {
         } else {
             released.release_rest(self.repo_id, &Registry::default());
         }
+        let Some(registry_guard) = registry_guard else {
+            // A read-only registry: only an answer that changes nothing here can be given.
+            if registry != registry_before {
+                return Err(self
+                    .store
+                    .lock(self.timeout, self.start)
+                    .err()
+                    .unwrap_or_else(|| Error::Usage("the registry cannot be locked".into())));
+            }
+            let done = after(&registry_before, &registry)?;
+            return Ok((out, done, Vec::new()));
+        };
         // Everything to be written is serialized before any file is opened for writing; what
         // does not change is neither serialized nor written.
         let corrupt = |reason| Error::LedgerCorrupt {
@@ -400,7 +491,7 @@ impl Change<'_> {
             ledger_store.write(
                 text,
                 &ledger_guard,
-                "ledger.claim",
+                crate::fault::Target::LedgerClaim,
                 "cannot write (nothing was changed)",
             )?;
         }
@@ -418,8 +509,12 @@ impl Change<'_> {
         }
         let mut warnings = Vec::new();
         if let Some(text) = &released_text
-            && let Err(e) =
-                ledger_store.write(text, &ledger_guard, "ledger.release", "cannot write")
+            && let Err(e) = ledger_store.write(
+                text,
+                &ledger_guard,
+                crate::fault::Target::LedgerRelease,
+                "cannot write",
+            )
         {
             let ports: Vec<String> = claimed
                 .ports
@@ -432,7 +527,10 @@ impl Change<'_> {
                 ports.join(", ")
             ));
         }
-        Ok((out, warnings))
+        let done = after(&registry_before, &registry)?;
+        drop(registry_guard);
+        drop(ledger_guard);
+        Ok((out, done, warnings))
     }
 }
 

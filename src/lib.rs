@@ -2,12 +2,15 @@
 //! project can run its servers side by side without collisions.
 
 pub mod allocator;
+pub mod block;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod envfile;
 pub mod error;
 pub mod fault;
+pub mod hooks;
 pub mod ledger;
 pub mod net;
 pub mod output;
@@ -15,3 +18,4 @@ pub mod owner;
 pub mod registry;
 pub mod repo;
 pub mod store;
+pub mod userfile;

@@ -875,6 +875,15 @@ impl Repo {
         Ok(Settings::from_git(&GitConfig::read(Some(&w.path))?))
     }
 
+    /// The git dir of worktree `w`: the common dir for the main worktree, else its admin dir
+    /// (`<common dir>/worktrees/<name>`). Files staged there are never part of the worktree.
+    pub fn admin_dir(&self, w: &Worktree) -> PathBuf {
+        match crate::registry::name_of_key(&w.key).filter(|_| !w.is_main) {
+            Some(name) => self.common_dir.join("worktrees").join(name),
+            None => self.common_dir.clone(),
+        }
+    }
+
     /// Sets a multi-valued key in the repository's own config file to exactly `values`.
     pub fn set_local(&self, key: &str, values: &[String]) -> Result<()> {
         let file = self.common_dir.join("config");
@@ -898,6 +907,22 @@ impl Repo {
         }
         Ok(())
     }
+}
+
+/// Whether git tracks the file at `path`, asked of the worktree at `worktree`. The name is a
+/// literal pathspec: `*.env` names that file, not every file the glob matches.
+pub fn is_tracked(worktree: &Path, path: &Path) -> bool {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    let dir = if dir.is_dir() { dir } else { worktree };
+    let mut cmd = git_command(Some(dir));
+    cmd.args(["--literal-pathspecs", "ls-files", "--error-unmatch", "--"])
+        .arg(name)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd.status().is_ok_and(|s| s.success())
 }
 
 /// Every worktree's HEAD as git reports it (`git worktree list`), by path: what a reftable

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{LOCK_SUFFIX, REGISTRY_FILE};
 use crate::error::{Error, Result};
-use crate::fault;
+use crate::fault::{self, Point, Step, Target};
 use crate::registry::Registry;
 
 /// The largest registry or ledger git-ports reads: far beyond any real one (a thousand
@@ -66,12 +66,13 @@ fn open_lock(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Takes the exclusive lock on `<path>.lock`, waiting at most `timeout` seconds for another
-/// holder. After a second of waiting it says on stderr what it waits for, and for whom.
-pub fn lock(path: &Path, timeout: f64) -> Result<Lock, LockError> {
+/// Takes the exclusive lock on `<path>.lock`, waiting for another holder until `timeout`
+/// seconds after `start`: one deadline for every lock a command takes, so two locks never
+/// make it wait twice as long. After a second of waiting it says on stderr what it waits
+/// for, and for whom.
+pub fn lock(path: &Path, timeout: f64, start: Instant) -> Result<Lock, LockError> {
     let lock_file = lock_path(path);
     let file = open_lock(&lock_file).map_err(LockError::Io)?;
-    let start = Instant::now();
     let limit = Duration::from_secs_f64(timeout.max(0.0));
     let mut told = false;
     let mut pause = Duration::from_millis(5);
@@ -195,12 +196,12 @@ pub fn read_text(path: &Path) -> Result<Option<String>, ReadError> {
 }
 
 /// Replaces `path` with `text` atomically: temp file in the same directory, fsync, rename,
-/// fsync of the directory. `label` names the crash points on the way (see [`fault`]). The
+/// fsync of the directory. `target` names the crash points on the way (see [`fault`]). The
 /// caller holds the lock, so any temp file of ours still lying around belongs to a writer
 /// that died, and is removed. A new file gets the mode git gives its own files (0666 less the
 /// umask); an existing file keeps its mode.
-pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, label: &str) -> io::Result<()> {
-    let step = |s: &str| fault::point(&format!("{label}.{s}"));
+pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, target: Target) -> io::Result<()> {
+    let step = |s: Step| fault::point(Point(target, s));
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -218,7 +219,7 @@ pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, label: &str) -> io::R
             "file is read-only",
         ));
     }
-    step("create")?;
+    step(Step::Create)?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".tmp");
     #[cfg(unix)]
@@ -230,40 +231,19 @@ pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, label: &str) -> io::R
     if let Some(m) = &existing {
         tmp.as_file().set_permissions(m.permissions())?;
     }
-    step("write")?;
+    step(Step::Write)?;
     tmp.write_all(text.as_bytes())?;
-    step("sync")?;
+    step(Step::Sync)?;
     tmp.as_file().sync_all()?;
-    step("rename")?;
+    step(Step::Rename)?;
     tmp.persist(path).map_err(|e| e.error)?;
     // Past the rename the new file is in place: a failure here changes nothing.
-    let _ = step("renamed");
+    let _ = step(Step::Renamed);
     if let Ok(d) = File::open(dir) {
         // Makes the rename itself durable; not every filesystem allows it, and the data is
         // already safe without it.
         let _ = d.sync_all();
     }
-    Ok(())
-}
-
-/// Replaces a file that is not git-ports' own (an env file) atomically, keeping its mode: a
-/// temp file beside it, then a rename, so a reader never sees half of it.
-pub fn replace_file(path: &Path, text: &str) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".git-ports.").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(dir)?;
-    if let Ok(m) = fs::metadata(path) {
-        tmp.as_file().set_permissions(m.permissions())?;
-    }
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -312,8 +292,8 @@ impl Store {
         }
     }
 
-    pub fn lock(&self, timeout: f64) -> Result<Lock> {
-        lock(&self.path, timeout).map_err(|e| match e {
+    pub fn lock(&self, timeout: f64, start: Instant) -> Result<Lock> {
+        lock(&self.path, timeout, start).map_err(|e| match e {
             LockError::Io(source) => Error::RegistryIo {
                 path: lock_path(&self.path),
                 action: "cannot lock",
@@ -330,10 +310,12 @@ impl Store {
 
     /// Writes text already made from a registry (see [`Registry::to_json`]).
     pub fn save(&self, text: &str, guard: &Lock) -> Result<()> {
-        write_atomic(&self.path, text, guard, "registry").map_err(|source| Error::RegistryIo {
-            path: self.path.clone(),
-            action: "cannot write",
-            source,
+        write_atomic(&self.path, text, guard, Target::Registry).map_err(|source| {
+            Error::RegistryIo {
+                path: self.path.clone(),
+                action: "cannot write",
+                source,
+            }
         })
     }
 }

@@ -113,9 +113,6 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
         allocate_all(reg, elsewhere, repo, &wt, &services, args.port, now)
     })?;
     name_listeners(ctx, &mut results);
-    if results.iter().any(|a| a.new) {
-        super::env::sync_files(ctx, std::slice::from_ref(&wt.key));
-    }
 
     if args.json {
         let path = wt.path.display().to_string();

@@ -65,7 +65,10 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
         None
     };
     let conflict = match (&holder, &ctx.ledger) {
-        (Some(_), Some(l)) => l.load()?.conflicts(&ctx.repo_id, &registry).remove(&port),
+        (Some(_), Some(l)) => l
+            .load_for(&ctx.repo_id)?
+            .conflicts(&ctx.repo_id, &registry)
+            .remove(&port),
         _ => None,
     };
     let describe = |c: crate::ledger::Claim| Elsewhere {

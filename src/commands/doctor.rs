@@ -69,7 +69,7 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<i32> {
     };
     let ledger = match &ctx.ledger {
         None => None,
-        Some(l) => match l.load() {
+        Some(l) => match l.load_for(&ctx.repo_id) {
             Ok(ledger) => {
                 findings.push(finding(
                     "ledger",
@@ -115,17 +115,22 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<i32> {
         check_claims(ctx, registry, ledger, args.fix, &mut findings)?;
     }
     if let Some(registry) = &registry {
-        for (wt, path) in super::env::drifted(ctx, registry) {
-            findings.push(Finding {
-                fix: Some(format!(
+        for d in crate::envfile::drifted(&ctx.repo, registry) {
+            let fix = if d.drift.writable() {
+                format!(
                     "git ports env {} --write {}",
-                    crate::output::worktree_arg(&wt),
-                    crate::output::shell_quote(&path.display().to_string())
-                )),
+                    crate::output::worktree_arg(&d.worktree),
+                    crate::output::shell_quote(&d.path.display().to_string())
+                )
+            } else {
+                "mend the file by hand (see ENV FILES in `git ports --help`)".to_string()
+            };
+            findings.push(Finding {
+                fix: Some(fix),
                 ..finding(
                     "env-file",
                     "problem",
-                    format!("{} does not match the ports of '{wt}'", path.display()),
+                    format!("{} {}", d.path.display(), d.drift.describe(&d.worktree)),
                 )
             });
         }
@@ -313,7 +318,7 @@ fn check_claims(
 }
 
 fn check_hook(ctx: &Ctx, findings: &mut Vec<Finding>) {
-    let (installed, path, runs, _) = super::hook::installed(ctx);
+    let (installed, path, runs, _) = crate::hooks::installed(&ctx.repo);
     let auto = !ctx.repo.settings.auto_allocate.is_empty();
     let f = match (installed, runs, auto) {
         (true, true, _) => finding(
@@ -366,7 +371,7 @@ fn check_locks(ctx: &Ctx, findings: &mut Vec<Finding>) {
         if !lock_file.exists() {
             continue;
         }
-        match store::lock(&data, 0.0) {
+        match store::lock(&data, 0.0, std::time::Instant::now()) {
             Ok(_) => {}
             Err(store::LockError::Timeout { holder, .. }) => findings.push(Finding {
                 fix: Some("wait for it to finish, or stop it if it is stuck".into()),

@@ -44,10 +44,14 @@ pub struct Ctx {
     pub late: RefCell<Vec<String>>,
     /// Run outside any repository: only the machine-wide commands get here.
     pub outside: bool,
+    /// When the command started: every lock it takes is waited for until
+    /// `ports.lockTimeout` after this.
+    pub start: std::time::Instant,
 }
 
 impl Ctx {
     pub fn open() -> Result<Ctx> {
+        let start = std::time::Instant::now();
         let mut repo = Repo::open()?;
         let store = Store::new(&repo.common_dir);
         // Only `--separate-git-dir` needs the registry here, for the main worktree's path.
@@ -68,6 +72,7 @@ impl Ctx {
             now: crate::clock::now(),
             late: RefCell::new(Vec::new()),
             outside: false,
+            start,
         })
     }
 
@@ -84,6 +89,7 @@ impl Ctx {
             now: crate::clock::now(),
             late: RefCell::new(Vec::new()),
             outside: true,
+            start: std::time::Instant::now(),
         })
     }
 
@@ -98,7 +104,7 @@ impl Ctx {
     /// What the ledger says other repositories hold, read without locking, for reports.
     pub fn elsewhere(&self) -> Result<Elsewhere> {
         match &self.ledger {
-            Some(l) => Ok(l.load()?.elsewhere(&self.repo_id)),
+            Some(l) => Ok(l.load_for(&self.repo_id)?.elsewhere(&self.repo_id)),
             None => Ok(Elsewhere::new()),
         }
     }
@@ -119,7 +125,11 @@ impl Ctx {
                 }
             }
         }
-        if let Some(ledger) = self.ledger.as_ref().and_then(|l| l.load().ok()) {
+        if let Some(ledger) = self
+            .ledger
+            .as_ref()
+            .and_then(|l| l.load_for(&self.repo_id).ok())
+        {
             // A worktree holding several ports has one claim each: one place is enough.
             let mut seen = std::collections::HashSet::new();
             for c in ledger.ports.values().filter(|c| c.repo != self.repo_id) {
@@ -162,8 +172,19 @@ impl Ctx {
     }
 
     /// The one way commands change the registry: a [`Change`] that keeps the ledger in step
-    /// (see `ledger.rs`). `f` changes the registry knowing what other repositories hold.
+    /// (see `ledger.rs`). `f` changes the registry knowing what other repositories hold; the
+    /// env files of every worktree follow, inside the change.
     pub fn update<T>(&self, f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>) -> Result<T> {
+        self.change(f, |_| Ok(())).map(|(out, ())| out)
+    }
+
+    /// [`Ctx::update`], then `after` on the registry as committed, the locks still held: for
+    /// a file that must be written from exactly what the change committed.
+    pub fn change<T, U>(
+        &self,
+        f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>,
+        after: impl FnOnce(&Registry) -> Result<U>,
+    ) -> Result<(T, U)> {
         let settings = &self.repo.settings;
         if let Some(e) = settings.problem(KEY_MACHINE_WIDE) {
             return Err(e);
@@ -177,10 +198,34 @@ impl Ctx {
             repo_id: &self.repo_id,
             machine_wide: settings.machine_wide,
             timeout: settings.lock_timeout,
+            start: self.start,
         };
-        let (out, warnings) = change.run(|k| self.repo.display_name(k), f)?;
-        self.late.borrow_mut().extend(warnings);
-        Ok(out)
+        let repo = &self.repo;
+        let (out, (done, files), warnings) = change.run(
+            |k| repo.display_name(k),
+            f,
+            |before, now| {
+                let touched: Vec<String> = now
+                    .worktrees
+                    .iter()
+                    .filter(|(k, e)| before.worktrees.get(*k) != Some(*e))
+                    .map(|(k, _)| k.clone())
+                    .chain(
+                        before
+                            .worktrees
+                            .keys()
+                            .filter(|k| !now.worktrees.contains_key(*k))
+                            .cloned(),
+                    )
+                    .collect();
+                let files = crate::envfile::sync(repo, now, &touched);
+                Ok((after(now)?, files))
+            },
+        )?;
+        let mut late = self.late.borrow_mut();
+        late.extend(warnings);
+        late.extend(files);
+        Ok((out, done))
     }
 }
 
@@ -207,7 +252,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         // Most checkouts are not a new worktree: they cost no more than this.
         Some(Command::Hook(crate::cli::HookArgs {
             command: crate::cli::HookCommand::Run { hook, args },
-        })) if !hook::may_allocate(&hook, &args) => return Ok(0),
+        })) if !crate::hooks::may_allocate(&hook, &args) => return Ok(0),
         Some(command) => command,
         None => Command::Status(cli.status),
     };

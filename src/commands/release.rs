@@ -148,18 +148,7 @@ fn release_worktree(
     Ok(())
 }
 
-/// Rewrites the env files of every live worktree after a release (only where
-/// `ports.envFile` names some; unchanged files are not touched).
-fn sync(ctx: &Ctx) {
-    if ctx.repo.settings.env_files.is_empty() {
-        return;
-    }
-    let keys: Vec<String> = ctx.repo.worktrees().iter().map(|w| w.key.clone()).collect();
-    super::env::sync_files(ctx, &keys);
-}
-
 fn render(ctx: &mut Ctx, released: &[Released], json: bool) {
-    sync(ctx);
     let out = &mut ctx.out;
     if json {
         out.json(&Report { released });

@@ -119,7 +119,7 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
     }
     let conflicts = match &ctx.ledger {
         Some(l) => l
-            .load()
+            .load_for(&ctx.repo_id)
             .map(|ledger| ledger.conflicts(&ctx.repo_id, &registry))
             .unwrap_or_default(),
         None => BTreeMap::new(),
@@ -170,7 +170,7 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         );
     } else {
         let drift = if matches!(view, View::All) {
-            super::env::drifted(ctx, &registry)
+            crate::envfile::drifted(&ctx.repo, &registry)
         } else {
             Vec::new()
         };
@@ -184,13 +184,19 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         }
         if !drift.is_empty() {
             ctx.out.blank();
-            for (wt, path) in &drift {
-                ctx.out.line(format!(
-                    "Env file {} does not match the ports of '{wt}': run `git ports env {} --write {}`.",
-                    path.display(),
-                    crate::output::worktree_arg(wt),
-                    crate::output::shell_quote(&path.display().to_string())
-                ));
+            for d in &drift {
+                let what = d.drift.describe(&d.worktree);
+                let line = if d.drift.writable() {
+                    format!(
+                        "Env file {} {what}: run `git ports env {} --write {}`.",
+                        d.path.display(),
+                        crate::output::worktree_arg(&d.worktree),
+                        crate::output::shell_quote(&d.path.display().to_string())
+                    )
+                } else {
+                    format!("Env file {} {what}.", d.path.display())
+                };
+                ctx.out.line(line);
             }
         }
     }

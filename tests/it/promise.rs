@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use git_ports::fault::{self, Point, Target};
 use git_ports::ledger::Ledger;
 use git_ports::registry::Registry;
 
@@ -21,6 +22,70 @@ pub fn run_with(env: &Env, dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> 
         cmd.env(k, v);
     }
     Run::from(cmd.output().expect("run git-ports"))
+}
+
+/// Temp files of git-ports anywhere in the test's directory outside a git dir: a worktree
+/// must never keep one (it may hold a copy of an env file, secrets and all).
+pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_dir() && name != ".git" && !name.ends_with(".git") && name != "ports-home" {
+            found.extend(leftovers(&e.path()));
+        } else if t.is_file() && name.contains("git-ports") && name.ends_with(".tmp") {
+            found.push(e.path());
+        }
+    }
+    found
+}
+
+/// Checks every `.env.local` of the worktrees a registry names: its block holds exactly the
+/// `SERVICE_PORT=port` lines of the ports the worktree holds (none for a worktree that holds
+/// none), read independently of git-ports.
+pub fn env_files_agree(commons: &[PathBuf]) -> Result<(), String> {
+    for common in commons {
+        let registry = match fs::read_to_string(common.join("worktree-ports.json")) {
+            Ok(t) => Registry::parse(&t).map_err(|e| format!("{}: {e}", common.display()))?,
+            Err(_) => continue,
+        };
+        for entry in registry.worktrees.values() {
+            let file = entry.path.join(".env.local");
+            let Ok(text) = fs::read_to_string(&file) else {
+                if entry.ports.is_empty() || !entry.path.is_dir() {
+                    continue;
+                }
+                return Err(format!("{} is missing", file.display()));
+            };
+            let mut inside = false;
+            let mut got: Vec<String> = Vec::new();
+            for l in text.lines() {
+                match l {
+                    "# >>> git-ports >>>" => inside = true,
+                    "# <<< git-ports <<<" => inside = false,
+                    l if inside && !l.starts_with('#') => got.push(l.to_string()),
+                    _ => {}
+                }
+            }
+            got.sort();
+            let mut want: Vec<String> = entry
+                .ports
+                .iter()
+                .map(|(s, a)| format!("{}_PORT={}", s.to_uppercase(), a.port))
+                .collect();
+            want.sort();
+            if got != want {
+                return Err(format!(
+                    "{} holds {got:?}, the registry {want:?}",
+                    file.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn ledger_path(env: &Env) -> PathBuf {
@@ -152,6 +217,9 @@ fn a_worktree_whose_name_is_not_utf8_keeps_its_ports() {
     assert!(pruned.stdout.contains("wt-\\377"), "{}", pruned.stdout);
 }
 
+/// The user's own post-checkout hook in the scene's repositories.
+const USER_HOOK: &str = "#!/bin/sh\necho user-hook\n";
+
 /// Two repositories sharing the ledger, each with a worktree holding a port, and a third
 /// worktree without one: the ground every crash case starts from.
 struct Scene<'a> {
@@ -167,6 +235,16 @@ impl<'a> Scene<'a> {
         for r in [&a, &b] {
             r.range("web", base, base + 9);
             r.range("api", base + 10, base + 19);
+            r.git(["config", "ports.envFile", ".env.local"]);
+            // The user's own hook, which install and uninstall must keep byte for byte.
+            let hook = r.dir.join(".git/hooks/post-checkout");
+            fs::create_dir_all(hook.parent().expect("dir")).expect("mkdir");
+            fs::write(&hook, USER_HOOK).expect("hook");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).expect("chmod");
+            }
             r.run(["hook", "install", "--services", "web"]).ok();
         }
         a.add_worktree("a1", "a1").ok();
@@ -184,12 +262,12 @@ impl<'a> Scene<'a> {
     }
 }
 
-/// Runs `command` (allocate, release, prune or the hook, each in the first repository) with the fault variable set; returns what it gave.
-fn change(s: &Scene, command: &str, fault: &str) -> Run {
-    let vars = [("GIT_PORTS_FAULT", fault)];
+/// Runs `command` (allocate, release, prune, the hook, or installing and uninstalling it,
+/// each in the first repository) with extra variables; returns what it gave.
+fn change(s: &Scene, command: &str, vars: &[(&str, &str)]) -> Run {
     match command {
-        "allocate" => run_with(s.env, &s.env.path("a2"), &["allocate", "web", "api"], &vars),
-        "release" => run_with(s.env, &s.env.path("a1"), &["release", "-w", "a1"], &vars),
+        "allocate" => run_with(s.env, &s.env.path("a2"), &["allocate", "web", "api"], vars),
+        "release" => run_with(s.env, &s.env.path("a1"), &["release", "-w", "a1"], vars),
         "prune" => {
             s.a.git([
                 "worktree",
@@ -197,8 +275,18 @@ fn change(s: &Scene, command: &str, fault: &str) -> Run {
                 "--force",
                 s.env.path("a1").to_str().unwrap_or(""),
             ]);
-            run_with(s.env, &s.a.dir, &["prune"], &vars)
+            run_with(s.env, &s.a.dir, &["prune"], vars)
         }
+        "install" => {
+            s.a.run(["hook", "uninstall"]).ok();
+            run_with(
+                s.env,
+                &s.a.dir,
+                &["hook", "install", "--services", "web"],
+                vars,
+            )
+        }
+        "uninstall" => run_with(s.env, &s.a.dir, &["hook", "uninstall"], vars),
         _ => {
             let mut cmd = std::process::Command::new("git");
             cmd.args(["worktree", "add", "-q"])
@@ -206,25 +294,75 @@ fn change(s: &Scene, command: &str, fault: &str) -> Run {
                 .args(["-b", "a3"])
                 .current_dir(&s.a.dir);
             s.env.isolate(&mut cmd);
-            cmd.env("GIT_PORTS_FAULT", fault);
+            for (k, v) in vars {
+                cmd.env(k, v);
+            }
             Run::from(cmd.output().expect("git worktree add"))
         }
     }
 }
 
-/// After a crash or a failure at `point` in `command`: every file parses, no port has two
-/// holders, every holding is claimed, and the next command of each repository succeeds.
-fn crash_case(command: &str, base: u16) {
-    for point in git_ports::fault::points() {
+/// The points a run passed, from its trace file.
+fn reached(trace: &Path) -> Vec<String> {
+    fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// After a crash or a failure at each point of the files `command` writes: every file
+/// parses, no port has two holders, every holding is claimed, no temp file is left in a
+/// worktree, the hook is whole, and the next command of each repository succeeds and brings
+/// every env file in step. First a clean run proves the command reaches exactly these
+/// points, and each faulted run proves its point fired.
+fn crash_case(command: &str, base: u16, writes: &[Target]) {
+    let names = |ps: Vec<Point>| -> Vec<String> { ps.into_iter().map(Point::name).collect() };
+    let want = names(fault::points_of(writes));
+    {
+        let env = Env::new();
+        let s = Scene::new(&env, base);
+        let trace = env.path("trace");
+        let run = change(&s, command, &[(fault::TRACE, trace.to_str().unwrap_or(""))]);
+        run.ok();
+        assert_eq!(
+            reached(&trace),
+            want,
+            "the points {command} passes: {run:?}"
+        );
+    }
+    for point in fault::points_of(writes) {
         for fail in [false, true] {
             let env = Env::new();
             let s = Scene::new(&env, base);
+            let hook = s.a.dir.join(".git/hooks/post-checkout");
+            let installed = fs::read(&hook).expect("hook");
             let fault = if fail {
-                format!("{point}:fail")
+                format!("{}:fail", point.name())
             } else {
-                point.clone()
+                point.name()
             };
-            let run = change(&s, command, &fault);
+            let trace = env.path("trace");
+            let run = change(
+                &s,
+                command,
+                &[
+                    (fault::ENV, &fault),
+                    (fault::TRACE, trace.to_str().unwrap_or("")),
+                ],
+            );
+            // An abort stops at the point; a failure there may be one the command goes on
+            // from (past a rename, the new file is in place).
+            let passed = reached(&trace);
+            let fired = if fail {
+                passed.contains(&point.name())
+            } else {
+                passed.last() == Some(&point.name())
+            };
+            assert!(
+                fired,
+                "{command} at {fault} never reached it: {passed:?} {run:?}"
+            );
             if command == "hook" {
                 // A crashed or failed hook never fails the checkout.
                 run.ok();
@@ -242,32 +380,88 @@ fn crash_case(command: &str, base: u16) {
             if let Err(e) = promise_holds(&env, &s.commons()) {
                 panic!("{command} at {fault}: {e}\n{run:?}");
             }
-            // The next change of each repository succeeds and keeps the promise.
+            let left = leftovers(env.root());
+            assert!(left.is_empty(), "{command} at {fault} left {left:?}");
+            if point.0 == Target::Hook {
+                // The hook is the old one or the new one, whole, never in between.
+                let now = fs::read(&hook).unwrap_or_default();
+                let whole = now == installed || now == USER_HOOK.as_bytes();
+                assert!(
+                    whole,
+                    "{command} at {fault}: {}",
+                    String::from_utf8_lossy(&now)
+                );
+                if fail && run.code != 0 {
+                    let before = if command == "install" {
+                        USER_HOOK.as_bytes()
+                    } else {
+                        &installed
+                    };
+                    assert_eq!(now, before, "{command} at {fault}");
+                }
+            }
+            // The next change of each repository succeeds, keeps the promise and mends the
+            // env files a crash left behind.
             s.a.run(["allocate", "api"]).ok();
             s.b.run(["allocate", "api"]).ok();
             s.holds();
+            if let Err(e) = env_files_agree(&s.commons()) {
+                panic!("{command} at {fault}, after the next change: {e}");
+            }
         }
     }
 }
 
 #[test]
 fn crash_at_every_point_of_allocate() {
-    crash_case("allocate", 27200);
+    crash_case(
+        "allocate",
+        27200,
+        &[Target::LedgerClaim, Target::Registry, Target::EnvFile],
+    );
 }
 
 #[test]
 fn crash_at_every_point_of_release() {
-    crash_case("release", 27220);
+    crash_case(
+        "release",
+        27220,
+        &[Target::Registry, Target::LedgerRelease, Target::EnvFile],
+    );
 }
 
 #[test]
 fn crash_at_every_point_of_prune() {
-    crash_case("prune", 27240);
+    crash_case("prune", 27240, &[Target::Registry, Target::LedgerRelease]);
 }
 
 #[test]
 fn crash_at_every_point_of_the_hook() {
-    crash_case("hook", 27260);
+    crash_case(
+        "hook",
+        27260,
+        &[Target::LedgerClaim, Target::Registry, Target::EnvFile],
+    );
+}
+
+#[test]
+fn crash_at_every_point_of_hook_install_and_uninstall() {
+    crash_case("install", 27400, &[Target::Hook]);
+    crash_case("uninstall", 27420, &[Target::Hook]);
+}
+
+/// Every point there is belongs to some walk above: a point added to the code and to no
+/// walk fails here.
+#[test]
+fn every_crash_point_is_walked() {
+    let walked = [
+        Target::LedgerClaim,
+        Target::Registry,
+        Target::LedgerRelease,
+        Target::EnvFile,
+        Target::Hook,
+    ];
+    assert_eq!(fault::all(), fault::points_of(&walked));
 }
 
 #[test]
