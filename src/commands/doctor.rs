@@ -48,6 +48,9 @@ fn finding(check: &'static str, status: &'static str, message: String) -> Findin
 pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<i32> {
     let mut findings: Vec<Finding> = Vec::new();
     let mut unreadable = false;
+    // Repairs are decided inside one locked change, from the files as they are then; what
+    // is reported afterwards is read again, so it says how things stand after the repair.
+    let fixed = if args.fix { fix(ctx)? } else { Vec::new() };
 
     let registry = match ctx.store.load() {
         Ok(r) => {
@@ -111,8 +114,9 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<i32> {
         }
     }
 
+    findings.extend(fixed);
     if let (Some(registry), Some(ledger)) = (&registry, &ledger) {
-        check_claims(ctx, registry, ledger, args.fix, &mut findings)?;
+        check_claims(ctx, registry, ledger, &mut findings);
     }
     if let Some(registry) = &registry {
         for d in crate::envfile::drifted(&ctx.repo, registry) {
@@ -162,15 +166,112 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<i32> {
     Ok(if problems > 0 { 4 } else { 0 })
 }
 
+/// Repairs what is safe to repair, in one change that holds both locks: a port held here
+/// and claimed by another repository that still holds it (a conflict, decided from the
+/// ledger read under the lock) moves to a fresh port; ports held without a claim are
+/// claimed, claims no worktree here backs are dropped, and every env file is brought in
+/// step with the registry, as every change does.
+fn fix(ctx: &Ctx) -> Result<Vec<Finding>> {
+    let before = ctx.store.load().ok();
+    let ledger_before = ctx
+        .ledger
+        .as_ref()
+        .and_then(|l| l.load_for(&ctx.repo_id).ok());
+    let drifted_before = before
+        .as_ref()
+        .map(|r| crate::envfile::drifted(&ctx.repo, r))
+        .unwrap_or_default();
+    let repo = &ctx.repo;
+    let now = ctx.now;
+    let moved = ctx.update(|reg, elsewhere| {
+        let mut moved = Vec::new();
+        let conflicts: Vec<u16> = reg
+            .by_port()
+            .keys()
+            .copied()
+            .filter(|p| elsewhere.contains_key(p))
+            .collect();
+        for port in conflicts {
+            let Some((key, service, _)) = reg.remove_port(port) else {
+                continue;
+            };
+            // The holder the ledger does not record moves; a live worktree gets a fresh port
+            // for the same service.
+            let to = match repo.by_key(&key).filter(|w| repo.gone(&w.key).is_none()) {
+                Some(w) => Some(allocate_one(reg, elsewhere, repo, w, &service, None, now)?.port),
+                None => None,
+            };
+            let other = elsewhere
+                .get(&port)
+                .map(|c| c.describe())
+                .unwrap_or_default();
+            moved.push((port, repo.display_name(&key), service, other, to));
+        }
+        Ok(moved)
+    })?;
+    let mut findings = Vec::new();
+    for (port, wt, service, other, to) in moved {
+        let message = match to {
+            Some(to) => format!(
+                "port {port} ({service}) of worktree '{wt}' was also held by {other}: moved to {to}"
+            ),
+            None => format!(
+                "port {port} ({service}) of removed worktree '{wt}' was also held by {other}: released"
+            ),
+        };
+        findings.push(finding("conflict", "fixed", message));
+    }
+    if let (Some(registry), Some(ledger)) = (&before, &ledger_before) {
+        let held = registry.by_port();
+        if ctx.repo.settings.machine_wide {
+            for p in held.keys().filter(|p| !ledger.ports.contains_key(p)) {
+                findings.push(finding(
+                    "unclaimed",
+                    "fixed",
+                    format!("port {p} is now claimed in the ledger"),
+                ));
+            }
+        }
+        for (p, _) in ledger
+            .ports
+            .iter()
+            .filter(|(p, c)| c.repo == ctx.repo_id && !held.contains_key(p))
+        {
+            findings.push(finding(
+                "stale-claim",
+                "fixed",
+                format!(
+                    "the ledger's claim on port {p}, which no worktree here holds, was dropped"
+                ),
+            ));
+        }
+    }
+    let left = ctx
+        .store
+        .load()
+        .map(|r| crate::envfile::drifted(&ctx.repo, &r))
+        .unwrap_or_default();
+    for d in drifted_before
+        .iter()
+        .filter(|d| d.drift.writable() && !left.iter().any(|l| l.path == d.path))
+    {
+        findings.push(finding(
+            "env-file",
+            "fixed",
+            format!(
+                "{} now holds the ports of '{}'",
+                d.path.display(),
+                d.worktree
+            ),
+        ));
+    }
+    findings.sort_by_key(|f| f.check);
+    Ok(findings)
+}
+
 /// Conflicts, ports held without a claim, claims of ports no longer held, and claims of
 /// repositories that cannot be read now.
-fn check_claims(
-    ctx: &Ctx,
-    registry: &Registry,
-    ledger: &Ledger,
-    fix: bool,
-    findings: &mut Vec<Finding>,
-) -> Result<()> {
+fn check_claims(ctx: &Ctx, registry: &Registry, ledger: &Ledger, findings: &mut Vec<Finding>) {
     let conflicts = ledger.conflicts(&ctx.repo_id, registry);
     let held = registry.by_port();
     let unclaimed: Vec<u16> = held
@@ -187,102 +288,46 @@ fn check_claims(
         .map(|(p, _)| *p)
         .collect();
     let machine_wide = ctx.repo.settings.machine_wide;
-
-    if fix && (!conflicts.is_empty() || !unclaimed.is_empty() || !stale.is_empty()) {
-        let repo = &ctx.repo;
-        let now = ctx.now;
-        let moved = ctx.update(|reg, elsewhere| {
-            let mut moved = Vec::new();
-            for (port, claim) in &conflicts {
-                // The holder the ledger does not record moves; a live worktree gets a fresh
-                // port for the same service.
-                let Some((key, service, _)) = reg.remove_port(*port) else {
-                    continue;
-                };
-                let to = match repo.by_key(&key).filter(|w| repo.gone(&w.key).is_none()) {
-                    Some(w) => {
-                        Some(allocate_one(reg, elsewhere, repo, w, &service, None, now)?.port)
-                    }
-                    None => None,
-                };
-                moved.push((
-                    *port,
-                    repo.display_name(&key),
-                    service,
-                    claim.describe(),
-                    to,
-                ));
-            }
-            Ok(moved)
-        })?;
-        for (port, wt, service, other, to) in moved {
-            let message = match to {
-                Some(to) => format!(
-                    "port {port} ({service}) of worktree '{wt}' was also held by {other}: moved to {to}"
-                ),
-                None => format!(
-                    "port {port} ({service}) of removed worktree '{wt}' was also held by {other}: released"
-                ),
-            };
-            findings.push(finding("conflict", "fixed", message));
-        }
-        if machine_wide {
-            for p in &unclaimed {
-                findings.push(finding(
-                    "unclaimed",
-                    "fixed",
-                    format!("port {p} is now claimed in the ledger"),
-                ));
-            }
-        }
-        for p in &stale {
-            findings.push(finding(
-                "stale-claim",
-                "fixed",
+    for (port, claim) in &conflicts {
+        let h = &held[port];
+        findings.push(Finding {
+            fix: Some("git ports doctor --fix".into()),
+            ..finding(
+                "conflict",
+                "problem",
                 format!(
-                    "the ledger's claim on port {p}, which no worktree here holds, was dropped"
+                    "port {port} ({}) of worktree '{}' is also held by {} ({})",
+                    h.service,
+                    ctx.repo.display_name(h.worktree),
+                    claim.describe(),
+                    claim.service
                 ),
-            ));
-        }
-    } else {
-        for (port, claim) in &conflicts {
-            let h = &held[port];
+            )
+        });
+    }
+    if machine_wide {
+        for p in &unclaimed {
             findings.push(Finding {
                 fix: Some("git ports doctor --fix".into()),
-                ..finding(
-                    "conflict",
-                    "problem",
-                    format!(
-                        "port {port} ({}) of worktree '{}' is also held by {} ({})",
-                        h.service,
-                        ctx.repo.display_name(h.worktree),
-                        claim.describe(),
-                        claim.service
-                    ),
-                )
+                ..finding("unclaimed", "problem", format!("port {p} is held here but not claimed in the ledger, so another repository could be given it"))
             });
         }
-        if machine_wide {
-            for p in &unclaimed {
-                findings.push(Finding {
-                    fix: Some("git ports doctor --fix".into()),
-                    ..finding("unclaimed", "problem", format!("port {p} is held here but not claimed in the ledger, so another repository could be given it"))
-                });
-            }
-        }
-        for p in &stale {
-            findings.push(Finding {
-                fix: Some("git ports doctor --fix (or any change here)".into()),
-                ..finding("stale-claim", "info", format!("the ledger claims port {p} for this repository, which no longer holds it; it is skipped until the next change"))
-            });
-        }
-        if conflicts.is_empty() && unclaimed.is_empty() {
-            findings.push(finding(
-                "conflict",
-                "ok",
-                "no port held here is held by another repository".into(),
-            ));
-        }
+    }
+    for p in &stale {
+        findings.push(Finding {
+            fix: Some("git ports doctor --fix (or any change here)".into()),
+            ..finding("stale-claim", "info", format!("the ledger claims port {p} for this repository, which no longer holds it; it is skipped until the next change"))
+        });
+    }
+    if conflicts.is_empty()
+        && unclaimed.is_empty()
+        && !findings.iter().any(|f| f.check == "conflict")
+    {
+        findings.push(finding(
+            "conflict",
+            "ok",
+            "no port held here is held by another repository".into(),
+        ));
     }
 
     // Claims the ledger keeps for repositories that cannot be read now.
@@ -314,7 +359,6 @@ fn check_claims(
             Seen::Registry(_) => {}
         }
     }
-    Ok(())
 }
 
 fn check_hook(ctx: &Ctx, findings: &mut Vec<Finding>) {

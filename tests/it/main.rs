@@ -11,4 +11,5 @@ mod promise;
 mod robust;
 mod status;
 mod support;
+mod userfiles;
 mod workflow;
