@@ -192,10 +192,13 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// A timeout: from a millisecond, the finest any wait here can tell, to an hour.
 fn seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(t) if t.is_finite() && t > 0.0 && t <= 3600.0 => Ok(t),
-        _ => Err(format!("'{s}' is not a number of seconds from 0 to 3600")),
+        Ok(t) if (0.001..=3600.0).contains(&t) => Ok(t),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds from 0.001 to 3600"
+        )),
     }
 }
 

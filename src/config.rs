@@ -269,6 +269,13 @@ pub fn is_env_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The keys that take one value per entry (`git config --add`).
+fn is_multi(key: &str) -> bool {
+    [KEY_AUTO_ALLOCATE, KEY_DERIVED, KEY_ENV_FILE]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(key))
+}
+
 fn config_error(key: &str, value: &str, reason: impl Into<String>) -> Error {
     Error::Config {
         key: key.into(),
@@ -319,17 +326,21 @@ impl Settings {
                     .strip_prefix("ports.")
                     .and_then(|r| r.rsplit_once('.'))
                     .map(|(s, _)| s.to_string());
-                // A later value of the same key replaces an earlier one, and its problem.
-                settings
-                    .problems
-                    .retain(|p| !p.key.eq_ignore_ascii_case(&key));
+                // A later value of the same key replaces an earlier one, and its problem; each
+                // entry of a multi-valued key is its own, and keeps its problem.
+                if !is_multi(&key) {
+                    settings
+                        .problems
+                        .retain(|p| !p.key.eq_ignore_ascii_case(&key));
+                }
                 settings.problems.push(Problem {
                     key,
                     value,
                     reason,
                     service,
                 });
-            } else {
+            } else if !is_multi(name) || value.is_empty() {
+                // An empty value resets a multi-valued key, and forgets its entries' problems.
                 settings
                     .problems
                     .retain(|p| !p.key.eq_ignore_ascii_case(name));
@@ -390,6 +401,15 @@ impl Settings {
                 k.ends_with(&format!(".{KEY_ENV}")) || k.starts_with(&derived)
             })
             .map(Problem::error)
+    }
+
+    /// Every problem of a key: one per invalid entry of a multi-valued key.
+    pub fn problems_of(&self, key: &str) -> Vec<Error> {
+        self.problems
+            .iter()
+            .filter(|p| p.key.eq_ignore_ascii_case(key))
+            .map(Problem::error)
+            .collect()
     }
 
     /// The problem of a setting that is not a service's, by key.

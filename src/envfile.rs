@@ -329,7 +329,12 @@ pub fn write_one(repo: &Repo, wt: &Worktree, path: &Path, lines: &[String]) -> R
 /// worktrees in `touched` (whose ports this change moved) are warnings; the others' files
 /// are mended where they can be, quietly (`status` and `doctor` report the rest).
 pub fn sync(repo: &Repo, registry: &Registry, touched: &[String]) -> Vec<String> {
-    let mut late = Vec::new();
+    let mut late: Vec<String> = Vec::new();
+    if !touched.is_empty() {
+        for e in repo.settings.problems_of(KEY_ENV_FILE) {
+            late.push(format!("{e}; that entry is skipped"));
+        }
+    }
     if repo.settings.env_files.is_empty() {
         return late;
     }

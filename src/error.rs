@@ -82,13 +82,13 @@ pub enum Error {
         range: String,
     },
 
-    #[error(
-        "no free port for service '{service}' in {range}: {held} of {total} are held, the rest are in use on this machine"
-    )]
+    #[error("no free port for service '{service}' in {range}: {}", exhausted(*held, *reserved, *total))]
     RangeExhausted {
         service: String,
         range: String,
         held: usize,
+        /// Ports kept for the main worktree (`ports.reserveMain`), free but not for this one.
+        reserved: usize,
         total: usize,
     },
 
@@ -168,6 +168,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The command `exec` was to become could not be started: 127 when there is no such
+    /// command, 126 when it cannot be executed, as `env(1)` and shells answer.
+    #[error("cannot run '{program}'")]
+    Exec {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("health check met {0} error(s)")]
     HealthErrors(usize),
 
@@ -179,6 +188,21 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why a range has no port left: what holds them, what is kept, and what is in use.
+fn exhausted(held: usize, reserved: usize, total: usize) -> String {
+    let mut parts = vec![format!("{held} of {total} are held")];
+    if reserved > 0 {
+        parts.push(format!(
+            "{reserved} is kept for the main worktree (ports.reserveMain)"
+        ));
+    }
+    let rest = total.saturating_sub(held + reserved);
+    if rest > 0 {
+        parts.push("the rest are in use on this machine".to_string());
+    }
+    parts.join(", ")
+}
+
 impl Error {
     /// The exit code of this error under the given command family: the spec's two tables.
     pub fn exit_code(&self, family: Family) -> i32 {
@@ -188,6 +212,8 @@ impl Error {
             (Usage(_) | NeedWorktree | Config { .. } | Env { .. } | UnknownService { .. }, _) => 1,
             (BadServiceName(_) | PortOutsideRange { .. } | PortNotAllocated { .. }, _) => 1,
             (Spawn { .. } | Hook { .. } | Io { .. }, _) => 1,
+            (Exec { source, .. }, _) if source.kind() == std::io::ErrorKind::NotFound => 127,
+            (Exec { .. }, _) => 126,
             (NotARepo(_) | Ownership { .. } | GitSays(_), _) => 2,
             (LockTimeout { .. }, Family::Status) => 2,
             (LockTimeout { .. }, Family::Allocate) => 5,

@@ -58,6 +58,17 @@ impl Out {
         self.text.push('\n');
     }
 
+    /// One line exactly as given, for output already quoted for its reader (the shell lines
+    /// of `env`) when stdout is not a terminal: `eval "$(git ports env)"` must see the very
+    /// values `exec` passes.
+    pub fn exact(&mut self, s: impl AsRef<str>) {
+        if io::stdout().is_terminal() {
+            return self.line(s);
+        }
+        self.text.push_str(s.as_ref());
+        self.text.push('\n');
+    }
+
     pub fn blank(&mut self) {
         self.text.push('\n');
     }

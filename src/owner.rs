@@ -3,15 +3,19 @@
 //! `/proc` on Linux; elsewhere nothing is known, and callers say "another process".
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use crate::registry::{os_bytes, show_bytes};
 
 /// A process listening on a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub pid: u32,
-    pub command: String,
+    /// Its name as the system gives it: bytes, kept exactly.
+    pub command: OsString,
     /// Its working directory, where the system tells.
     pub cwd: Option<PathBuf>,
 }
@@ -88,8 +92,13 @@ mod linux {
                 };
                 found.entry(port).or_insert_with(|| Listener {
                     pid,
-                    command: fs::read_to_string(proc.path().join("comm"))
-                        .map(|c| c.trim().to_string())
+                    command: fs::read(proc.path().join("comm"))
+                        .map(|mut c| {
+                            while c.last() == Some(&b'\n') {
+                                c.pop();
+                            }
+                            crate::registry::os_from_bytes(&c)
+                        })
                         .unwrap_or_default(),
                     cwd: fs::read_link(proc.path().join("cwd")).ok(),
                 });
@@ -118,16 +127,36 @@ pub struct Place {
     pub repository: Option<String>,
 }
 
+/// Whose a listener is, against the worktree that holds the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The worktree that holds the port.
+    #[serde(rename = "self")]
+    Own,
+    /// Another worktree of this repository.
+    Worktree,
+    /// A worktree of another repository on this machine.
+    Repository,
+    /// A program in no known worktree (or whose directory cannot be read).
+    Other,
+    /// Something listens, but the system does not say what (another user's process, or a
+    /// system without `/proc`): never taken for the worktree's own server.
+    Unknown,
+}
+
 /// Who serves a port, for people and for JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Owner {
-    pub pid: u32,
-    pub command: String,
-    pub cwd: Option<String>,
-    /// `self`: the worktree that holds the port; `worktree`: another worktree of this
-    /// repository; `repository`: a worktree of another repository on this machine; `other`: a
-    /// program in no known worktree (or whose directory cannot be read).
-    pub owner: &'static str,
+    /// `null` for an unknown listener.
+    pub pid: Option<u32>,
+    /// Exact in JSON: a string, or `{"hex": …}` for a name that is not UTF-8.
+    #[serde(with = "crate::registry::os_path_opt")]
+    pub command: Option<PathBuf>,
+    #[serde(with = "crate::registry::os_path_opt")]
+    pub cwd: Option<PathBuf>,
+    /// `self`, `worktree`, `repository`, `other` or `unknown`.
+    pub owner: Kind,
     /// The worktree it runs in, for `self`, `worktree` and `repository`.
     pub worktree: Option<String>,
     /// The other repository, for `repository`.
@@ -135,6 +164,18 @@ pub struct Owner {
 }
 
 impl Owner {
+    /// A listener the system does not name.
+    pub fn unknown() -> Owner {
+        Owner {
+            pid: None,
+            command: None,
+            cwd: None,
+            owner: Kind::Unknown,
+            worktree: None,
+            repository: None,
+        }
+    }
+
     /// Classifies `l` by the deepest known worktree its working directory is in; `holder` is
     /// the directory of the worktree that holds the port, if one does.
     pub fn of(l: &Listener, holder: Option<&Path>, places: &[Place]) -> Owner {
@@ -147,15 +188,15 @@ impl Owner {
         });
         let holder = holder.and_then(|h| std::fs::canonicalize(h).ok());
         let owner = match place {
-            Some(p) if holder.as_deref() == Some(p.path.as_path()) => "self",
-            Some(p) if p.repository.is_none() => "worktree",
-            Some(_) => "repository",
-            None => "other",
+            Some(p) if holder.as_deref() == Some(p.path.as_path()) => Kind::Own,
+            Some(p) if p.repository.is_none() => Kind::Worktree,
+            Some(_) => Kind::Repository,
+            None => Kind::Other,
         };
         Owner {
-            pid: l.pid,
-            command: l.command.clone(),
-            cwd: l.cwd.as_ref().map(|c| c.display().to_string()),
+            pid: Some(l.pid),
+            command: Some(PathBuf::from(&l.command)),
+            cwd: l.cwd.clone(),
             owner,
             worktree: place.map(|p| p.worktree.clone()),
             repository: place.and_then(|p| p.repository.clone()),
@@ -164,18 +205,35 @@ impl Owner {
 
     /// Whether the holder's own worktree serves the port.
     pub fn is_own(&self) -> bool {
-        self.owner == "self"
+        self.owner == Kind::Own
+    }
+
+    /// `pid 4242 (node)`, the process as people read it (bytes that are not UTF-8 as
+    /// `\ooo`); `None` for an unknown listener.
+    pub fn process(&self) -> Option<String> {
+        let pid = self.pid?;
+        let command = self
+            .command
+            .as_ref()
+            .map(|c| show_bytes(&os_bytes(c.as_os_str())))
+            .unwrap_or_default();
+        Some(format!("pid {pid} ({command})"))
     }
 
     /// `pid 4242 (node) in worktree 'feature-y'`, as every command says it.
     pub fn describe(&self) -> String {
-        let who = format!("pid {} ({})", self.pid, self.command);
+        let Some(who) = self.process() else {
+            return "a process git-ports cannot identify (another user's, or one the system does not show)".into();
+        };
         match (self.owner, &self.worktree, &self.repository) {
-            ("self", _, _) => format!("{who}, this worktree's own server"),
-            ("worktree", Some(w), _) => format!("{who} in worktree '{w}'"),
-            ("repository", Some(w), Some(r)) => format!("{who} in {r} ({w})"),
+            (Kind::Own, _, _) => format!("{who}, this worktree's own server"),
+            (Kind::Worktree, Some(w), _) => format!("{who} in worktree '{w}'"),
+            (Kind::Repository, Some(w), Some(r)) => format!("{who} in {r} ({w})"),
             _ => match &self.cwd {
-                Some(c) => format!("{who} in {c}, not a known worktree"),
+                Some(c) => format!(
+                    "{who} in {}, not a known worktree",
+                    show_bytes(&os_bytes(c.as_os_str()))
+                ),
                 None => who,
             },
         }

@@ -210,6 +210,19 @@ pub mod os_path {
     }
 }
 
+/// An optional path in JSON, losslessly, as [`os_path`] writes one; `null` when absent.
+pub mod os_path_opt {
+    pub fn serialize<S: serde::Serializer>(
+        p: &Option<std::path::PathBuf>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => super::os_path::serialize(p, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// A JSON object read into a map, refusing a key that appears twice: serde would keep the
 /// last silently, and the next write would drop the other for good.
 pub fn unique<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
@@ -383,19 +396,26 @@ impl Registry {
                 .or_default()
                 .insert(service.to_string(), Remembered { port, at });
         }
-        while self.remembered.len() > REMEMBER {
-            let oldest = self
-                .remembered
-                .iter()
-                .min_by_key(|(_, m)| m.values().map(|r| r.at).max())
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    self.remembered.remove(&k);
-                }
-                None => break,
-            }
+        self.evict();
+    }
+
+    /// Forgets the memories used longest ago past [`REMEMBER`], in one pass: however many a
+    /// file holds (a registry written by hand, or by a build with another bound), the work is
+    /// linear in its size.
+    pub fn evict(&mut self) {
+        let excess = self.remembered.len().saturating_sub(REMEMBER);
+        if excess == 0 {
+            return;
         }
+        let mut by_age: Vec<(Option<DateTime<Utc>>, &String)> = self
+            .remembered
+            .iter()
+            .map(|(k, m)| (m.values().map(|r| r.at).max(), k))
+            .collect();
+        by_age.select_nth_unstable(excess - 1);
+        let oldest: std::collections::HashSet<String> =
+            by_age[..excess].iter().map(|(_, k)| (*k).clone()).collect();
+        self.remembered.retain(|k, _| !oldest.contains(k));
     }
 
     /// Remembers `port` for `key` and `service` unless something is remembered there already

@@ -407,13 +407,17 @@ fn allocate_with(
                 })
                 .collect();
             let Some(port) = search.chosen else {
+                let taken = |p: &u16| held.contains_key(p) || elsewhere.contains_key(p);
+                let reserved = wishes
+                    .reserved
+                    .and_then(|k| range.iter().nth(k))
+                    .filter(|p| !taken(p))
+                    .map_or(0, |_| 1);
                 return Err(Error::RangeExhausted {
                     service: service.into(),
                     range: range.to_string(),
-                    held: range
-                        .iter()
-                        .filter(|p| held.contains_key(p) || elsewhere.contains_key(p))
-                        .count(),
+                    held: range.iter().filter(taken).count(),
+                    reserved,
                     total: range.len(),
                 });
             };

@@ -61,7 +61,7 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
     match args.format.unwrap_or(EnvFormat::Shell) {
         format @ (EnvFormat::Shell | EnvFormat::Dotenv) => {
             for l in lines(&vars, format) {
-                ctx.out.line(l);
+                ctx.out.exact(l);
             }
         }
         EnvFormat::Json => {
@@ -121,7 +121,7 @@ pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<i32> {
     let mut cmd = Command::new(program);
     cmd.args(rest)
         .envs(vars.iter().map(|v| (&v.name, v.value.text())));
-    let spawn_error = |source| Error::Spawn {
+    let spawn_error = |source| Error::Exec {
         program: program.to_string_lossy().into_owned(),
         source,
     };

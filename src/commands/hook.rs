@@ -237,8 +237,9 @@ fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
     if wt.is_main {
         return Ok(());
     }
-    if let Some(e) = ctx.repo.settings.problem(KEY_AUTO_ALLOCATE) {
-        return Err(e);
+    // An invalid entry is said, and the valid ones are allocated.
+    for e in ctx.repo.settings.problems_of(KEY_AUTO_ALLOCATE) {
+        ctx.out.warn(format!("{e}; that entry is skipped"));
     }
     if ctx.repo.settings.auto_allocate.is_empty() {
         return Ok(());

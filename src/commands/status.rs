@@ -16,7 +16,6 @@ use crate::output::{Out, Style, timestamp, with_age};
 use crate::owner::Owner;
 use crate::registry::{Allocation, MAIN_KEY, Registry};
 use crate::repo::{Head, read_head};
-use crate::store::Store;
 
 /// One worktree of the report, live or stale.
 struct Row {
@@ -295,23 +294,30 @@ fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
         .filter(|p| matches!(p.2, Some(Health::Running { .. })))
         .map(|p| p.1.port)
         .collect();
-    let found = if running.is_empty() {
-        Default::default()
+    if running.is_empty() {
+        return summary;
+    }
+    let found = crate::owner::listeners(&running);
+    let places = if found.is_empty() {
+        Vec::new()
     } else {
-        crate::owner::listeners(&running)
+        ctx.places()
     };
-    if !found.is_empty() {
-        let places = ctx.places();
-        for r in rows.iter_mut() {
-            for p in &r.ports {
-                if let Some(l) = found.get(&p.1.port) {
-                    let o = Owner::of(l, Some(std::path::Path::new(&r.path)), &places);
-                    if !o.is_own() {
-                        summary.foreign += 1;
-                    }
-                    r.owners.insert(p.1.port, o);
-                }
+    for r in rows.iter_mut() {
+        for p in r
+            .ports
+            .iter()
+            .filter(|p| matches!(p.2, Some(Health::Running { .. })))
+        {
+            // A listener the system does not name is never taken for the worktree's own.
+            let o = match found.get(&p.1.port) {
+                Some(l) => Owner::of(l, Some(std::path::Path::new(&r.path)), &places),
+                None => Owner::unknown(),
+            };
+            if !o.is_own() {
+                summary.foreign += 1;
             }
+            r.owners.insert(p.1.port, o);
         }
     }
     summary
@@ -385,14 +391,26 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
         PathBuf,
         std::collections::HashMap<PathBuf, Head>,
     > = std::collections::HashMap::new();
-    for repo in repos.into_iter().filter(|r| r.is_dir()) {
+    // Repositories that cannot be read now: their claims still reserve ports, so they are
+    // listed, with why and which ports.
+    let mut unreadable: Vec<(PathBuf, String, Vec<u16>)> = Vec::new();
+    for repo in repos {
         let registry = if repo == ctx.repo_id {
             ctx.store.load()?
         } else {
-            match Store::new(&repo).load() {
-                Ok(r) => r,
-                // Another repository's broken registry is its own business.
-                Err(_) => continue,
+            match crate::ledger::look(&repo) {
+                crate::ledger::Seen::Registry(r) => r,
+                crate::ledger::Seen::Unreadable(why) => {
+                    let ports = ledger
+                        .ports
+                        .iter()
+                        .filter(|(_, c)| c.repo == repo)
+                        .map(|(p, _)| *p)
+                        .collect();
+                    unreadable.push((repo, why, ports));
+                    continue;
+                }
+                crate::ledger::Seen::Gone => continue,
             }
         };
         if registry.worktrees.is_empty() {
@@ -485,8 +503,19 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
             timestamp: String,
             total_allocations: usize,
             repositories: Vec<JsonRepo>,
+            /// Repositories the ledger names that cannot be read now, with the ports their
+            /// claims keep reserved.
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            unreadable: Vec<JsonUnreadable>,
             #[serde(skip_serializing_if = "Option::is_none")]
             summary: Option<Summary>,
+        }
+        #[derive(Serialize)]
+        struct JsonUnreadable {
+            path: String,
+            common_dir: String,
+            reason: String,
+            ports: Vec<u16>,
         }
         #[derive(Serialize)]
         struct JsonRepo {
@@ -511,6 +540,15 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
             timestamp: timestamp(&ctx.now),
             total_allocations: total,
             repositories,
+            unreadable: unreadable
+                .iter()
+                .map(|(g, why, ports)| JsonUnreadable {
+                    path: repo_dir(g).display().to_string(),
+                    common_dir: g.display().to_string(),
+                    reason: why.clone(),
+                    ports: ports.clone(),
+                })
+                .collect(),
             summary,
         };
         ctx.out.json(&json);
@@ -540,6 +578,16 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                     out.line(format!("  {line}"));
                 }
             }
+        }
+        for (repo, why, ports) in &unreadable {
+            out.blank();
+            out.line(format!("{}:", tilde(&repo_dir(repo))));
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            out.line(format!(
+                "  cannot be read now ({why}); its claims keep port{} {} reserved",
+                if ports.len() == 1 { "" } else { "s" },
+                ports.join(", ")
+            ));
         }
         let total: usize = rows.iter().map(|r| r.ports.len()).sum();
         out.blank();
@@ -588,10 +636,9 @@ fn port_line(
             )
         }
         (Some(Health::Running { .. }), Some(o)) => format!(
-            "{}  pid {} ({})",
+            "{}  {}",
             health_line(out, service, a, h, stale),
-            o.pid,
-            o.command
+            o.process().unwrap_or_default()
         ),
         _ => health_line(out, service, a, h, stale),
     };

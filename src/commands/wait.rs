@@ -61,6 +61,25 @@ pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
             ps.iter().map(|(s, p)| format!("{s} ({p})")).collect()
         };
         if waiting.is_empty() {
+            // A port served from outside the worktree is someone else's server, as `exec`
+            // says: a test run against it would test the wrong code.
+            let held: Vec<(u16, Option<std::path::PathBuf>)> = ports
+                .iter()
+                .map(|(_, p)| (*p, Some(wt.path.clone())))
+                .collect();
+            let owners = ctx.owners(&held);
+            for (_, port) in &ports {
+                let o = owners
+                    .get(port)
+                    .cloned()
+                    .unwrap_or_else(crate::owner::Owner::unknown);
+                if !o.is_own() {
+                    return Err(Error::PortServedByOther {
+                        port: *port,
+                        who: o.describe(),
+                    });
+                }
+            }
             let tick = ctx.out.paint("✓", Style::Good);
             for (s, p) in &ports {
                 ctx.out

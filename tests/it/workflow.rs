@@ -276,7 +276,10 @@ fn get_env_and_exec() {
         "23060 23070\n",
     );
     repo.run(["exec", "--", "sh", "-c", "exit 7"]).code(7);
-    repo.run(["exec", "--", "/nonexistent/cmd"]).code(1);
+    // As env(1) and shells answer: 127 for no such command, 126 for one that cannot run.
+    repo.run(["exec", "--", "/nonexistent/cmd"]).code(127);
+    fs::write(repo.dir.join("not-executable"), "echo hi\n").expect("write");
+    repo.run(["exec", "--", "./not-executable"]).code(126);
     same(
         &env.sh(
             &repo.dir,
