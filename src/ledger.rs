@@ -136,6 +136,73 @@ fn certainly_gone(common: &Path) -> bool {
     dir.parent().is_some_and(not_empty)
 }
 
+/// The one path a repository is known by in the ledger, whatever path reached it: its common
+/// dir with symlinks resolved, and on Linux with bind mounts undone (a path under a bind
+/// mount of `/src/app` at `/mnt/app` is the `/src/app` path), so one repository reached two
+/// ways never conflicts with itself, and the name it is recorded under outlives the alias.
+pub fn identity(common_dir: &Path) -> PathBuf {
+    let real = fs::canonicalize(common_dir).unwrap_or_else(|_| common_dir.to_path_buf());
+    #[cfg(target_os = "linux")]
+    if let Some(p) = unbind(&real) {
+        return p;
+    }
+    real
+}
+
+/// `path` as it is reached through the mount of its file system's root, when the mount it
+/// is under is a bind mount of a directory inside that file system.
+#[cfg(target_os = "linux")]
+fn unbind(path: &Path) -> Option<PathBuf> {
+    // `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw`: device, root of the
+    // mount inside the file system, mount point; paths escape space and backslash as `\ooo`.
+    let table = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let unescape = |s: &str| -> PathBuf {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\'
+                && i + 3 < b.len()
+                && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        PathBuf::from(crate::registry::os_from_bytes(&out))
+    };
+    let mounts: Vec<(String, PathBuf, PathBuf)> = table
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            Some((
+                f.get(2)?.to_string(),
+                unescape(f.get(3)?),
+                unescape(f.get(4)?),
+            ))
+        })
+        .collect();
+    // The mount the path is under: the longest mount point that is a prefix of it (the last
+    // such line, where one is mounted over another).
+    let (dev, root, point) = mounts
+        .iter()
+        .filter(|(_, _, point)| path.starts_with(point))
+        .max_by_key(|(_, _, point)| point.components().count())?;
+    if root == Path::new("/") {
+        return None;
+    }
+    let whole = mounts
+        .iter()
+        .find(|(d, r, _)| d == dev && r == Path::new("/"))?;
+    let rest = path.strip_prefix(point).ok()?;
+    let inner = root.strip_prefix("/").ok()?;
+    let p = whole.2.join(inner).join(rest);
+    same_repo(&p, path).then_some(p)
+}
+
 /// Whether two common dirs are one repository: the same path, or the same directory reached
 /// by two (a bind mount, a symlinked parent).
 pub fn same_repo(a: &Path, b: &Path) -> bool {

@@ -61,7 +61,7 @@ impl Ctx {
             repo.remember_main(&registry);
         }
         let out = Out::new(use_color(repo.settings.color));
-        let repo_id = std::fs::canonicalize(&repo.common_dir).unwrap_or(repo.common_dir.clone());
+        let repo_id = crate::ledger::identity(&repo.common_dir);
         let ledger = LedgerStore::locate()?;
         Ok(Ctx {
             repo,

@@ -4,6 +4,7 @@ mod allocate;
 mod anyrepo;
 mod bad_input;
 mod choice;
+mod claims;
 mod envfiles;
 mod machine;
 mod owner;

@@ -52,7 +52,21 @@ pub fn env_files_agree(commons: &[PathBuf]) -> Result<(), String> {
             Ok(t) => Registry::parse(&t).map_err(|e| format!("{}: {e}", common.display()))?,
             Err(_) => continue,
         };
-        for entry in registry.worktrees.values() {
+        for (key, entry) in &registry.worktrees {
+            // The worktree at that path is the one its `.git` names: a `git worktree add`
+            // killed half-way can leave a second admin dir that names the same path.
+            let owner = match fs::read_to_string(entry.path.join(".git")) {
+                Ok(t) => t
+                    .trim()
+                    .rsplit('/')
+                    .next()
+                    .map(str::to_string)
+                    .unwrap_or_default(),
+                Err(_) => "/".to_string(),
+            };
+            if owner != *key && !(key == "/" && entry.path.join(".git").is_dir()) {
+                continue;
+            }
             let file = entry.path.join(".env.local");
             let Ok(text) = fs::read_to_string(&file) else {
                 if entry.ports.is_empty() || !entry.path.is_dir() {
@@ -66,7 +80,9 @@ pub fn env_files_agree(commons: &[PathBuf]) -> Result<(), String> {
                 match l {
                     "# >>> git-ports >>>" => inside = true,
                     "# <<< git-ports <<<" => inside = false,
-                    l if inside && !l.starts_with('#') => got.push(l.to_string()),
+                    l if inside && l.split_once('=').is_some_and(|(k, _)| k.ends_with("_PORT")) => {
+                        got.push(l.to_string())
+                    }
                     _ => {}
                 }
             }
@@ -522,11 +538,17 @@ impl Rng {
 #[test]
 fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
     let env = Env::new();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
+    // GIT_PORTS_STORM_SEED replays a storm whose seed a failure printed.
+    let seed = std::env::var("GIT_PORTS_STORM_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
         | 1;
-    eprintln!("storm seed: {seed}");
+    eprintln!("storm seed: {seed} (replay with GIT_PORTS_STORM_SEED={seed})");
     let mut rng = Rng(seed);
     let repos = [env.repo("a"), env.repo("b")];
     let mut dirs: Vec<PathBuf> = Vec::new();
@@ -534,9 +556,23 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
         // Overlapping ranges: the two repositories compete for the same ports.
         r.range("web", 27300, 27311);
         r.range("api", 27306, 27317);
+        // Env files in every worktree, kept in step by every change.
+        r.git(["config", "ports.envFile", ".env.local"]);
         for w in 0..3 {
             dirs.push(r.worktree(&format!("r{i}w{w}"), &format!("r{i}b{w}")));
         }
+        // The user's own hook, which install and uninstall share with git-ports' block.
+        let hook = r.dir.join(".git/hooks/post-checkout");
+        fs::create_dir_all(hook.parent().expect("dir")).expect("mkdir");
+        fs::write(&hook, USER_HOOK).expect("hook");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        r.run(["hook", "install", "--services", "web"]).ok();
+        // A branch that worktrees are made on, removed from and made on again.
+        r.git(["branch", &format!("r{i}reuse")]);
     }
     // Every way of choosing a port takes part: sticky (the default) in both, aligned slots in
     // one, a hashed first choice and a reserved main port in the other.
@@ -550,14 +586,46 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
         &["allocate", "web", "api"],
         &["release", "-w", "."],
         &["prune"],
+        &["env", "--write", ".env.local"],
+        &["hook", "install"],
+        &["hook", "uninstall"],
     ];
     let start = Instant::now();
-    for round in 0..12 {
+    for round in 0..20 {
         let mut children = Vec::new();
         for _ in 0..8 {
-            let dir = &dirs[rng.below(dirs.len() as u64) as usize];
-            let op = ops[rng.below(ops.len() as u64) as usize];
-            children.push(spawn(&env, dir, op));
+            let which = rng.below(repos.len() as u64) as usize;
+            let r = &repos[which];
+            let reuse = env.path(&format!("r{which}reuse"));
+            // A worktree on the reused branch, added (its hook allocates) or removed.
+            let child = match rng.below(ops.len() as u64 + 2) as usize {
+                n if n < ops.len() => {
+                    let dir = &dirs[rng.below(dirs.len() as u64) as usize];
+                    spawn(&env, dir, ops[n])
+                }
+                n if n == ops.len() => {
+                    let mut cmd = std::process::Command::new("git");
+                    cmd.args(["worktree", "add", "-q"])
+                        .arg(&reuse)
+                        .arg(format!("r{which}reuse"))
+                        .current_dir(&r.dir)
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped());
+                    env.isolate(&mut cmd);
+                    cmd.spawn().expect("git worktree add")
+                }
+                _ => {
+                    let mut cmd = std::process::Command::new("git");
+                    cmd.args(["worktree", "remove", "--force"])
+                        .arg(&reuse)
+                        .current_dir(&r.dir)
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped());
+                    env.isolate(&mut cmd);
+                    cmd.spawn().expect("git worktree remove")
+                }
+            };
+            children.push(child);
         }
         std::thread::sleep(Duration::from_millis(rng.below(25)));
         for c in children.iter_mut() {
@@ -568,6 +636,28 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
         finish(children);
         if let Err(e) = promise_holds(&env, &commons) {
             panic!("round {round} (seed {seed}): {e}");
+        }
+        // No temp file of ours, at any moment, in any worktree.
+        let left = leftovers(env.root());
+        assert!(
+            left.is_empty(),
+            "round {round} (seed {seed}): left {left:?}"
+        );
+        // The next change of each repository brings every env file in step, whatever a kill
+        // left half-done.
+        for r in &repos {
+            r.run(["prune"]).ok();
+        }
+        if let Err(e) = env_files_agree(&commons) {
+            let registries: Vec<String> = commons
+                .iter()
+                .map(|c| fs::read_to_string(c.join("worktree-ports.json")).unwrap_or_default())
+                .collect();
+            let lists: Vec<String> = repos
+                .iter()
+                .map(|r| r.git(["worktree", "list", "--porcelain"]))
+                .collect();
+            panic!("round {round} (seed {seed}): {e}\n{registries:#?}\n{lists:#?}");
         }
     }
     eprintln!("storm took {:?}", start.elapsed());
