@@ -385,7 +385,13 @@ fn check_hook(ctx: &Ctx, findings: &mut Vec<Finding>) {
             )
         },
         (false, _, true) => Finding {
-            fix: Some("git ports hook install".into()),
+            // A hook in another language takes the line by hand: `hook install` refuses it.
+            fix: Some(match crate::hooks::read(&path).map(|h| h.state) {
+                Ok(crate::hooks::State::Foreign { line }) => {
+                    format!("add this line to {}: {line}", path.display())
+                }
+                _ => "git ports hook install".into(),
+            }),
             ..finding(
                 "hook",
                 "problem",

@@ -442,6 +442,15 @@ fn hooks_are_read_as_git_runs_them() {
         .trim()
         .to_string();
     assert!(line.starts_with("import subprocess"), "{}", refused.stderr);
+    // doctor's fix for it is that line, not the install that refuses it.
+    let doctor = repo.run(["doctor"]);
+    assert!(
+        doctor
+            .stdout
+            .contains(&format!("fix: add this line to {}: {line}", hook.display())),
+        "{}",
+        doctor.stdout
+    );
     write_hook(&format!("{py}{line}\n"));
     let st = repo.run(["hook", "status"]);
     assert!(
