@@ -26,6 +26,34 @@ pub struct Cli {
     pub status: StatusArgs,
 }
 
+impl Command {
+    /// The command the script's flag forms stand for (`allocate --release PORT`, `--check
+    /// PORT`, `--available SERVICE`, as `port_allocate.py` takes them), so each is run by the
+    /// command that owns it.
+    pub fn canonical(self) -> Command {
+        match self {
+            Command::Allocate(a) if !a.release.is_empty() => Command::Release(ReleaseArgs {
+                ports: a.release,
+                worktree: None,
+                service: None,
+                forget: false,
+                json: a.json,
+            }),
+            Command::Allocate(AllocateArgs {
+                check: Some(port),
+                json,
+                ..
+            }) => Command::Check(CheckArgs { port, json }),
+            Command::Allocate(AllocateArgs {
+                available: Some(service),
+                json,
+                ..
+            }) => Command::Available(AvailableArgs { service, json }),
+            c => c,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Allocate(AllocateArgs),

@@ -83,7 +83,7 @@ pub fn vars_of(repo: &Repo, wt: &Worktree, registry: &Registry) -> Result<(Vec<V
         }
     }
     if settings.choice.align
-        && let Some(k) = crate::commands::allocate::slot_of(registry, settings, &wt.key)
+        && let Some(k) = crate::policy::allocate::slot_of(registry, settings, &wt.key)
             .and_then(|k| u16::try_from(k).ok())
     {
         vars.push(Var {

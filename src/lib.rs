@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod net;
 pub mod output;
 pub mod owner;
+pub mod policy;
 pub mod registry;
 pub mod repo;
 pub mod store;

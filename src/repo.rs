@@ -75,6 +75,27 @@ impl Head {
     }
 }
 
+/// Why a worktree the registry names is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gone {
+    /// git no longer has it (`git worktree remove`, or `git worktree prune`).
+    Removed,
+    /// Its directory is gone, and it is not locked.
+    Missing,
+}
+
+impl Gone {
+    /// How a report says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Gone::Removed => "removed from git",
+            Gone::Missing => "directory missing",
+        }
+    }
+}
+
+/// A worktree of the repository, as git's files describe it now.
 #[derive(Debug, Clone)]
 pub struct Worktree {
     /// The registry key: git's admin name (see [`key_of`]), or [`MAIN_KEY`] for the main
@@ -703,24 +724,24 @@ impl Repo {
         listing.by_key.get(key).map(|&i| &listing.worktrees[i])
     }
 
-    /// Whether the worktree of a registry key is gone, read from the disk now: `removed` when
-    /// git no longer has it, `missing` when its directory is gone and it is not locked.
-    pub fn gone(&self, key: &str) -> Option<&'static str> {
+    /// Whether the worktree of a registry key is gone, read from the disk now: removed when
+    /// git no longer has it, missing when its directory is gone and it is not locked.
+    pub fn gone(&self, key: &str) -> Option<Gone> {
         if key == MAIN_KEY {
-            return self.bare.then_some("removed");
+            return self.bare.then_some(Gone::Removed);
         }
         let Some(name) = crate::registry::name_of_key(key) else {
-            return Some("removed");
+            return Some(Gone::Removed);
         };
         let admin = self.common_dir.join("worktrees").join(&name);
         match fs::symlink_metadata(&admin) {
             Ok(m) if m.is_dir() => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some("removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Gone::Removed),
             // Cannot tell: a worktree is never taken for gone on a guess.
             _ => return None,
         }
         let w = linked_worktree(&self.common_dir, &name);
-        (w.prunable && !w.locked).then_some("missing")
+        (w.prunable && !w.locked).then_some(Gone::Missing)
     }
 
     /// The display name of a registry key, live or not: a linked worktree's name is its key;

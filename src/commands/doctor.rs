@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::Ctx;
-use super::allocate::allocate_one;
 use crate::cli::DoctorArgs;
 use crate::error::Result;
 use crate::ledger::{Ledger, Seen, look, repo_dir, tilde};
 use crate::output::Style;
+use crate::policy::allocate::allocate_one;
 use crate::registry::Registry;
 use crate::store::{self, lock_path};
 

@@ -2,14 +2,14 @@
 //! block are `hooks.rs`), and run it: allocate on `git worktree add`.
 
 use super::Ctx;
-use super::allocate::allocate_all;
-use super::prune::prune;
 use crate::cli::HookCommand;
 use crate::config::KEY_AUTO_ALLOCATE;
 use crate::error::{Error, Result};
 use crate::fault::Target;
 use crate::hooks::{self, State, hook_file, hooks_dir, is_executable, may_allocate};
 use crate::output::Style;
+use crate::policy::allocate::allocate_all;
+use crate::policy::prune::prune;
 
 pub fn run(ctx: &mut Ctx, command: HookCommand) -> Result<()> {
     match command {

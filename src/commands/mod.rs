@@ -253,7 +253,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         Some(Command::Hook(crate::cli::HookArgs {
             command: crate::cli::HookCommand::Run { hook, args },
         })) if !crate::hooks::may_allocate(&hook, &args) => return Ok(0),
-        Some(command) => command,
+        Some(command) => command.canonical(),
         None => Command::Status(cli.status),
     };
     let is_hook = matches!(

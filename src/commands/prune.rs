@@ -1,63 +1,12 @@
 //! `git ports prune`: release the ports of worktrees git no longer has.
 
-use serde::Serialize;
-
 use super::Ctx;
 use crate::cli::PruneArgs;
 use crate::error::Result;
 use crate::output::Style;
-use crate::registry::Registry;
-use crate::repo::Repo;
+use serde::Serialize;
 
-/// One allocation prune releases (or would).
-#[derive(Debug, Clone, Serialize)]
-pub struct Pruned {
-    pub worktree: String,
-    pub service: String,
-    pub port: u16,
-    /// `removed`: git no longer lists the worktree; `missing`: its directory is gone.
-    pub reason: &'static str,
-}
-
-/// The allocations of stale worktrees: git no longer has them, or their directory is gone and
-/// they are not locked (a locked worktree may live on a drive that is not mounted). Asked of
-/// the disk now, not of the worktree list read at startup: a worktree another process created
-/// since then must not count as removed.
-pub fn stale(repo: &Repo, registry: &Registry) -> Vec<Pruned> {
-    let mut stale: Vec<Pruned> = registry
-        .allocations()
-        .filter_map(|h| {
-            let reason = repo.gone(h.worktree)?;
-            Some(Pruned {
-                worktree: crate::registry::display_key(h.worktree),
-                service: h.service.to_string(),
-                port: h.allocation.port,
-                reason,
-            })
-        })
-        .collect();
-    stale.sort_by(|a, b| (&a.worktree, a.port).cmp(&(&b.worktree, b.port)));
-    stale
-}
-
-/// Removes the stale allocations from the registry, returning them. The ports stay
-/// remembered for the worktree's name, so a worktree made again under it gets them back.
-pub fn prune(repo: &Repo, registry: &mut Registry) -> Vec<Pruned> {
-    let gone = stale(repo, registry);
-    for p in &gone {
-        if let Some((key, service, a)) = registry.remove_port(p.port)
-            && repo.settings.choice.sticky
-        {
-            registry.remember_if_absent(
-                &crate::registry::by_name(&key),
-                &service,
-                a.port,
-                a.allocated_at,
-            );
-        }
-    }
-    gone
-}
+use crate::policy::prune::{Pruned, prune, stale};
 
 pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let repo = &ctx.repo;
@@ -91,8 +40,8 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let tick = out.paint("✓", Style::Good);
     for p in &pruned {
         let why = match p.reason {
-            "removed" => "worktree removed",
-            _ => "directory missing",
+            crate::repo::Gone::Removed => "worktree removed",
+            crate::repo::Gone::Missing => "directory missing",
         };
         let mark = if args.dry_run { "-" } else { &tick };
         out.line(format!(

@@ -7,8 +7,7 @@ use crate::cli::ReleaseArgs;
 use crate::config::is_service_name;
 use crate::error::{Error, Result};
 use crate::output::{Style, timestamp};
-use crate::registry::{Allocation, Registry, by_branch, by_name};
-use crate::repo::Repo;
+use crate::policy::release::take;
 
 /// One released allocation.
 #[derive(Debug, Clone, Serialize)]
@@ -32,35 +31,6 @@ pub fn run(ctx: &mut Ctx, args: ReleaseArgs) -> Result<()> {
 }
 
 /// Releases each port; if any is not allocated, none is released.
-/// Removes the allocation of `port`. Its worktree's name and branch keep remembering it (so
-/// the worktree made again gets it back), unless `forget`, which drops every memory of it.
-fn take(
-    reg: &mut Registry,
-    repo: &Repo,
-    port: u16,
-    forget: bool,
-) -> Option<(String, String, Allocation)> {
-    let (key, service, a) = reg.remove_port(port)?;
-    if forget {
-        let keys: Vec<String> = reg
-            .remembered
-            .iter()
-            .filter(|(_, m)| m.get(&service).is_some_and(|r| r.port == port))
-            .map(|(k, _)| k.clone())
-            .collect();
-        reg.forget(&keys, Some(&service));
-    } else if repo.settings.choice.sticky {
-        let mut keys = vec![by_name(&key)];
-        if let Some(b) = repo.by_key(&key).and_then(|w| repo.branch_of(w)) {
-            keys.push(by_branch(&b));
-        }
-        for k in keys {
-            reg.remember_if_absent(&k, &service, port, a.allocated_at);
-        }
-    }
-    Some((key, service, a))
-}
-
 pub fn release_ports(ctx: &mut Ctx, ports: &[u16], json: bool, forget: bool) -> Result<()> {
     let repo = &ctx.repo;
     let released = ctx.update(|reg, _| {

@@ -28,7 +28,7 @@ struct Row {
     detached: bool,
     path: String,
     /// Why the worktree is stale, if it is: git no longer has it, or its directory is gone.
-    stale: Option<&'static str>,
+    stale: Option<crate::repo::Gone>,
     /// In service display order, each with its health once checked.
     ports: Vec<Port>,
     /// Ports another repository holds too, with who that is.
@@ -113,7 +113,7 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
     let mut rows = rows(ctx, &registry);
     if ctx.repo.settings.choice.align {
         for r in &mut rows {
-            r.slot = super::allocate::slot_of(&registry, &ctx.repo.settings, &r.key);
+            r.slot = crate::policy::allocate::slot_of(&registry, &ctx.repo.settings, &r.key);
         }
     }
     let conflicts = match &ctx.ledger {
@@ -237,7 +237,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
             branch: w.head.branch().map(str::to_string),
             detached: matches!(w.head, Head::Detached(_)),
             path: w.path.display().to_string(),
-            stale: (w.prunable && !w.locked).then_some("directory missing"),
+            stale: (w.prunable && !w.locked).then_some(crate::repo::Gone::Missing),
             ports: ports_of(&w.key),
             also: BTreeMap::new(),
             owners: BTreeMap::new(),
@@ -253,7 +253,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
                 branch: None,
                 detached: false,
                 path: entry.path.display().to_string(),
-                stale: Some("removed from git"),
+                stale: Some(crate::repo::Gone::Removed),
                 ports: ports_of(key),
                 also: BTreeMap::new(),
                 owners: BTreeMap::new(),
@@ -427,7 +427,7 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                     read_head(&repo.join("HEAD")),
                     crate::repo::basename(&path),
                     path,
-                    gone.then_some("directory missing"),
+                    gone.then_some(crate::repo::Gone::Missing),
                     repo.join("HEAD"),
                 )
             } else {
@@ -437,14 +437,14 @@ fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                             .join("worktrees")
                             .join(crate::registry::name_of_key(key).unwrap_or_default())
                             .join("HEAD");
-                        let stale = (w.prunable && !w.locked).then_some("directory missing");
+                        let stale = (w.prunable && !w.locked).then_some(crate::repo::Gone::Missing);
                         (w.head, w.name, w.path, stale, head_file)
                     }
                     None => (
                         Head::Unknown,
                         crate::registry::display_key(key),
                         entry.path.clone(),
-                        Some("removed from git"),
+                        Some(crate::repo::Gone::Removed),
                         PathBuf::new(),
                     ),
                 }
@@ -693,7 +693,7 @@ fn heading_of(r: &Row) -> String {
     };
     let stale = r
         .stale
-        .map(|why| format!(" [stale: {why}]"))
+        .map(|why| format!(" [stale: {}]", why.describe()))
         .unwrap_or_default();
     let slot = r.slot.map(|k| format!(" [slot {k}]")).unwrap_or_default();
     format!("{}{head}{slot}{stale}:", r.name)
@@ -861,7 +861,7 @@ fn render_service(ctx: &mut Ctx, service: &str, rows: &[Row], registry: &Registr
         out.blank();
         let mut line = format!("  {} → {}", a.port, r.name);
         if let Some(why) = r.stale {
-            line += &out.paint(&format!(" [stale: {why}]"), Style::Warn);
+            line += &out.paint(&format!(" [stale: {}]", why.describe()), Style::Warn);
         }
         if let Some(h) = h {
             let full = health_line(out, service, a, Some(h), false);

@@ -1,0 +1,7 @@
+//! Policy: the rules that change a registry, run inside a locked change (`Ctx::update`) by
+//! the commands. No command holds a rule another command needs; they all live here.
+
+pub mod allocate;
+pub mod memory;
+pub mod prune;
+pub mod release;
