@@ -3,50 +3,10 @@
 
 use crate::allocator::PortRange;
 use crate::error::{Error, Result};
+use crate::output::ColorChoice;
 use std::collections::BTreeMap;
 
-/// The registry file, in the repository's common dir.
-pub const REGISTRY_FILE: &str = "worktree-ports.json";
-/// The sidecar file every writer of the registry locks.
-pub const LOCK_SUFFIX: &str = ".lock";
-/// `ports.<service>.range`: a service's port range, `START-END`, bounds inclusive.
-pub const KEY_RANGE: &str = "range";
-/// `ports.<service>.env`: the variable name `env` and `exec` use for a service.
-pub const KEY_ENV: &str = "env";
-/// `ports.autoAllocate`: services the post-checkout hook allocates to new worktrees.
-pub const KEY_AUTO_ALLOCATE: &str = "ports.autoAllocate";
-/// `ports.machineWide`: false keeps this repository out of the machine-wide ledger.
-pub const KEY_MACHINE_WIDE: &str = "ports.machineWide";
-/// `color.ports`, then `color.ui`: git's colour switches.
-pub const KEY_COLOR: &str = "color.ports";
-pub const KEY_COLOR_UI: &str = "color.ui";
-/// `ports.sticky`: false turns off giving a worktree's name or branch its last ports back.
-pub const KEY_STICKY: &str = "ports.sticky";
-/// `ports.align`: one offset for all of a worktree's services (web 8000+k, api 9000+k, …).
-pub const KEY_ALIGN: &str = "ports.align";
-/// `ports.stableFirst`: the first port (or slot) tried comes from a stable hash of the
-/// repository and the worktree's name, the same on every machine.
-pub const KEY_STABLE_FIRST: &str = "ports.stableFirst";
-/// `ports.reserveMain`: the range's first port (slot 0) is kept for the main worktree.
-pub const KEY_RESERVE_MAIN: &str = "ports.reserveMain";
-/// `GIT_PORTS_SLOT`: the variable `env` and `exec` export for an aligned worktree's offset.
-pub const ENV_SLOT: &str = "GIT_PORTS_SLOT";
-/// `ports.derived`: variables computed from a worktree's ports, `NAME=TEMPLATE` with
-/// `{service}` for a port (multi-valued): `VITE_API_URL=http://localhost:{api}`.
-pub const KEY_DERIVED: &str = "ports.derived";
-/// `ports.envFile`: files, relative to each worktree's root, kept in step with its ports
-/// (multi-valued).
-pub const KEY_ENV_FILE: &str = "ports.envFile";
-/// `ports.compose`: export a `COMPOSE_PROJECT_NAME` of the worktree's own.
-pub const KEY_COMPOSE: &str = "ports.compose";
-/// The variable docker compose takes its project name from.
-pub const ENV_COMPOSE: &str = "COMPOSE_PROJECT_NAME";
-/// `ports.lockTimeout`: seconds to wait for another git-ports to finish before giving up.
-pub const KEY_LOCK_TIMEOUT: &str = "ports.lockTimeout";
-/// How long to wait for a lock when `ports.lockTimeout` is not set.
-pub const DEFAULT_LOCK_TIMEOUT_SECS: f64 = 10.0;
-/// Overrides the directory of the machine-wide ledger; must be absolute.
-pub const ENV_HOME: &str = "GIT_PORTS_HOME";
+pub use crate::keys::*;
 
 /// Variables a port must never be exported as: `eval "$(git ports env)"` would break the
 /// shell (`PATH`, `IFS`), change what programs load (`LD_PRELOAD`), or confuse git itself.
@@ -108,14 +68,6 @@ pub const DEFAULT_SERVICES: &[(&str, u16, u16)] = &[
 pub struct Service {
     pub name: String,
     pub range: PortRange,
-}
-
-/// Whether to colour output, from `color.ports` / `color.ui`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
 }
 
 #[derive(Debug, Clone)]
@@ -311,10 +263,11 @@ impl Settings {
 
     /// Reads every `ports.*` key (and git's colour keys) from the configuration as git reads
     /// it. Wrong values are kept as [`Problem`]s, not errors.
-    pub fn from_git(config: &crate::repo::GitConfig) -> Self {
+    /// The settings of git config entries, in git's order (see `repo::GitConfig::entries`).
+    pub fn from_entries<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>) -> Self {
         let mut settings = Settings::defaults();
         let mut ranges = BTreeMap::new();
-        for (name, value) in config.entries() {
+        for (name, value) in entries {
             if !(name.starts_with("ports.") || name.starts_with("color.")) {
                 continue;
             }

@@ -263,7 +263,7 @@ impl Error {
             }),
             LockTimeout { .. } => Some(format!(
                 "wait for that process, or raise the limit with `git config --global {} SECONDS`",
-                crate::config::KEY_LOCK_TIMEOUT
+                crate::keys::KEY_LOCK_TIMEOUT
             )),
             _ => None,
         }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::registry::{Registry, os_path, unique};
 use crate::store::{self, Lock, LockError, Store};
 
-pub const LEDGER_FILE: &str = "ledger.json";
+pub use crate::keys::LEDGER_FILE;
 pub const VERSION: u64 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

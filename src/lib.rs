@@ -11,6 +11,7 @@ pub mod envfile;
 pub mod error;
 pub mod fault;
 pub mod hooks;
+pub mod keys;
 pub mod ledger;
 pub mod net;
 pub mod output;

@@ -6,8 +6,6 @@ use std::io::{self, IsTerminal, Write};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::config::ColorChoice;
-
 #[derive(Debug, Clone, Copy)]
 pub enum Style {
     Good,
@@ -15,6 +13,14 @@ pub enum Style {
     Warn,
     Dim,
     Bold,
+}
+
+/// Whether to colour output, from `color.ports` / `color.ui`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 /// Whether to colour stdout: git's `color.ports` / `color.ui`, `NO_COLOR`, and a terminal.

@@ -1,0 +1,245 @@
+//! git's configuration as git reads it for this process: libgit2's snapshot, `git config
+//! --list -z` where libgit2 cannot read a file, and the command-line channels on top.
+
+use super::*;
+
+/// The configuration as git reads it for this process, in git's order: later entries win.
+#[derive(Debug, Clone, Default)]
+pub struct GitConfig {
+    /// (key as git prints it: section and name in lower case, subsection as written; value,
+    /// `None` for a key without `=`).
+    entries: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Folds a key to the form `git config --list` prints: section and name in lower case.
+pub(super) fn fold_key(key: &str) -> String {
+    match (key.find('.'), key.rfind('.')) {
+        (Some(a), Some(b)) if a < b => format!(
+            "{}{}{}",
+            key[..a].to_ascii_lowercase(),
+            &key[a..b],
+            key[b..].to_ascii_lowercase()
+        ),
+        _ => key.to_ascii_lowercase(),
+    }
+}
+
+impl GitConfig {
+    /// Parses `git config --list -z`: `key\nvalue\0`, or `key\0` for a key without a value.
+    pub fn parse(bytes: &[u8]) -> GitConfig {
+        let entries = bytes
+            .split(|&b| b == 0)
+            .filter(|e| !e.is_empty())
+            .map(|e| match e.iter().position(|&b| b == b'\n') {
+                Some(i) => (
+                    String::from_utf8_lossy(&e[..i]).into_owned(),
+                    Some(e[i + 1..].to_vec()),
+                ),
+                None => (String::from_utf8_lossy(e).into_owned(), None),
+            })
+            .collect();
+        GitConfig { entries }
+    }
+
+    /// Reads the configuration as git would for a command run in `dir` (or here, with this
+    /// process's environment, when `None`).
+    pub fn read(dir: Option<&Path>) -> Result<GitConfig> {
+        let mut cmd = git_command(dir);
+        cmd.args(["config", "--list", "-z"]);
+        let out = run_git(&mut cmd)?;
+        // `git config --list` fails only for unreadable files; it prints nothing and exits 0
+        // when there is no config at all.
+        if !out.status.success() {
+            return Err(git_failure(&out.stderr));
+        }
+        Ok(GitConfig::parse(&out.stdout))
+    }
+
+    /// The configuration libgit2 reads for `git`, with what git adds on the command line
+    /// (`GIT_CONFIG_COUNT`, then `GIT_CONFIG_PARAMETERS`, which is how `git -c` reaches a
+    /// subcommand) on top, in git's order of precedence. `None` where libgit2 cannot stand in
+    /// for git: when the environment names config files libgit2 does not look at
+    /// (`GIT_CONFIG_GLOBAL`, `GIT_CONFIG_SYSTEM`, `GIT_CONFIG_NOSYSTEM`), or on any error.
+    pub(super) fn from_libgit2(git: &git2::Repository) -> Option<GitConfig> {
+        const FILES: [&str; 3] = [
+            "GIT_CONFIG_GLOBAL",
+            "GIT_CONFIG_SYSTEM",
+            "GIT_CONFIG_NOSYSTEM",
+        ];
+        if FILES.iter().any(|v| std::env::var_os(v).is_some()) {
+            return None;
+        }
+        let config = git.config().ok()?.snapshot().ok()?;
+        let mut entries: Vec<(i32, String, Option<Vec<u8>>)> = Vec::new();
+        let mut iter = config
+            .entries(Some(r"^(ports|color|core|extensions|remote)\."))
+            .ok()?;
+        while let Some(e) = iter.next() {
+            let e = e.ok()?;
+            let level = e.level() as i32;
+            let name = String::from_utf8_lossy(e.name_bytes()).into_owned();
+            let value = e.has_value().then(|| e.value_bytes().to_vec());
+            entries.push((level, name, value));
+        }
+        // libgit2 lists the most local file first; git's order is the reverse, file by file.
+        entries.sort_by_key(|(level, _, _)| *level);
+        let mut config = GitConfig {
+            entries: entries.into_iter().map(|(_, k, v)| (k, v)).collect(),
+        };
+        config.entries.extend(command_line_config()?);
+        Some(config)
+    }
+
+    /// Every entry, in git's order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+
+    /// The last value of `key`, as git's `--get` gives it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.get_bytes(key)
+            .map(|v| String::from_utf8_lossy(v.unwrap_or(b"true")).into_owned())
+    }
+
+    pub(super) fn get_bytes(&self, key: &str) -> Option<Option<&[u8]>> {
+        let key = fold_key(key);
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_deref())
+    }
+
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        self.get(key)
+            .and_then(|v| crate::config::parse_bool(v.trim()))
+    }
+
+    /// A path value, with `~/` expanded as git's `--type=path` does.
+    pub fn get_path(&self, key: &str) -> Option<PathBuf> {
+        let v = self.get_bytes(key)??;
+        if v.is_empty() {
+            return None;
+        }
+        let p = path_from_bytes(v);
+        if let Ok(rest) = p.strip_prefix("~")
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            return Some(PathBuf::from(home).join(rest));
+        }
+        Some(p)
+    }
+}
+
+/// What git passes to a subcommand as configuration from its command line: the
+/// `GIT_CONFIG_COUNT` pairs, then `GIT_CONFIG_PARAMETERS` (`git -c`), later ones winning.
+/// `None` when either is malformed: then git itself is asked.
+pub(super) fn command_line_config() -> Option<Vec<(String, Option<Vec<u8>>)>> {
+    let mut out = Vec::new();
+    if let Some(n) = std::env::var_os("GIT_CONFIG_COUNT") {
+        let n: usize = n.to_str()?.trim().parse().ok()?;
+        for i in 0..n {
+            let key = std::env::var(format!("GIT_CONFIG_KEY_{i}")).ok()?;
+            let value = std::env::var_os(format!("GIT_CONFIG_VALUE_{i}"))?;
+            out.push((fold_key(&key), Some(crate::registry::os_bytes(&value))));
+        }
+    }
+    if let Some(p) = std::env::var_os("GIT_CONFIG_PARAMETERS") {
+        out.extend(parse_parameters(&crate::registry::os_bytes(&p))?);
+    }
+    Some(out)
+}
+
+/// Parses `GIT_CONFIG_PARAMETERS` as git writes it: single-quoted words (a `'` inside is
+/// `'\''`), either `'key'='value'` or, from older gits, `'key=value'`; a key alone is true.
+pub(super) fn parse_parameters(text: &[u8]) -> Option<Vec<(String, Option<Vec<u8>>)>> {
+    /// One quoted word from `i`; returns it and where it ends.
+    fn word(t: &[u8], mut i: usize) -> Option<(Vec<u8>, usize)> {
+        let mut w = Vec::new();
+        if t.get(i) != Some(&b'\'') {
+            return None;
+        }
+        i += 1;
+        loop {
+            match t.get(i)? {
+                b'\'' => {
+                    i += 1;
+                    // `'\''`: a quote, and the word goes on.
+                    if t.get(i) == Some(&b'\\')
+                        && t.get(i + 1) == Some(&b'\'')
+                        && t.get(i + 2) == Some(&b'\'')
+                    {
+                        w.push(b'\'');
+                        i += 3;
+                        continue;
+                    }
+                    return Some((w, i));
+                }
+                &b => {
+                    w.push(b);
+                    i += 1;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        while text.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if i >= text.len() {
+            return Some(out);
+        }
+        let (key, end) = word(text, i)?;
+        i = end;
+        if text.get(i) == Some(&b'=') {
+            let (value, end) = word(text, i + 1)?;
+            i = end;
+            out.push((fold_key(&String::from_utf8_lossy(&key)), Some(value)));
+        } else {
+            match key.iter().position(|&b| b == b'=') {
+                Some(eq) => out.push((
+                    fold_key(&String::from_utf8_lossy(&key[..eq])),
+                    Some(key[eq + 1..].to_vec()),
+                )),
+                None => out.push((fold_key(&String::from_utf8_lossy(&key)), None)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_parameters_parse_like_git() {
+        let got = parse_parameters(
+            b"'ports.web.range'='7000-7099' 'core.bare' 'Ports.X.Env=A'  'a.b'='it'\\''s'",
+        );
+        assert_eq!(
+            got,
+            Some(vec![
+                ("ports.web.range".into(), Some(b"7000-7099".to_vec())),
+                ("core.bare".into(), None),
+                ("ports.X.env".into(), Some(b"A".to_vec())),
+                ("a.b".into(), Some(b"it's".to_vec())),
+            ])
+        );
+        assert_eq!(parse_parameters(b"'unterminated"), None);
+        assert_eq!(parse_parameters(b"bare"), None);
+    }
+
+    #[test]
+    fn config_list_parses_like_git() {
+        let c = GitConfig::parse(b"core.bare\nfalse\0ports.web.range\n8000-8099\0ports.flag\0ports.web.range\n7000-7099\0");
+        assert_eq!(c.get("ports.web.range").as_deref(), Some("7000-7099"));
+        assert_eq!(c.get("PORTS.web.RANGE").as_deref(), Some("7000-7099"));
+        assert_eq!(c.get("ports.WEB.range"), None);
+        assert_eq!(c.get_bool("core.bare"), Some(false));
+        assert_eq!(c.get_bool("ports.flag"), Some(true));
+        assert_eq!(c.get("ports.none"), None);
+        assert_eq!(fold_key("Remote.Origin.URL"), "remote.Origin.url");
+    }
+}
