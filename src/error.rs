@@ -179,14 +179,36 @@ pub enum Error {
 
     #[error("health check met {0} error(s)")]
     HealthErrors(usize),
-
-    /// An answer already given on stdout that still decides the exit code, as `check` does
-    /// for an allocated port: nothing more is printed.
-    #[error("{0}")]
-    Reported(Box<Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a command answered, when the answer itself decides the exit code: printed in full
+/// on stdout, it is no error, and nothing more is said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// `check`: the port is held, here or by another repository.
+    Held,
+    /// `doctor`: problems were found.
+    Problems,
+    /// `doctor`: the registry or the ledger cannot be read.
+    Unreadable,
+    /// `exec` where it runs its command as a child: the command's status.
+    Exited(i32),
+}
+
+impl Outcome {
+    /// The exit code of an answer: the spec's 4 for a held port, doctor's 4 and 5.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::Held | Outcome::Problems => 4,
+            Outcome::Unreadable => 5,
+            Outcome::Exited(code) => code,
+        }
+    }
+}
 
 /// Why a range has no port left: what holds them, what is kept, and what is in use.
 fn exhausted(held: usize, reserved: usize, total: usize) -> String {
@@ -208,7 +230,6 @@ impl Error {
     pub fn exit_code(&self, family: Family) -> i32 {
         use Error::*;
         match (self, family) {
-            (Reported(inner), _) => inner.exit_code(family),
             (Usage(_) | NeedWorktree | Config { .. } | Env { .. } | UnknownService { .. }, _) => 1,
             (BadServiceName(_) | PortOutsideRange { .. } | PortNotAllocated { .. }, _) => 1,
             (Spawn { .. } | Hook { .. } | Io { .. }, _) => 1,

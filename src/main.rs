@@ -51,10 +51,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     match result {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e @ git_ports::error::Error::Reported(_)) => {
-            ExitCode::from(u8::try_from(e.exit_code(family)).unwrap_or(1))
-        }
+        Ok(outcome) => ExitCode::from(u8::try_from(outcome.exit_code()).unwrap_or(1)),
         Err(e) => {
             // Names and paths in errors come from disk: shown escaped, never raw.
             eprintln!("git-ports: {}", output::escape(&e.to_string()));

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::CheckArgs;
-use crate::error::{Error, Result};
+use crate::error::{Outcome, Result};
 use crate::net;
 use crate::output::{Style, timestamp};
 use crate::owner::Owner;
@@ -51,7 +51,7 @@ struct ServiceRange {
     range: String,
 }
 
-pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
+pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<Outcome> {
     let port = args.port;
     let registry = ctx.registry()?;
     let holder = registry.holder(port).map(|h| Holder {
@@ -99,21 +99,10 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
     } else {
         None
     };
-    let taken = match (&holder, &claim) {
-        (Some(h), _) => Some(Error::PortTaken {
-            port,
-            worktree: h.worktree.clone(),
-            service: h.service.clone(),
-        }),
-        (None, Some(c)) => Some(Error::PortHeldElsewhere {
-            port,
-            holder: c.describe(),
-        }),
-        (None, None) => None,
-    };
+    let taken = holder.is_some() || claim.is_some();
     let report = Report {
         port,
-        available: taken.is_none(),
+        available: !taken,
         allocated_to: holder,
         elsewhere: claim.map(describe),
         conflict: conflict.map(describe),
@@ -126,7 +115,7 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<()> {
     } else {
         render(ctx, &report);
     }
-    taken.map_or(Ok(()), |e| Err(Error::Reported(Box::new(e))))
+    Ok(if taken { Outcome::Held } else { Outcome::Done })
 }
 
 fn render(ctx: &mut Ctx, r: &Report) {

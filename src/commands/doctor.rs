@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::DoctorArgs;
-use crate::error::Result;
+use crate::error::{Outcome, Result};
 use crate::ledger::{Ledger, Seen, look, repo_dir, tilde};
 use crate::output::Style;
 use crate::policy::allocate::allocate_one;
@@ -45,7 +45,7 @@ fn finding(check: &'static str, status: &'static str, message: String) -> Findin
     }
 }
 
-pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<i32> {
+pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
     let mut findings: Vec<Finding> = Vec::new();
     let mut unreadable = false;
     // Repairs are decided inside one locked change, from the files as they are then; what
@@ -161,9 +161,13 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<i32> {
         render(ctx, &findings, problems, fixed);
     }
     if unreadable {
-        return Ok(5);
+        return Ok(Outcome::Unreadable);
     }
-    Ok(if problems > 0 { 4 } else { 0 })
+    Ok(if problems > 0 {
+        Outcome::Problems
+    } else {
+        Outcome::Done
+    })
 }
 
 /// Repairs what is safe to repair, in one change that holds both locks: a port held here

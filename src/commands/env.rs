@@ -6,7 +6,7 @@ use std::process::Command;
 use super::Ctx;
 use crate::cli::{EnvArgs, EnvFormat, ExecArgs};
 use crate::envfile::{self, Value, Var, lines};
-use crate::error::{Error, Result};
+use crate::error::{Error, Outcome, Result};
 use crate::repo::Worktree;
 
 /// The worktree `query` names (or the current one) and its variables; what is left out is
@@ -84,7 +84,7 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
 /// Hands the process over to the command with the variables added. First, a port of the
 /// worktree already served by someone else refuses the start (unless `--force`), and one
 /// served by this worktree's own server is mentioned.
-pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<i32> {
+pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<Outcome> {
     let (wt, vars) = vars(ctx, args.worktree.as_deref())?;
     let (program, rest) = args
         .command
@@ -142,6 +142,6 @@ pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<i32> {
     {
         // No exec here: run it as a child and give back its status.
         let status = cmd.status().map_err(spawn_error)?;
-        Ok(status.code().unwrap_or(1))
+        Ok(Outcome::Exited(status.code().unwrap_or(1)))
     }
 }

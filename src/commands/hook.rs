@@ -78,16 +78,7 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
         }
     }
     if !services.is_empty() {
-        ctx.repo
-            .set_local(KEY_AUTO_ALLOCATE, &services)
-            .map_err(|e| match e {
-                Error::GitSays(m) => Error::Unwritable {
-                    path: ctx.repo.common_dir.join("config"),
-                    action: "cannot write",
-                    source: std::io::Error::other(m),
-                },
-                e => e,
-            })?;
+        ctx.repo.set_local(KEY_AUTO_ALLOCATE, &services)?;
         ctx.repo.settings.auto_allocate = services;
     }
     let tick = ctx.out.paint("✓", Style::Good);

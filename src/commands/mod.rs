@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::{Cli, Command};
 use crate::config::KEY_MACHINE_WIDE;
-use crate::error::{Family, Result};
+use crate::error::{Family, Outcome, Result};
 use crate::ledger::{Change, LedgerStore};
 use crate::output::{Out, use_color};
 use crate::registry::Registry;
@@ -239,20 +239,22 @@ pub fn family(cli: &Cli) -> Family {
 
 /// Runs the command and gives its exit code on success. Whatever it printed is in `out`,
 /// error or not.
-pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
+pub fn run(cli: Cli, out: &mut Out) -> Result<Outcome> {
     let command = match cli.command {
         // These two need no repository.
-        Some(Command::Man(args)) => return man::run(out, args).map(|()| 0),
-        Some(Command::Completions(args)) => return completions::run(out, args).map(|()| 0),
+        Some(Command::Man(args)) => return man::run(out, args).map(|()| Outcome::Done),
+        Some(Command::Completions(args)) => {
+            return completions::run(out, args).map(|()| Outcome::Done);
+        }
         // Completion must never fail or print an error in the middle of a command line.
         Some(Command::Complete(args)) => {
             completions::candidates(out, &args.what);
-            return Ok(0);
+            return Ok(Outcome::Done);
         }
         // Most checkouts are not a new worktree: they cost no more than this.
         Some(Command::Hook(crate::cli::HookArgs {
             command: crate::cli::HookCommand::Run { hook, args },
-        })) if !crate::hooks::may_allocate(&hook, &args) => return Ok(0),
+        })) if !crate::hooks::may_allocate(&hook, &args) => return Ok(Outcome::Done),
         Some(command) => command.canonical(),
         None => Command::Status(cli.status),
     };
@@ -276,7 +278,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
             out.warn(format!(
                 "no ports were allocated (the checkout itself succeeded): {e}"
             ));
-            return Ok(0);
+            return Ok(Outcome::Done);
         }
         Err(e) => return Err(e),
     };
@@ -286,20 +288,20 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         ctx.out.warn(format!(
             "no ports were allocated (the checkout itself succeeded): {e}"
         ));
-        result = Ok(0);
+        result = Ok(Outcome::Done);
     }
     *out = std::mem::take(&mut ctx.out);
     out.warnings.extend(ctx.late.take());
     result
 }
 
-fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<i32> {
-    let done = |r: Result<()>| r.map(|()| 0);
+fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<Outcome> {
+    let done = |r: Result<()>| r.map(|()| Outcome::Done);
     match command {
         Command::Status(args) => done(status::run(ctx, args)),
         Command::Allocate(args) => done(allocate::run(ctx, args)),
         Command::Release(args) => done(release::run(ctx, args)),
-        Command::Check(args) => done(check::run(ctx, args)),
+        Command::Check(args) => check::run(ctx, args),
         Command::Available(args) => done(available::run(ctx, args)),
         Command::Get(args) => done(get::run(ctx, args)),
         Command::Env(args) => done(env::run(ctx, args)),
@@ -309,6 +311,6 @@ fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<i32> {
         Command::Exec(args) => env::exec(ctx, args),
         Command::Wait(args) => done(wait::run(ctx, args)),
         // Run by `run` before a repository is opened.
-        Command::Man(_) | Command::Completions(_) | Command::Complete(_) => Ok(0),
+        Command::Man(_) | Command::Completions(_) | Command::Complete(_) => Ok(Outcome::Done),
     }
 }

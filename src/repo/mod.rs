@@ -256,6 +256,7 @@ impl Repo {
     }
 
     /// Sets a multi-valued key in the repository's own config file to exactly `values`.
+    /// A failure is the config file's: it cannot be written (git's words say why).
     pub fn set_local(&self, key: &str, values: &[String]) -> Result<()> {
         let file = self.common_dir.join("config");
         let mut unset = git_command(None);
@@ -273,7 +274,12 @@ impl Repo {
                 .args(["--add", key, v]);
             let out = run_git(&mut add)?;
             if !out.status.success() {
-                return Err(git_failure(&out.stderr));
+                let words = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                return Err(Error::Unwritable {
+                    path: file,
+                    action: "cannot write",
+                    source: std::io::Error::other(words),
+                });
             }
         }
         Ok(())

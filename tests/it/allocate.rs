@@ -601,7 +601,7 @@ fn release_by_worktree_and_service() {
 fn a_closed_stdout_is_not_an_error() {
     let env = Env::new();
     let repo = env.repo("app");
-    repo.range("web", 21560, 21569);
+    repo.range("web", 21570, 21579);
     let mut child = env
         .cmd(&repo.dir)
         .args(["available", "web"])

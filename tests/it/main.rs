@@ -8,6 +8,7 @@ mod claims;
 mod envfiles;
 mod machine;
 mod owner;
+mod ports;
 mod promise;
 mod robust;
 mod status;
