@@ -17,11 +17,8 @@ use crate::store::{self, lock_path};
 /// One finding.
 #[derive(Debug, Serialize)]
 struct Finding {
-    /// `registry`, `ledger`, `conflict`, `unclaimed`, `stale-claim`, `unreachable`, `hook`,
-    /// `lock`, `config`.
-    check: &'static str,
-    /// `ok`, `problem`, `fixed` or `info`.
-    status: &'static str,
+    check: Check,
+    status: Status,
     message: String,
     /// What to run or do about it, when something is to be done.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,7 +33,51 @@ struct Report<'a> {
     findings: &'a [Finding],
 }
 
-fn finding(check: &'static str, status: &'static str, message: String) -> Finding {
+/// What a finding is about; in JSON, `registry`, `ledger`, `conflict`, `unclaimed`,
+/// `stale-claim`, `unreachable`, `env-file`, `hook`, `lock` or `config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Check {
+    Registry,
+    Ledger,
+    Conflict,
+    Unclaimed,
+    StaleClaim,
+    Unreachable,
+    EnvFile,
+    Hook,
+    Lock,
+    Config,
+}
+
+impl Check {
+    fn name(self) -> &'static str {
+        match self {
+            Check::Registry => "registry",
+            Check::Ledger => "ledger",
+            Check::Conflict => "conflict",
+            Check::Unclaimed => "unclaimed",
+            Check::StaleClaim => "stale-claim",
+            Check::Unreachable => "unreachable",
+            Check::EnvFile => "env-file",
+            Check::Hook => "hook",
+            Check::Lock => "lock",
+            Check::Config => "config",
+        }
+    }
+}
+
+/// How a finding stands; in JSON, `ok`, `problem`, `fixed` or `info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Problem,
+    Fixed,
+    Info,
+}
+
+fn finding(check: Check, status: Status, message: String) -> Finding {
     Finding {
         check,
         status,
@@ -55,8 +96,8 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
     let registry = match ctx.store.load() {
         Ok(r) => {
             findings.push(finding(
-                "registry",
-                "ok",
+                Check::Registry,
+                Status::Ok,
                 format!("{} reads ({} ports)", ctx.store.path.display(), r.total()),
             ));
             Some(r)
@@ -65,7 +106,7 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
             unreadable = true;
             findings.push(Finding {
                 fix: Some("fix or remove the file by hand; git-ports never rewrites a file it cannot read".into()),
-                ..finding("registry", "problem", e.to_string())
+                ..finding(Check::Registry, Status::Problem, e.to_string())
             });
             None
         }
@@ -75,8 +116,8 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
         Some(l) => match l.load_for(&ctx.repo_id) {
             Ok(ledger) => {
                 findings.push(finding(
-                    "ledger",
-                    "ok",
+                    Check::Ledger,
+                    Status::Ok,
                     format!("{} reads ({} claims)", l.path.display(), ledger.ports.len()),
                 ));
                 Some(ledger)
@@ -85,7 +126,7 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
                 unreadable = true;
                 findings.push(Finding {
                     fix: Some("fix or remove the file by hand; every repository's registry is kept, and claims are made again at each one's next change".into()),
-                    ..finding("ledger", "problem", e.to_string())
+                    ..finding(Check::Ledger, Status::Problem, e.to_string())
                 });
                 None
             }
@@ -103,8 +144,8 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
                     crate::output::shell_quote(&dir.display().to_string())
                 )),
                 ..finding(
-                    "ledger",
-                    "problem",
+                    Check::Ledger,
+                    Status::Problem,
                     format!(
                         "{} can be written by other users, who could replace the ledger",
                         dir.display()
@@ -132,8 +173,8 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
             findings.push(Finding {
                 fix: Some(fix),
                 ..finding(
-                    "env-file",
-                    "problem",
+                    Check::EnvFile,
+                    Status::Problem,
                     format!("{} {}", d.path.display(), d.drift.describe(&d.worktree)),
                 )
             });
@@ -144,12 +185,18 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
     for p in &ctx.repo.settings.problems {
         findings.push(Finding {
             fix: Some(format!("git config {} <valid value>", p.key)),
-            ..finding("config", "problem", p.error().to_string())
+            ..finding(Check::Config, Status::Problem, p.error().to_string())
         });
     }
 
-    let problems = findings.iter().filter(|f| f.status == "problem").count();
-    let fixed = findings.iter().filter(|f| f.status == "fixed").count();
+    let problems = findings
+        .iter()
+        .filter(|f| f.status == Status::Problem)
+        .count();
+    let fixed = findings
+        .iter()
+        .filter(|f| f.status == Status::Fixed)
+        .count();
     if args.json {
         ctx.out.json(&Report {
             healthy: problems == 0,
@@ -223,15 +270,15 @@ fn fix(ctx: &Ctx) -> Result<Vec<Finding>> {
                 "port {port} ({service}) of removed worktree '{wt}' was also held by {other}: released"
             ),
         };
-        findings.push(finding("conflict", "fixed", message));
+        findings.push(finding(Check::Conflict, Status::Fixed, message));
     }
     if let (Some(registry), Some(ledger)) = (&before, &ledger_before) {
         let held = registry.by_port();
         if ctx.repo.settings.machine_wide {
             for p in held.keys().filter(|p| !ledger.ports.contains_key(p)) {
                 findings.push(finding(
-                    "unclaimed",
-                    "fixed",
+                    Check::Unclaimed,
+                    Status::Fixed,
                     format!("port {p} is now claimed in the ledger"),
                 ));
             }
@@ -242,8 +289,8 @@ fn fix(ctx: &Ctx) -> Result<Vec<Finding>> {
             .filter(|(p, c)| c.repo == ctx.repo_id && !held.contains_key(p))
         {
             findings.push(finding(
-                "stale-claim",
-                "fixed",
+                Check::StaleClaim,
+                Status::Fixed,
                 format!(
                     "the ledger's claim on port {p}, which no worktree here holds, was dropped"
                 ),
@@ -260,8 +307,8 @@ fn fix(ctx: &Ctx) -> Result<Vec<Finding>> {
         .filter(|d| d.drift.writable() && !left.iter().any(|l| l.path == d.path))
     {
         findings.push(finding(
-            "env-file",
-            "fixed",
+            Check::EnvFile,
+            Status::Fixed,
             format!(
                 "{} now holds the ports of '{}'",
                 d.path.display(),
@@ -297,8 +344,8 @@ fn check_claims(ctx: &Ctx, registry: &Registry, ledger: &Ledger, findings: &mut 
         findings.push(Finding {
             fix: Some("git ports doctor --fix".into()),
             ..finding(
-                "conflict",
-                "problem",
+                Check::Conflict,
+                Status::Problem,
                 format!(
                     "port {port} ({}) of worktree '{}' is also held by {} ({})",
                     h.service,
@@ -313,23 +360,23 @@ fn check_claims(ctx: &Ctx, registry: &Registry, ledger: &Ledger, findings: &mut 
         for p in &unclaimed {
             findings.push(Finding {
                 fix: Some("git ports doctor --fix".into()),
-                ..finding("unclaimed", "problem", format!("port {p} is held here but not claimed in the ledger, so another repository could be given it"))
+                ..finding(Check::Unclaimed, Status::Problem, format!("port {p} is held here but not claimed in the ledger, so another repository could be given it"))
             });
         }
     }
     for p in &stale {
         findings.push(Finding {
             fix: Some("git ports doctor --fix (or any change here)".into()),
-            ..finding("stale-claim", "info", format!("the ledger claims port {p} for this repository, which no longer holds it; it is skipped until the next change"))
+            ..finding(Check::StaleClaim, Status::Info, format!("the ledger claims port {p} for this repository, which no longer holds it; it is skipped until the next change"))
         });
     }
     if conflicts.is_empty()
         && unclaimed.is_empty()
-        && !findings.iter().any(|f| f.check == "conflict")
+        && !findings.iter().any(|f| f.check == Check::Conflict)
     {
         findings.push(finding(
-            "conflict",
-            "ok",
+            Check::Conflict,
+            Status::Ok,
             "no port held here is held by another repository".into(),
         ));
     }
@@ -346,8 +393,8 @@ fn check_claims(ctx: &Ctx, registry: &Registry, ledger: &Ledger, findings: &mut 
             Seen::Unreadable(why) => findings.push(Finding {
                 fix: Some("nothing, if it is on a drive that is away: its ports stay reserved until it is back or certainly gone".into()),
                 ..finding(
-                    "unreachable",
-                    "info",
+                    Check::Unreachable,
+                    Status::Info,
                     format!(
                         "{} cannot be read now ({why}); its {} claim(s) are kept",
                         tilde(&repo_dir(repo)),
@@ -356,8 +403,8 @@ fn check_claims(ctx: &Ctx, registry: &Registry, ledger: &Ledger, findings: &mut 
                 )
             }),
             Seen::Gone => findings.push(finding(
-                "unreachable",
-                "info",
+                Check::Unreachable,
+                Status::Info,
                 format!("{} is gone; its claims are dropped at the next change", tilde(&repo_dir(repo))),
             )),
             Seen::Registry(_) => {}
@@ -370,8 +417,8 @@ fn check_hook(ctx: &Ctx, findings: &mut Vec<Finding>) {
     let auto = !ctx.repo.settings.auto_allocate.is_empty();
     let f = match (installed, runs, auto) {
         (true, true, _) => finding(
-            "hook",
-            "ok",
+            Check::Hook,
+            Status::Ok,
             format!("installed in {}, where git runs it", path.display()),
         ),
         (true, false, _) => Finding {
@@ -380,8 +427,8 @@ fn check_hook(ctx: &Ctx, findings: &mut Vec<Finding>) {
                 crate::output::shell_quote(&path.display().to_string())
             )),
             ..finding(
-                "hook",
-                "problem",
+                Check::Hook,
+                Status::Problem,
                 format!(
                     "{} is not executable, so git does not run it",
                     path.display()
@@ -397,8 +444,8 @@ fn check_hook(ctx: &Ctx, findings: &mut Vec<Finding>) {
                 _ => "git ports hook install".into(),
             }),
             ..finding(
-                "hook",
-                "problem",
+                Check::Hook,
+                Status::Problem,
                 format!(
                     "ports.autoAllocate is set but the hook is not installed in {}",
                     path.display()
@@ -406,8 +453,8 @@ fn check_hook(ctx: &Ctx, findings: &mut Vec<Finding>) {
             )
         },
         (false, _, false) => finding(
-            "hook",
-            "info",
+            Check::Hook,
+            Status::Info,
             format!("not installed (it would go in {})", path.display()),
         ),
     };
@@ -430,8 +477,8 @@ fn check_locks(ctx: &Ctx, findings: &mut Vec<Finding>) {
             Err(store::LockError::Timeout { holder, .. }) => findings.push(Finding {
                 fix: Some("wait for it to finish, or stop it if it is stuck".into()),
                 ..finding(
-                    "lock",
-                    "problem",
+                    Check::Lock,
+                    Status::Problem,
                     format!(
                         "the {what} lock {} is held now{}",
                         lock_file.display(),
@@ -440,8 +487,8 @@ fn check_locks(ctx: &Ctx, findings: &mut Vec<Finding>) {
                 )
             }),
             Err(store::LockError::Io(e)) => findings.push(finding(
-                "lock",
-                "problem",
+                Check::Lock,
+                Status::Problem,
                 format!("cannot open {}: {e}", lock_file.display()),
             )),
         }
@@ -454,14 +501,14 @@ fn render(ctx: &mut Ctx, findings: &[Finding], problems: usize, fixed: usize) {
     out.blank();
     for f in findings {
         let mark = match f.status {
-            "ok" => out.paint("ok     ", Style::Good),
-            "fixed" => out.paint("fixed  ", Style::Good),
-            "problem" => out.paint("PROBLEM", Style::Bad),
-            _ => out.paint("note   ", Style::Dim),
+            Status::Ok => out.paint("ok     ", Style::Good),
+            Status::Fixed => out.paint("fixed  ", Style::Good),
+            Status::Problem => out.paint("PROBLEM", Style::Bad),
+            Status::Info => out.paint("note   ", Style::Dim),
         };
-        out.line(format!("{mark} {:<11} {}", f.check, f.message));
+        out.line(format!("{mark} {:<11} {}", f.check.name(), f.message));
         if let Some(fix) = &f.fix
-            && f.status != "ok"
+            && f.status != Status::Ok
         {
             out.line(format!("        {:<11} fix: {fix}", ""));
         }
