@@ -22,11 +22,13 @@ use crate::error::{Error, Result};
 use crate::registry::{MAIN_KEY, Registry, key_of};
 
 mod gitconfig;
+mod other;
 mod process;
 mod resolve;
 mod worktrees;
 
 pub use gitconfig::GitConfig;
+pub use other::{Other, OtherWorktree};
 use process::{git_command, git_failure, run_git};
 pub use process::{is_tracked, path_from_bytes};
 pub use worktrees::{

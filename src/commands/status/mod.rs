@@ -1,0 +1,290 @@
+//! `git ports status`: who holds which port, on which branch, and whether it is running.
+//! This file reads the rows and checks their health; `machine.rs` reads every repository the
+//! ledger knows, `json.rs` and `render.rs` show them.
+
+mod json;
+mod machine;
+mod render;
+
+use json::to_json;
+use machine::machine;
+use render::*;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::StatusArgs;
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::ledger::{Ledger, repo_dir, tilde};
+use crate::net::{self, Health};
+use crate::output::{Out, Style, timestamp, with_age};
+use crate::owner::Owner;
+use crate::registry::{Allocation, Registry};
+use crate::repo::Head;
+
+/// One worktree of the report, live or stale.
+struct Row {
+    /// The repository, for the machine-wide view: an index into its list.
+    group: usize,
+    /// The registry key.
+    key: String,
+    name: String,
+    branch: Option<String>,
+    detached: bool,
+    path: String,
+    /// Why the worktree is stale, if it is: git no longer has it, or its directory is gone.
+    stale: Option<crate::repo::Gone>,
+    /// In service display order, each with its health once checked.
+    ports: Vec<Port>,
+    /// Ports another repository holds too, with who that is.
+    also: BTreeMap<u16, String>,
+    /// Who serves each running port, where the system tells.
+    owners: BTreeMap<u16, Owner>,
+    /// With `ports.align`: the offset all its ports share.
+    slot: Option<usize>,
+}
+
+/// A service, its allocation, and its health once checked.
+type Port = (String, Allocation, Option<Health>);
+
+#[derive(Serialize, Default)]
+struct Summary {
+    running: usize,
+    stopped: usize,
+    errors: usize,
+    /// Running ports served by a process outside the worktree that holds them.
+    foreign: usize,
+}
+
+enum View {
+    All,
+    Worktree(String),
+    Service(String),
+}
+
+pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
+    // A wrong value stops the commands that need it; status shows what it can, and says.
+    for p in &ctx.repo.settings.problems {
+        ctx.out.warn(p.error().to_string());
+    }
+    if args.machine {
+        return machine(ctx, &args);
+    }
+    let registry = ctx.store.load()?;
+    let mut rows = rows(ctx, &registry);
+    if ctx.repo.settings.choice.align {
+        for r in &mut rows {
+            r.slot = crate::policy::allocate::slot_of(&registry, &ctx.repo.settings, &r.key);
+        }
+    }
+    let conflicts = match &ctx.ledger {
+        Some(l) => l
+            .load_for(&ctx.repo_id)
+            .map(|ledger| ledger.conflicts(&ctx.repo_id, &registry))
+            .unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    for r in &mut rows {
+        for (port, claim) in &conflicts {
+            if r.ports.iter().any(|p| p.1.port == *port) {
+                r.also.insert(*port, claim.describe());
+            }
+        }
+    }
+    let view = if let Some(q) = &args.worktree {
+        // A removed worktree is still found by the name the registry knows it by.
+        let name = match ctx.repo.resolve(q) {
+            Ok(w) => w.name.clone(),
+            Err(_) if rows.iter().any(|r| r.stale.is_some() && &r.name == q) => q.clone(),
+            Err(e @ Error::AmbiguousWorktree { .. }) => return Err(Error::Usage(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        rows.retain(|r| r.name == name);
+        View::Worktree(name)
+    } else if let Some(s) = &args.service {
+        let in_registry = registry.allocations().any(|h| h.service == s);
+        if !in_registry {
+            ctx.repo.settings.service(s)?;
+        }
+        for r in &mut rows {
+            r.ports.retain(|(svc, _, _)| svc == s);
+        }
+        rows.retain(|r| !r.ports.is_empty());
+        View::Service(s.clone())
+    } else {
+        View::All
+    };
+
+    let summary = args
+        .health_check
+        .then(|| check(ctx, &mut rows, args.timeout));
+    let errors = summary.as_ref().map_or(0, |s| s.errors);
+    if args.json {
+        let json = to_json(ctx, rows, summary);
+        ctx.out.json(&json);
+    } else if registry.total() == 0 && matches!(view, View::All) {
+        ctx.out.line("No ports allocated yet.");
+        ctx.out.line(
+            "Allocate one with `git ports allocate web`, or run \
+             `git ports hook install --services web` to allocate on every `git worktree add`.",
+        );
+    } else {
+        let drift = if matches!(view, View::All) {
+            crate::envfile::drifted(&ctx.repo, &registry)
+        } else {
+            Vec::new()
+        };
+        match &view {
+            View::All => render_all(ctx, &rows, args.health_check),
+            View::Worktree(name) => render_worktree(ctx, name, &rows, args.health_check),
+            View::Service(s) => render_service(ctx, s, &rows, &registry),
+        }
+        if let Some(s) = &summary {
+            render_summary(&mut ctx.out, s);
+        }
+        if !drift.is_empty() {
+            ctx.out.blank();
+            for d in &drift {
+                let what = d.drift.describe(&d.worktree);
+                let line = if d.drift.writable() {
+                    format!(
+                        "Env file {} {what}: run `git ports env {} --write {}`.",
+                        d.path.display(),
+                        crate::output::worktree_arg(&d.worktree),
+                        crate::output::shell_quote(&d.path.display().to_string())
+                    )
+                } else {
+                    format!("Env file {} {what}.", d.path.display())
+                };
+                ctx.out.line(line);
+            }
+        }
+    }
+    if errors > 0 {
+        Err(Error::HealthErrors(errors))
+    } else {
+        Ok(())
+    }
+}
+
+/// A worktree's ports in service display order: the configured order, then by name.
+fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
+    let mut ports: Vec<Port> = registry
+        .worktrees
+        .get(key)
+        .map(|e| {
+            e.ports
+                .iter()
+                .map(|(s, a)| (s.clone(), a.clone(), None))
+                .collect()
+        })
+        .unwrap_or_default();
+    ports.sort_by(|a, b| (settings.rank(&a.0), &a.0).cmp(&(settings.rank(&b.0), &b.0)));
+    ports
+}
+
+/// The registry's worktrees in `git worktree list` order, then the stale ones by name.
+fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
+    let ports_of = |key: &str| ports_of(&ctx.repo.settings, registry, key);
+    let mut rows: Vec<Row> = Vec::new();
+    for w in ctx.repo.worktrees() {
+        if !registry.worktrees.contains_key(&w.key) {
+            continue;
+        }
+        rows.push(Row {
+            group: 0,
+            key: w.key.clone(),
+            name: w.name.clone(),
+            branch: w.head.branch().map(str::to_string),
+            detached: matches!(w.head, Head::Detached(_)),
+            path: w.path.display().to_string(),
+            stale: (w.prunable && !w.locked).then_some(crate::repo::Gone::Missing),
+            ports: ports_of(&w.key),
+            also: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            slot: None,
+        });
+    }
+    for (key, entry) in &registry.worktrees {
+        if ctx.repo.by_key(key).is_none() {
+            rows.push(Row {
+                group: 0,
+                key: key.clone(),
+                name: crate::registry::display_key(key),
+                branch: None,
+                detached: false,
+                path: entry.path.display().to_string(),
+                stale: Some(crate::repo::Gone::Removed),
+                ports: ports_of(key),
+                also: BTreeMap::new(),
+                owners: BTreeMap::new(),
+                slot: None,
+            });
+        }
+    }
+    rows
+}
+
+/// Checks every port of every live worktree at once; stale worktrees are never counted as
+/// running, so they are not checked.
+fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
+    let ports: Vec<u16> = rows
+        .iter()
+        .filter(|r| r.stale.is_none())
+        .flat_map(|r| r.ports.iter().map(|p| p.1.port))
+        .collect();
+    let mut results = net::check_all(&ports, Duration::from_secs_f64(timeout)).into_iter();
+    let mut summary = Summary::default();
+    for r in rows.iter_mut().filter(|r| r.stale.is_none()) {
+        for p in &mut r.ports {
+            let h = results
+                .next()
+                .unwrap_or(Health::Error("not checked".into()));
+            match h {
+                Health::Running { .. } => summary.running += 1,
+                Health::Stopped => summary.stopped += 1,
+                Health::Error(_) => summary.errors += 1,
+            }
+            p.2 = Some(h);
+        }
+    }
+    // Who serves the running ports, each against the worktree that holds it.
+    let running: Vec<u16> = rows
+        .iter()
+        .flat_map(|r| r.ports.iter())
+        .filter(|p| matches!(p.2, Some(Health::Running { .. })))
+        .map(|p| p.1.port)
+        .collect();
+    if running.is_empty() {
+        return summary;
+    }
+    let found = crate::owner::listeners(&running);
+    let places = if found.is_empty() {
+        Vec::new()
+    } else {
+        ctx.places()
+    };
+    for r in rows.iter_mut() {
+        for p in r
+            .ports
+            .iter()
+            .filter(|p| matches!(p.2, Some(Health::Running { .. })))
+        {
+            // A listener the system does not name is never taken for the worktree's own.
+            let o = match found.get(&p.1.port) {
+                Some(l) => Owner::of(l, Some(std::path::Path::new(&r.path)), &places),
+                None => Owner::unknown(),
+            };
+            if !o.is_own() {
+                summary.foreign += 1;
+            }
+            r.owners.insert(p.1.port, o);
+        }
+    }
+    summary
+}
