@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bytes::os_path;
 use crate::config::ENV_HOME;
 use crate::error::{Error, Result};
-use crate::registry::{Registry, os_path, unique};
+use crate::registry::{Registry, unique};
 use crate::store::{self, Lock, LockError, Store};
 
 pub use crate::keys::LEDGER_FILE;
@@ -172,7 +173,7 @@ fn unbind(path: &Path) -> Option<PathBuf> {
             out.push(b[i]);
             i += 1;
         }
-        PathBuf::from(crate::registry::os_from_bytes(&out))
+        PathBuf::from(crate::bytes::os_from_bytes(&out))
     };
     let mounts: Vec<(String, PathBuf, PathBuf)> = table
         .lines()

@@ -3,6 +3,7 @@
 
 pub mod allocator;
 pub mod block;
+pub mod bytes;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::registry::{os_bytes, show_bytes};
+use crate::bytes::{os_bytes, show_bytes};
 
 /// A process listening on a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +97,7 @@ mod linux {
                             while c.last() == Some(&b'\n') {
                                 c.pop();
                             }
-                            crate::registry::os_from_bytes(&c)
+                            crate::bytes::os_from_bytes(&c)
                         })
                         .unwrap_or_default(),
                     cwd: fs::read_link(proc.path().join("cwd")).ok(),
@@ -151,9 +151,9 @@ pub struct Owner {
     /// `null` for an unknown listener.
     pub pid: Option<u32>,
     /// Exact in JSON: a string, or `{"hex": …}` for a name that is not UTF-8.
-    #[serde(with = "crate::registry::os_path_opt")]
+    #[serde(with = "crate::bytes::os_path_opt")]
     pub command: Option<PathBuf>,
-    #[serde(with = "crate::registry::os_path_opt")]
+    #[serde(with = "crate::bytes::os_path_opt")]
     pub cwd: Option<PathBuf>,
     /// `self`, `worktree`, `repository`, `other` or `unknown`.
     pub owner: Kind,

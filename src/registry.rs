@@ -17,6 +17,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
+
+use crate::bytes::{hex, os_bytes, os_from_bytes, os_path, show_bytes, unhex};
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -27,10 +29,6 @@ pub const VERSION: u64 = 2;
 
 /// The versions this build reads; older ones are migrated when written.
 pub const READS: std::ops::RangeInclusive<u64> = 1..=VERSION;
-
-/// How many names and branches the registry remembers ports for; the one used longest ago
-/// is forgotten first.
-pub const REMEMBER: usize = 512;
 
 /// The registry key of the main worktree: git's admin names never contain a slash.
 pub const MAIN_KEY: &str = "/";
@@ -100,126 +98,6 @@ pub fn display_key(key: &str) -> String {
     match key.strip_prefix("/x").and_then(unhex) {
         Some(bytes) => show_bytes(&bytes),
         None => key.to_string(),
-    }
-}
-
-/// Bytes as text: UTF-8 runs as they are, each other byte as `\ooo`.
-pub fn show_bytes(mut bytes: &[u8]) -> String {
-    let mut out = String::new();
-    while !bytes.is_empty() {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => {
-                out.push_str(s);
-                break;
-            }
-            Err(e) => {
-                let (good, rest) = bytes.split_at(e.valid_up_to());
-                out.push_str(std::str::from_utf8(good).unwrap_or_default());
-                let bad = e.error_len().unwrap_or(rest.len());
-                for b in &rest[..bad] {
-                    out.push_str(&format!("\\{b:03o}"));
-                }
-                bytes = &rest[bad..];
-            }
-        }
-    }
-    out
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(h: &str) -> Option<Vec<u8>> {
-    if !h.len().is_multiple_of(2) || h.is_empty() {
-        return None;
-    }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-pub fn os_bytes(s: &OsStr) -> Vec<u8> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        s.as_bytes().to_vec()
-    }
-    #[cfg(not(unix))]
-    {
-        s.to_string_lossy().into_owned().into_bytes()
-    }
-}
-
-pub fn os_from_bytes(b: &[u8]) -> OsString {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        OsStr::from_bytes(b).to_os_string()
-    }
-    #[cfg(not(unix))]
-    {
-        OsString::from(String::from_utf8_lossy(b).into_owned())
-    }
-}
-
-/// Paths in JSON, losslessly: a string when the path is UTF-8, else `{"hex": "…"}` with its
-/// bytes. A path that cannot be written exactly is never written at all.
-pub mod os_path {
-    use super::*;
-
-    pub fn serialize<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        match p.to_str() {
-            Some(t) => s.serialize_str(t),
-            None => {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("hex", &hex(&os_bytes(p.as_os_str())))?;
-                m.end()
-            }
-        }
-    }
-
-    struct Visit;
-
-    impl<'de> serde::de::Visitor<'de> for Visit {
-        type Value = PathBuf;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string, or {\"hex\": …} for a path that is not UTF-8")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PathBuf, E> {
-            Ok(PathBuf::from(v))
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<PathBuf, A::Error> {
-            use serde::de::Error;
-            let Some(k) = m.next_entry::<String, String>()? else {
-                return Err(A::Error::custom("expected {\"hex\": …}"));
-            };
-            if k.0 != "hex" || m.next_key::<String>()?.is_some() {
-                return Err(A::Error::custom("expected {\"hex\": …}"));
-            }
-            unhex(&k.1)
-                .map(|b| PathBuf::from(os_from_bytes(&b)))
-                .ok_or_else(|| A::Error::custom(format!("'{}' is not hex bytes", k.1)))
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
-        d.deserialize_any(Visit)
-    }
-}
-
-/// An optional path in JSON, losslessly, as [`os_path`] writes one; `null` when absent.
-pub mod os_path_opt {
-    pub fn serialize<S: serde::Serializer>(
-        p: &Option<std::path::PathBuf>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match p {
-            Some(p) => super::os_path::serialize(p, s),
-            None => s.serialize_none(),
-        }
     }
 }
 
@@ -387,87 +265,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Remembers that `keys` (a worktree's name, and its branch) held `port` for `service`,
-    /// forgetting the memory used longest ago past [`REMEMBER`].
-    pub fn remember(&mut self, keys: &[String], service: &str, port: u16, at: DateTime<Utc>) {
-        for k in keys {
-            self.remembered
-                .entry(k.clone())
-                .or_default()
-                .insert(service.to_string(), Remembered { port, at });
-        }
-        self.evict();
-    }
-
-    /// Forgets the memories used longest ago past [`REMEMBER`], in one pass: however many a
-    /// file holds (a registry written by hand, or by a build with another bound), the work is
-    /// linear in its size.
-    pub fn evict(&mut self) {
-        let excess = self.remembered.len().saturating_sub(REMEMBER);
-        if excess == 0 {
-            return;
-        }
-        let mut by_age: Vec<(Option<DateTime<Utc>>, &String)> = self
-            .remembered
-            .iter()
-            .map(|(k, m)| (m.values().map(|r| r.at).max(), k))
-            .collect();
-        by_age.select_nth_unstable(excess - 1);
-        let oldest: std::collections::HashSet<String> =
-            by_age[..excess].iter().map(|(_, k)| (*k).clone()).collect();
-        self.remembered.retain(|k, _| !oldest.contains(k));
-    }
-
-    /// Remembers `port` for `key` and `service` unless something is remembered there already
-    /// (a registry written before memory existed learns its ports as they are released).
-    pub fn remember_if_absent(&mut self, key: &str, service: &str, port: u16, at: DateTime<Utc>) {
-        let known = self
-            .remembered
-            .get(key)
-            .is_some_and(|m| m.contains_key(service));
-        if !known {
-            self.remember(&[key.to_string()], service, port, at);
-        }
-    }
-
-    /// The port the first of `keys` that remembers one remembers for `service`, with that key.
-    pub fn recall<'a>(&self, keys: &'a [String], service: &str) -> Option<(u16, &'a str)> {
-        keys.iter().find_map(|k| {
-            let r = self.remembered.get(k)?.get(service)?;
-            Some((r.port, k.as_str()))
-        })
-    }
-
-    /// Ports remembered for `service` by any key other than `keys`.
-    pub fn remembered_by_others(
-        &self,
-        keys: &[String],
-        service: &str,
-    ) -> std::collections::HashSet<u16> {
-        self.remembered
-            .iter()
-            .filter(|(k, _)| !keys.contains(k))
-            .filter_map(|(_, m)| m.get(service).map(|r| r.port))
-            .collect()
-    }
-
-    /// Forgets what `keys` remember for `service` (every service when `None`).
-    pub fn forget(&mut self, keys: &[String], service: Option<&str>) {
-        for k in keys {
-            if let Some(m) = self.remembered.get_mut(k) {
-                match service {
-                    Some(s) => {
-                        m.remove(s);
-                    }
-                    None => m.clear(),
-                }
-                if m.is_empty() {
-                    self.remembered.remove(k);
-                }
-            }
-        }
-    }
-
     /// The file's text. Fails rather than give text that does not say exactly this registry.
     pub fn to_json(&self) -> Result<String, String> {
         let mut s = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
@@ -631,9 +428,6 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::allocator::{
-        PortRange, Taken, Wishes, first_free, first_free_slot, lowest_free, order, port_order,
-    };
     use proptest::prelude::*;
 
     fn at(secs: i64) -> DateTime<Utc> {
@@ -687,112 +481,6 @@ mod properties {
             }
             let _ = Registry::parse(&String::from_utf8_lossy(&damaged));
             let _ = Registry::parse(&String::from_utf8_lossy(&text[..i]));
-        }
-
-        /// Random allocate/release sequences over overlapping ranges: no port is ever held
-        /// twice, every port lies in its service's range, and each allocation takes the lowest
-        /// port no worktree holds.
-        #[test]
-        fn allocation_invariants(ops in prop::collection::vec((any::<bool>(), 0usize..6, 0usize..3), 1..120)) {
-            let services = [
-                ("web", PortRange { start: 100, end: 119 }),
-                ("api", PortRange { start: 110, end: 129 }),
-                ("db", PortRange { start: 125, end: 127 }),
-            ];
-            let mut reg = Registry::default();
-            for (allocate, w, s) in ops {
-                let (service, range) = services[s];
-                let wt = format!("wt{w}");
-                let held_now = reg.worktrees.get(&wt).and_then(|e| e.ports.get(service)).map(|a| a.port);
-                if allocate {
-                    if held_now.is_some() {
-                        continue;
-                    }
-                    let by_port = reg.by_port();
-                    let search = lowest_free(range, |p| by_port.get(&p).map(|_| ()), |_| false);
-                    let expected = range.iter().find(|p| reg.holder(*p).is_none());
-                    prop_assert_eq!(search.chosen, expected);
-                    prop_assert!(search.skipped.iter().all(|(p, t)| *t == Taken::Held(()) && reg.holder(*p).is_some()));
-                    if let Some(port) = search.chosen {
-                        reg.insert(&wt, std::path::Path::new("/p"), service, Allocation { port, allocated_at: at(0) });
-                    }
-                } else if let Some(port) = held_now {
-                    prop_assert!(reg.remove_port(port).is_some());
-                }
-                prop_assert_eq!(reg.validate(), Ok(()));
-                for h in reg.allocations() {
-                    let range = services.iter().find(|(n, _)| *n == h.service).map(|x| x.1);
-                    prop_assert!(range.is_some_and(|r| r.contains(h.allocation.port)));
-                }
-            }
-        }
-
-        /// The order wishes give is every offset once, never the reserved one.
-        #[test]
-        fn wishes_only_reorder(len in 1usize..300, remembered in prop::option::of(0usize..320), first in prop::option::of(any::<usize>()), others in prop::collection::hash_set(0usize..320, 0..40), reserved in prop::option::of(0usize..320)) {
-            let w = Wishes { remembered, first, others, reserved };
-            let mut got = order(len, &w);
-            got.sort_unstable();
-            let want: Vec<usize> = (0..len).filter(|k| Some(*k) != reserved).collect();
-            prop_assert_eq!(got, want);
-        }
-
-        /// Sticky and aligned allocation over overlapping ranges, with releases in between:
-        /// no port is ever held twice, every port lies in its service's range, and a slot's
-        /// ports are distinct and free.
-        #[test]
-        fn sticky_and_aligned_allocation_invariants(ops in prop::collection::vec((0u8..3, 0usize..6, 0usize..3), 1..120)) {
-            let services = [
-                ("web", PortRange { start: 100, end: 119 }),
-                ("api", PortRange { start: 110, end: 129 }),
-                ("db", PortRange { start: 125, end: 127 }),
-            ];
-            let mut reg = Registry::default();
-            for (op, w, s) in ops {
-                let (service, range) = services[s];
-                let wt = format!("wt{w}");
-                let keys = vec![by_name(&wt)];
-                let held_now = reg.worktrees.get(&wt).and_then(|e| e.ports.get(service)).map(|a| a.port);
-                match (op, held_now) {
-                    (0, None) => {
-                        let by_port = reg.by_port();
-                        let offset = |p: u16| usize::from(p - range.start);
-                        let wishes = Wishes {
-                            remembered: reg.recall(&keys, service).filter(|(p, _)| range.contains(*p)).map(|(p, _)| offset(p)),
-                            first: Some(w * 7),
-                            others: reg.remembered_by_others(&keys, service).into_iter().filter(|p| range.contains(*p)).map(offset).collect(),
-                            reserved: (w != 0).then_some(0),
-                        };
-                        let search = first_free(port_order(range, &wishes), |p| by_port.get(&p).map(|_| ()), |_| false);
-                        if let Some(port) = search.chosen {
-                            prop_assert!(!by_port.contains_key(&port));
-                            reg.insert(&wt, std::path::Path::new("/p"), service, Allocation { port, allocated_at: at(0) });
-                            reg.remember(&keys, service, port, at(0));
-                        }
-                    }
-                    (1, None) => {
-                        let ranges: Vec<PortRange> = services.iter().map(|x| x.1).collect();
-                        let by_port = reg.by_port();
-                        if let Some(k) = first_free_slot(&ranges, 0..20, |p| !by_port.contains_key(&p)) {
-                            let ports: Vec<u16> = ranges.iter().map(|r| r.start + k as u16).collect();
-                            for (i, p) in ports.iter().enumerate() {
-                                prop_assert!(ranges[i].contains(*p) && !by_port.contains_key(p) && !ports[..i].contains(p));
-                            }
-                        }
-                    }
-                    (_, Some(port)) => {
-                        let (key, svc, a) = reg.remove_port(port).expect("held");
-                        reg.remember_if_absent(&by_name(&key), &svc, a.port, a.allocated_at);
-                    }
-                    _ => {}
-                }
-                prop_assert_eq!(reg.validate(), Ok(()));
-                prop_assert_eq!(Registry::parse(&reg.to_json().unwrap_or_default()), Ok(reg.clone()));
-                for h in reg.allocations() {
-                    let range = services.iter().find(|(n, _)| *n == h.service).map(|x| x.1);
-                    prop_assert!(range.is_some_and(|r| r.contains(h.allocation.port)));
-                }
-            }
         }
     }
 }

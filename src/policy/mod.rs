@@ -3,5 +3,7 @@
 
 pub mod allocate;
 pub mod memory;
+#[cfg(test)]
+mod properties;
 pub mod prune;
 pub mod release;

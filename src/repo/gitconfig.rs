@@ -141,11 +141,11 @@ pub(super) fn command_line_config() -> Option<Vec<(String, Option<Vec<u8>>)>> {
         for i in 0..n {
             let key = std::env::var(format!("GIT_CONFIG_KEY_{i}")).ok()?;
             let value = std::env::var_os(format!("GIT_CONFIG_VALUE_{i}"))?;
-            out.push((fold_key(&key), Some(crate::registry::os_bytes(&value))));
+            out.push((fold_key(&key), Some(crate::bytes::os_bytes(&value))));
         }
     }
     if let Some(p) = std::env::var_os("GIT_CONFIG_PARAMETERS") {
-        out.extend(parse_parameters(&crate::registry::os_bytes(&p))?);
+        out.extend(parse_parameters(&crate::bytes::os_bytes(&p))?);
     }
     Some(out)
 }

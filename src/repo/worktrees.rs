@@ -115,7 +115,7 @@ pub(super) fn read_bytes(path: &Path) -> Option<Vec<u8>> {
 /// A small admin file as text; bytes that are not UTF-8 (a branch named so) are shown as git
 /// shows them.
 pub(super) fn read_trimmed(path: &Path) -> Option<String> {
-    Some(crate::registry::show_bytes(&read_bytes(path)?))
+    Some(crate::bytes::show_bytes(&read_bytes(path)?))
 }
 
 /// Drops a trailing slash and `.` components, and folds `a/b/../c` lexically where `b` is a
@@ -172,7 +172,7 @@ impl Repo {
         let mut cmd = git_command(Some(&w.path));
         cmd.args(["symbolic-ref", "-q", "HEAD"]);
         let out = run_git(&mut cmd).ok().filter(|o| o.status.success())?;
-        let r = crate::registry::show_bytes(out.stdout.trim_ascii_end());
+        let r = crate::bytes::show_bytes(out.stdout.trim_ascii_end());
         Some(r.strip_prefix("refs/heads/").unwrap_or(&r).to_string())
     }
 
@@ -284,7 +284,7 @@ pub fn heads_from_git(common_dir: &Path) -> HashMap<PathBuf, Head> {
         if let Some(p) = field.strip_prefix(b"worktree ") {
             path = Some(strip_slash(&path_from_bytes(p)));
         } else if let (Some(p), Some(b)) = (&path, field.strip_prefix(b"branch ")) {
-            let b = crate::registry::show_bytes(b);
+            let b = crate::bytes::show_bytes(b);
             let b = b.strip_prefix("refs/heads/").unwrap_or(&b).to_string();
             heads.insert(p.clone(), Head::Branch(b));
         } else if let (Some(p), Some(h)) = (&path, field.strip_prefix(b"HEAD ")) {

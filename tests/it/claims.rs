@@ -251,7 +251,7 @@ fn a_huge_memory_is_trimmed_in_one_pass() {
         serde_json::from_str(&fs::read_to_string(&reg).expect("r")).expect("json");
     assert_eq!(
         after["remembered"].as_object().map(|m| m.len()),
-        Some(git_ports::registry::REMEMBER)
+        Some(git_ports::policy::memory::REMEMBER)
     );
 }
 
