@@ -228,6 +228,78 @@ fn is_multi(key: &str) -> bool {
         .any(|k| k.eq_ignore_ascii_case(key))
 }
 
+/// Reads one value of a setting into the settings.
+type Read = fn(&mut Settings, &str) -> Result<()>;
+
+/// A true-or-false setting's value, or the error that names its key.
+fn flag(key: &str, value: &str) -> Result<bool> {
+    parse_bool(value).ok_or_else(|| config_error(key, value, "expected true or false"))
+}
+
+/// git-ports' own settings with one key each, and how each reads its value. The keys of a
+/// service (`ports.<service>.range`, `.env`) and git's colour keys are read beside them.
+const SETTINGS: &[(&str, Read)] = &[
+    (KEY_AUTO_ALLOCATE, Settings::add_auto_allocate),
+    (KEY_DERIVED, Settings::add_derived),
+    (KEY_ENV_FILE, Settings::add_env_file),
+    (KEY_LOCK_TIMEOUT, Settings::set_lock_timeout),
+    (KEY_COMPOSE, |s, v| {
+        s.compose = flag(KEY_COMPOSE, v)?;
+        Ok(())
+    }),
+    (KEY_MACHINE_WIDE, |s, v| {
+        s.machine_wide = flag(KEY_MACHINE_WIDE, v)?;
+        Ok(())
+    }),
+    (KEY_STICKY, |s, v| {
+        s.choice.sticky = flag(KEY_STICKY, v)?;
+        Ok(())
+    }),
+    (KEY_ALIGN, |s, v| {
+        s.choice.align = flag(KEY_ALIGN, v)?;
+        Ok(())
+    }),
+    (KEY_STABLE_FIRST, |s, v| {
+        s.choice.stable_first = flag(KEY_STABLE_FIRST, v)?;
+        Ok(())
+    }),
+    (KEY_RESERVE_MAIN, |s, v| {
+        s.choice.reserve_main = flag(KEY_RESERVE_MAIN, v)?;
+        Ok(())
+    }),
+];
+
+/// A service's name in a key, or the error that says how names are made.
+fn service_name(key: &str, value: &str, service: &str) -> Result<()> {
+    if is_service_name(service) {
+        return Ok(());
+    }
+    Err(config_error(
+        key,
+        value,
+        "service names use lowercase letters, digits and '-', starting with a letter",
+    ))
+}
+
+/// A variable name git-ports may set, or the error that says why not.
+fn env_var_name(key: &str, value: &str, name: &str) -> Result<()> {
+    if !is_env_name(name) {
+        return Err(config_error(
+            key,
+            value,
+            "not a variable name: use letters, digits and '_', not starting with a digit",
+        ));
+    }
+    if is_reserved_env(name) {
+        return Err(config_error(
+            key,
+            value,
+            "that variable belongs to the shell or the system; choose another name",
+        ));
+    }
+    Ok(())
+}
+
 fn config_error(key: &str, value: &str, reason: impl Into<String>) -> Error {
     Error::Config {
         key: key.into(),
@@ -390,107 +462,10 @@ impl Settings {
         value: &str,
         ranges: &mut BTreeMap<String, PortRange>,
     ) -> Result<()> {
+        if let Some((_, read)) = SETTINGS.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            return read(self, value);
+        }
         let lower = key.to_ascii_lowercase();
-        if lower == KEY_AUTO_ALLOCATE.to_ascii_lowercase() {
-            if value.is_empty() {
-                self.auto_allocate.clear();
-            }
-            for s in value.split([',', ' ']).filter(|s| !s.is_empty()) {
-                if !is_service_name(s) {
-                    return Err(config_error(KEY_AUTO_ALLOCATE, value, "not a service name"));
-                }
-                if !self.auto_allocate.iter().any(|x| x == s) {
-                    self.auto_allocate.push(s.to_string());
-                }
-            }
-            return Ok(());
-        }
-        if lower == KEY_DERIVED.to_ascii_lowercase() {
-            if value.is_empty() {
-                self.derived.clear();
-                return Ok(());
-            }
-            let (name, template) = value.split_once('=').ok_or_else(|| {
-                config_error(
-                    KEY_DERIVED,
-                    value,
-                    "expected NAME=TEMPLATE, such as VITE_API_URL=http://localhost:{api}",
-                )
-            })?;
-            if !is_env_name(name) {
-                return Err(config_error(
-                    KEY_DERIVED,
-                    value,
-                    "not a variable name: use letters, digits and '_', not starting with a digit",
-                ));
-            }
-            if is_reserved_env(name) {
-                return Err(config_error(
-                    KEY_DERIVED,
-                    value,
-                    "that variable belongs to the shell or the system; choose another name",
-                ));
-            }
-            let template =
-                parse_template(template).map_err(|r| config_error(KEY_DERIVED, value, r))?;
-            self.derived.retain(|d| d.name != name);
-            self.derived.push(Derived {
-                name: name.to_string(),
-                template,
-            });
-            return Ok(());
-        }
-        if lower == KEY_ENV_FILE.to_ascii_lowercase() {
-            if value.is_empty() {
-                self.env_files.clear();
-            } else if std::path::Path::new(value).is_absolute()
-                || value.split(['/', '\\']).any(|c| c == "..")
-            {
-                return Err(config_error(
-                    KEY_ENV_FILE,
-                    value,
-                    "give a path inside the worktree, relative to its root",
-                ));
-            } else if !self.env_files.iter().any(|f| f == value) {
-                self.env_files.push(value.to_string());
-            }
-            return Ok(());
-        }
-        if lower == KEY_COMPOSE.to_ascii_lowercase() {
-            self.compose = parse_bool(value)
-                .ok_or_else(|| config_error(KEY_COMPOSE, value, "expected true or false"))?;
-            return Ok(());
-        }
-        for (k, field) in [
-            (KEY_STICKY, &mut self.choice.sticky),
-            (KEY_ALIGN, &mut self.choice.align),
-            (KEY_STABLE_FIRST, &mut self.choice.stable_first),
-            (KEY_RESERVE_MAIN, &mut self.choice.reserve_main),
-        ] {
-            if lower == k.to_ascii_lowercase() {
-                *field = parse_bool(value)
-                    .ok_or_else(|| config_error(k, value, "expected true or false"))?;
-                return Ok(());
-            }
-        }
-        if lower == KEY_LOCK_TIMEOUT.to_ascii_lowercase() {
-            self.lock_timeout = match value.trim().parse::<f64>() {
-                Ok(t) if t.is_finite() && (0.0..=3600.0).contains(&t) => t,
-                _ => {
-                    return Err(config_error(
-                        KEY_LOCK_TIMEOUT,
-                        value,
-                        "expected a number of seconds from 0 to 3600",
-                    ));
-                }
-            };
-            return Ok(());
-        }
-        if lower == KEY_MACHINE_WIDE.to_ascii_lowercase() {
-            self.machine_wide = parse_bool(value)
-                .ok_or_else(|| config_error(KEY_MACHINE_WIDE, value, "expected true or false"))?;
-            return Ok(());
-        }
         if lower == KEY_COLOR || (lower == KEY_COLOR_UI && self.color == ColorChoice::Auto) {
             self.color = match value.to_ascii_lowercase().as_str() {
                 "always" => ColorChoice::Always,
@@ -502,46 +477,96 @@ impl Settings {
             };
             return Ok(());
         }
-        let Some(rest) = key.strip_prefix("ports.") else {
+        let Some((service, var)) = key
+            .strip_prefix("ports.")
+            .and_then(|rest| rest.rsplit_once('.'))
+        else {
             return Ok(());
         };
-        let Some((service, var)) = rest.rsplit_once('.') else {
-            return Ok(());
-        };
-        let var = var.to_ascii_lowercase();
-        if var != KEY_RANGE && var != KEY_ENV {
+        match var.to_ascii_lowercase().as_str() {
+            KEY_RANGE => {
+                service_name(key, value, service)?;
+                let range = value
+                    .parse()
+                    .map_err(|reason| config_error(key, value, reason))?;
+                ranges.insert(service.to_string(), range);
+            }
+            KEY_ENV => {
+                service_name(key, value, service)?;
+                env_var_name(key, value, value)?;
+                self.env_names
+                    .insert(service.to_string(), value.to_string());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn add_auto_allocate(&mut self, value: &str) -> Result<()> {
+        if value.is_empty() {
+            self.auto_allocate.clear();
+        }
+        for s in value.split([',', ' ']).filter(|s| !s.is_empty()) {
+            if !is_service_name(s) {
+                return Err(config_error(KEY_AUTO_ALLOCATE, value, "not a service name"));
+            }
+            if !self.auto_allocate.iter().any(|x| x == s) {
+                self.auto_allocate.push(s.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn add_derived(&mut self, value: &str) -> Result<()> {
+        if value.is_empty() {
+            self.derived.clear();
             return Ok(());
         }
-        if !is_service_name(service) {
-            return Err(config_error(
-                key,
+        let (name, template) = value.split_once('=').ok_or_else(|| {
+            config_error(
+                KEY_DERIVED,
                 value,
-                "service names use lowercase letters, digits and '-', starting with a letter",
+                "expected NAME=TEMPLATE, such as VITE_API_URL=http://localhost:{api}",
+            )
+        })?;
+        env_var_name(KEY_DERIVED, value, name)?;
+        let template = parse_template(template).map_err(|r| config_error(KEY_DERIVED, value, r))?;
+        self.derived.retain(|d| d.name != name);
+        self.derived.push(Derived {
+            name: name.to_string(),
+            template,
+        });
+        Ok(())
+    }
+
+    fn add_env_file(&mut self, value: &str) -> Result<()> {
+        if value.is_empty() {
+            self.env_files.clear();
+        } else if std::path::Path::new(value).is_absolute()
+            || value.split(['/', '\\']).any(|c| c == "..")
+        {
+            return Err(config_error(
+                KEY_ENV_FILE,
+                value,
+                "give a path inside the worktree, relative to its root",
             ));
+        } else if !self.env_files.iter().any(|f| f == value) {
+            self.env_files.push(value.to_string());
         }
-        if var == KEY_RANGE {
-            let range = value
-                .parse()
-                .map_err(|reason| config_error(key, value, reason))?;
-            ranges.insert(service.to_string(), range);
-        } else {
-            if !is_env_name(value) {
+        Ok(())
+    }
+
+    fn set_lock_timeout(&mut self, value: &str) -> Result<()> {
+        self.lock_timeout = match value.trim().parse::<f64>() {
+            Ok(t) if t.is_finite() && (0.0..=3600.0).contains(&t) => t,
+            _ => {
                 return Err(config_error(
-                    key,
+                    KEY_LOCK_TIMEOUT,
                     value,
-                    "not a variable name: use letters, digits and '_', not starting with a digit",
+                    "expected a number of seconds from 0 to 3600",
                 ));
             }
-            if is_reserved_env(value) {
-                return Err(config_error(
-                    key,
-                    value,
-                    "that variable belongs to the shell or the system; choose another name",
-                ));
-            }
-            self.env_names
-                .insert(service.to_string(), value.to_string());
-        }
+        };
         Ok(())
     }
 
