@@ -43,9 +43,7 @@ fn main() -> ExitCode {
     let family = commands::family(&cli);
     let mut out = output::Out::default();
     let result = commands::run(cli, &mut out);
-    for w in &out.warnings {
-        eprintln!("git-ports: warning: {}", output::escape(w));
-    }
+    out.say_warnings();
     if let Err(e) = output::emit(&out.text) {
         eprintln!("git-ports: cannot write to stdout: {e}");
         return ExitCode::from(1);

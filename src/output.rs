@@ -35,13 +35,15 @@ pub fn use_color(choice: ColorChoice) -> bool {
     }
 }
 
-/// What a command prints on stdout, gathered so it goes out in one write.
+/// What a command prints on stdout, gathered so it goes out in one write, and the one
+/// channel for its warnings: said on stderr as `git-ports: warning: …` when it ends (or
+/// before `exec` hands over), whatever happens on stdout. A wait that is still going on is
+/// said at once, with [`notice`].
 #[derive(Debug, Default)]
 pub struct Out {
     pub text: String,
     pub color: bool,
-    /// Printed on stderr as `git-ports: warning: …`, whatever happens on stdout.
-    pub warnings: Vec<String>,
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl Out {
@@ -49,12 +51,24 @@ impl Out {
         Out {
             text: String::new(),
             color,
-            warnings: Vec::new(),
+            warnings: Default::default(),
         }
     }
 
-    pub fn warn(&mut self, s: impl Into<String>) {
-        self.warnings.push(s.into());
+    /// A warning about something that took effect, or was left out, and deserves a word.
+    pub fn warn(&self, s: impl Into<String>) {
+        self.warnings.borrow_mut().push(s.into());
+    }
+
+    pub fn warn_all(&self, all: impl IntoIterator<Item = String>) {
+        self.warnings.borrow_mut().extend(all);
+    }
+
+    /// Says the warnings gathered so far on stderr, escaped.
+    pub fn say_warnings(&self) {
+        for w in self.warnings.borrow_mut().drain(..) {
+            eprintln!("git-ports: warning: {}", escape(&w));
+        }
     }
 
     /// One line for people: control characters from names and paths are shown escaped.
@@ -107,6 +121,11 @@ impl Out {
         self.text.push_str(&s);
         self.text.push('\n');
     }
+}
+
+/// Says at once, on stderr, what a command is waiting for.
+pub fn notice(s: &str) {
+    eprintln!("git-ports: {}", escape(s));
 }
 
 /// Writes to stdout; a reader that went away is not an error.

@@ -94,11 +94,11 @@ pub fn lock(path: &Path, timeout: f64, start: Instant) -> Result<Lock, LockError
             let who = holder(&file)
                 .map(|h| format!(" held by {h}"))
                 .unwrap_or_default();
-            eprintln!(
-                "git-ports: waiting for the lock {}{who} (giving up after {}s)",
-                crate::output::escape(&lock_file.display().to_string()),
+            crate::output::notice(&format!(
+                "waiting for the lock {}{who} (giving up after {}s)",
+                lock_file.display(),
                 limit.as_secs_f64()
-            );
+            ));
         }
         std::thread::sleep(pause.min(limit.saturating_sub(waited)));
         pause = (pause * 2).min(Duration::from_millis(100));

@@ -15,7 +15,7 @@ pub fn vars(ctx: &Ctx, query: Option<&str>) -> Result<(Worktree, Vec<Var>)> {
     let wt = ctx.repo.target(query)?;
     let registry = ctx.store.load()?;
     let (vars, warnings) = envfile::vars_of(&ctx.repo, &wt, &registry)?;
-    ctx.late.borrow_mut().extend(warnings);
+    ctx.out.warn_all(warnings);
     Ok((wt, vars))
 }
 
@@ -46,7 +46,7 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
             },
         )?;
         let (changed, warnings) = changed;
-        ctx.late.borrow_mut().extend(warnings);
+        ctx.out.warn_all(warnings);
         let tick = ctx.out.paint("✓", crate::output::Style::Good);
         ctx.out.line(format!(
             "{tick} {} {} ({} variable{})",
@@ -129,11 +129,7 @@ pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<Outcome> {
     {
         use std::os::unix::process::CommandExt;
         // Nothing of ours is printed after this point: say what there is to say now.
-        let late = ctx.late.take();
-        ctx.out.warnings.extend(late);
-        for w in ctx.out.warnings.drain(..) {
-            eprintln!("git-ports: warning: {}", crate::output::escape(&w));
-        }
+        ctx.out.say_warnings();
         let _ = crate::output::emit(&std::mem::take(&mut ctx.out.text));
         // Only returns if the command could not be started.
         Err(spawn_error(cmd.exec()))

@@ -14,7 +14,6 @@ pub mod release;
 pub mod status;
 pub mod wait;
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -40,8 +39,6 @@ pub struct Ctx {
     pub repo_id: PathBuf,
     pub out: Out,
     pub now: DateTime<Utc>,
-    /// Warnings of changes that took effect, printed however the command ends.
-    pub late: RefCell<Vec<String>>,
     /// Run outside any repository: only the machine-wide commands get here.
     pub outside: bool,
     /// When the command started: every lock it takes is waited for until
@@ -70,7 +67,6 @@ impl Ctx {
             repo_id,
             out,
             now: crate::clock::now(),
-            late: RefCell::new(Vec::new()),
             outside: false,
             start,
         })
@@ -87,7 +83,6 @@ impl Ctx {
             out,
             repo,
             now: crate::clock::now(),
-            late: RefCell::new(Vec::new()),
             outside: true,
             start: std::time::Instant::now(),
         })
@@ -222,9 +217,8 @@ impl Ctx {
                 Ok((after(now)?, files))
             },
         )?;
-        let mut late = self.late.borrow_mut();
-        late.extend(warnings);
-        late.extend(files);
+        self.out.warn_all(warnings);
+        self.out.warn_all(files);
         Ok((out, done))
     }
 }
@@ -291,7 +285,6 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Outcome> {
         result = Ok(Outcome::Done);
     }
     *out = std::mem::take(&mut ctx.out);
-    out.warnings.extend(ctx.late.take());
     result
 }
 

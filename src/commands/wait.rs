@@ -95,11 +95,11 @@ pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
         }
         if !told && start.elapsed() >= Duration::from_secs(1) {
             told = true;
-            eprintln!(
-                "git-ports: waiting for {} to accept connections (up to {}s)",
+            crate::output::notice(&format!(
+                "waiting for {} to accept connections (up to {}s)",
                 names(&waiting).join(", "),
                 args.timeout
-            );
+            ));
         }
         std::thread::sleep(PAUSE.min(limit.saturating_sub(start.elapsed())));
     }
