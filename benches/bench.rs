@@ -77,7 +77,8 @@ fn fixture_as(n: usize, formats: Option<[&str; 2]>) -> PathBuf {
     };
     let root = target_dir().join(name);
     let repo = root.join("main");
-    if root.join("ready").exists() {
+    // `ready` marks a fixture whose ledger claims every allocation, as a user's does.
+    if root.join("ready").exists() && root.join("ports-home/ledger.json").exists() {
         return root;
     }
     let _ = fs::remove_dir_all(&root);
@@ -133,6 +134,15 @@ fn fixture_as(n: usize, formats: Option<[&str; 2]>) -> PathBuf {
     }
     let registry = format!("{{\"version\": 1, \"worktrees\": {{\n{worktrees}\n}}}}\n");
     fs::write(repo.join(".git/worktree-ports.json"), registry).expect("registry");
+    // The ledger claims every port the registry holds, as one made port by port would.
+    let claimed = env(&mut Command::new(BIN), &root)
+        .current_dir(&repo)
+        .args(["doctor", "--fix"])
+        .status();
+    assert!(
+        root.join("ports-home/ledger.json").exists(),
+        "doctor --fix made no ledger: {claimed:?}"
+    );
     fs::write(root.join("ready"), "").expect("ready");
     root
 }

@@ -16,7 +16,7 @@ use crate::allocator::parse_port;
     bin_name = "git ports",
     version,
     args_conflicts_with_subcommands = true,
-    disable_help_subcommand = true
+    disable_help_subcommand = false
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -294,6 +294,10 @@ pub struct ExecArgs {
     /// Start COMMAND even if another process already serves one of the worktree's ports
     #[arg(long)]
     pub force: bool,
+
+    /// Also say which of the worktree's ports its own servers already serve
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 
     /// The command and its arguments
     #[arg(required = true, last = true, value_name = "COMMAND")]

@@ -572,6 +572,18 @@ impl Settings {
 
     /// The service called `name`. Unknown names, names without a range and names whose range
     /// in config is wrong are errors.
+    /// Why a worktree holds no port for `service`: the service is unknown (with the known
+    /// ones listed, as a typo wants), or the worktree simply holds none.
+    pub fn not_held(&self, worktree: &str, service: &str) -> Error {
+        match self.service(service) {
+            Err(e @ (Error::UnknownService { .. } | Error::BadServiceName(_))) => e,
+            _ => Error::NoSuchAllocation {
+                worktree: worktree.to_string(),
+                service: service.to_string(),
+            },
+        }
+    }
+
     pub fn service(&self, name: &str) -> Result<&Service> {
         if !is_service_name(name) {
             return Err(Error::BadServiceName(name.to_string()));

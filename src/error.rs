@@ -210,6 +210,30 @@ impl Outcome {
     }
 }
 
+/// The known name a typo most likely meant: within two edits, the nearest.
+fn closest<'a>(typo: &str, known: &'a [String]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .map(|k| (distance(typo, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
 /// Why a range has no port left: what holds them, what is kept, and what is in use.
 fn exhausted(held: usize, reserved: usize, total: usize) -> String {
     let mut parts = vec![format!("{held} of {total} are held")];
@@ -259,8 +283,11 @@ impl Error {
             WorktreeNotFound { known, .. } => {
                 Some(format!("known worktrees: {}", known.join(", ")))
             }
-            UnknownService { known, .. } => Some(format!(
-                "known services: {}; add one with `git config ports.<service>.range START-END`",
+            UnknownService { service, known } => Some(format!(
+                "{}known services: {}; add one with `git config ports.<service>.range START-END`",
+                closest(service, known)
+                    .map(|k| format!("did you mean '{k}'? "))
+                    .unwrap_or_default(),
                 known.join(", ")
             )),
             NeedWorktree => Some("name one with --worktree".into()),

@@ -14,6 +14,71 @@ fn dash_worktree() -> Option<String> {
     })
 }
 
+/// The subcommand named on the command line, if any.
+fn subcommand() -> Option<String> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .collect();
+    std::env::args()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .find(|a| !a.starts_with('-'))
+        .filter(|a| names.contains(a))
+}
+
+/// clap's error as one line, with the context its first line leaves out.
+fn usage_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let words = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        Some(ContextValue::StyledStr(s)) => vec![s.to_string()],
+        Some(ContextValue::StyledStrs(v)) => v.iter().map(ToString::to_string).collect(),
+        _ => Vec::new(),
+    };
+    let quoted = |v: Vec<String>| -> String {
+        v.iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_string();
+    match e.kind() {
+        ErrorKind::MissingRequiredArgument => {
+            format!("missing {}", words(ContextKind::InvalidArg).join(", "))
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let valid = words(ContextKind::ValidValue);
+            if valid.is_empty() {
+                first
+            } else {
+                format!("{first} (possible values: {})", valid.join(", "))
+            }
+        }
+        ErrorKind::InvalidSubcommand | ErrorKind::UnknownArgument => {
+            let like = [ContextKind::SuggestedSubcommand, ContextKind::SuggestedArg]
+                .into_iter()
+                .flat_map(words)
+                .collect::<Vec<_>>();
+            if like.is_empty() {
+                first
+            } else {
+                format!("{first}; did you mean {}?", quoted(like))
+            }
+        }
+        _ => first,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -26,16 +91,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
         Err(e) => {
-            // clap's usage errors are the spec's "invalid arguments": exit 1, one line.
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("git-ports: {}", first.trim_start_matches("error: "));
-            match dash_worktree() {
-                Some(name) => eprintln!(
+            // clap's usage errors are the spec's "invalid arguments": exit 1, one line that
+            // keeps what matters (what is missing, the possible values, the likely typo).
+            let sub = subcommand();
+            eprintln!("git-ports: {}", usage_line(&e));
+            match (dash_worktree(), sub.as_deref(), e.kind()) {
+                (Some(name), _, _) => eprintln!(
                     "hint: to name a worktree that starts with '-', write {}",
                     output::shell_quote(&format!("--worktree={name}"))
                 ),
-                None => eprintln!("hint: see `git ports --help`"),
+                (None, Some("exec"), ErrorKind::UnknownArgument) => eprintln!(
+                    "hint: the command goes after `--`: git ports exec -- COMMAND [ARG]..."
+                ),
+                (None, Some(sub), _) => eprintln!("hint: see `git ports {sub} -h`"),
+                (None, None, _) => eprintln!("hint: see `git ports -h`"),
             }
             return ExitCode::from(1);
         }

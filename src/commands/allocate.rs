@@ -6,7 +6,7 @@ use super::Ctx;
 use crate::cli::AllocateArgs;
 use crate::error::{Error, Result};
 use crate::output::Style;
-use crate::policy::allocate::{Allocated, SkipReason, allocate_all};
+use crate::policy::allocate::{Allocated, allocate_all};
 use crate::repo::Worktree;
 
 #[derive(Debug, Serialize)]
@@ -49,7 +49,7 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
     let mut results = ctx.update(|reg, elsewhere| {
         allocate_all(reg, elsewhere, repo, &wt, &services, args.port, now)
     })?;
-    name_listeners(ctx, &mut results);
+    ctx.name_skipped(&mut results);
 
     if args.json {
         let path = wt.path.display().to_string();
@@ -62,26 +62,6 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
     }
     render(ctx, &wt, &results);
     Ok(())
-}
-
-/// Names the processes on the ports the search skipped as in use, in the words every command
-/// uses.
-pub fn name_listeners(ctx: &Ctx, results: &mut [Allocated]) {
-    let ports: Vec<(u16, Option<std::path::PathBuf>)> = results
-        .iter()
-        .flat_map(|a| a.skipped.iter())
-        .filter(|s| s.reason == SkipReason::InUse)
-        .map(|s| (s.port, None))
-        .collect();
-    if ports.is_empty() {
-        return;
-    }
-    let owners = ctx.owners(&ports);
-    for s in results.iter_mut().flat_map(|a| a.skipped.iter_mut()) {
-        if s.reason == SkipReason::InUse {
-            s.process = owners.get(&s.port).cloned();
-        }
-    }
 }
 
 fn render(ctx: &mut Ctx, wt: &Worktree, results: &[Allocated]) {
@@ -135,8 +115,11 @@ fn render(ctx: &mut Ctx, wt: &Worktree, results: &[Allocated]) {
             out.line(format!("Port {}: Available", a.port));
         }
         out.blank();
+        let before = super::held_before(a)
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
         out.line(format!(
-            "{tick} Allocated port {} for service '{}'",
+            "{tick} Allocated port {} for service '{}'{before}",
             a.port, a.service
         ));
         out.line(format!(

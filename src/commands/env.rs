@@ -103,9 +103,13 @@ pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<Outcome> {
         let owners = ctx.owners(&busy);
         for (port, _) in &busy {
             match owners.get(port) {
-                Some(o) if o.is_own() => ctx
-                    .out
-                    .warn(format!("port {port} is already served by {}", o.describe())),
+                // The worktree's own server: what `exec -- npm test` expects; said on request.
+                Some(o) if o.is_own() => {
+                    if args.verbose {
+                        ctx.out
+                            .warn(format!("port {port} is already served by {}", o.describe()));
+                    }
+                }
                 other => {
                     let who = other.map_or_else(|| "another process".to_string(), |o| o.describe());
                     if !args.force {

@@ -16,10 +16,7 @@ pub fn run(ctx: &mut Ctx, args: GetArgs) -> Result<()> {
         .get(&wt.key)
         .and_then(|e| e.ports.get(&args.service))
         .map(|a| a.port)
-        .ok_or_else(|| Error::NoSuchAllocation {
-            worktree: wt.name.clone(),
-            service: args.service,
-        })?;
+        .ok_or_else(|| ctx.repo.settings.not_held(&wt.name, &args.service))?;
     ctx.out.line(port.to_string());
     Ok(())
 }

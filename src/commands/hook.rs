@@ -249,11 +249,14 @@ fn run_hook(ctx: &mut Ctx, hook: &str, args: &[String]) -> Result<()> {
             p.port, p.service, p.worktree
         ));
     }
-    for a in allocated {
+    let mut allocated = allocated;
+    ctx.name_skipped(&mut allocated);
+    for a in &allocated {
         let again = a
             .previously_held_by
             .as_ref()
             .map(|by| format!(" (previously held by {by})"))
+            .or_else(|| super::held_before(a).map(|n| format!(" ({n})")))
             .unwrap_or_default();
         ctx.out.line(format!(
             "git-ports: {} port {} for worktree '{}'{again}",

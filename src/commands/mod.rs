@@ -23,6 +23,7 @@ use crate::config::KEY_MACHINE_WIDE;
 use crate::error::{Family, Outcome, Result};
 use crate::ledger::{Change, LedgerStore};
 use crate::output::{Out, use_color};
+use crate::policy::allocate::{Allocated, SkipReason};
 use crate::registry::Registry;
 use crate::repo::Repo;
 use crate::store::Store;
@@ -221,6 +222,43 @@ impl Ctx {
         self.out.warn_all(files);
         Ok((out, done))
     }
+}
+
+impl Ctx {
+    /// Names the processes on the ports an allocation's search skipped as in use, in the
+    /// words every command uses.
+    pub fn name_skipped(&self, results: &mut [Allocated]) {
+        let ports: Vec<(u16, Option<PathBuf>)> = results
+            .iter()
+            .flat_map(|a| a.skipped.iter())
+            .filter(|s| s.reason == SkipReason::InUse)
+            .map(|s| (s.port, None))
+            .collect();
+        if ports.is_empty() {
+            return;
+        }
+        let owners = self.owners(&ports);
+        for s in results.iter_mut().flat_map(|a| a.skipped.iter_mut()) {
+            if s.reason == SkipReason::InUse {
+                s.process = owners.get(&s.port).cloned();
+            }
+        }
+    }
+}
+
+/// `8002, held before, is in use by pid 4242 (python3)`: why a sticky port was not given
+/// back, said next to the port given instead.
+pub fn held_before(a: &Allocated) -> Option<String> {
+    let port = a.held_before?;
+    let why = match a.skipped.iter().find(|s| s.port == port) {
+        Some(s) => match (&s.holder, &s.process) {
+            (Some(h), _) => format!("is held by {h}"),
+            (None, Some(p)) => format!("is in use by {}", p.describe()),
+            (None, None) => "is in use by another process".to_string(),
+        },
+        None => return None,
+    };
+    Some(format!("{port}, held before, {why}"))
 }
 
 /// Which exit-code table the command answers to.

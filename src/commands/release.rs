@@ -83,10 +83,7 @@ fn release_worktree(
             .map(|(_, a)| a.port)
             .collect();
         if let (Some(s), true) = (service, ports.is_empty()) {
-            return Err(Error::NoSuchAllocation {
-                worktree: name.clone(),
-                service: s.into(),
-            });
+            return Err(repo.settings.not_held(&name, s));
         }
         ports
             .into_iter()
@@ -104,10 +101,7 @@ fn release_worktree(
     })?;
     if released.is_empty() && !json {
         if let Some(s) = service {
-            return Err(Error::NoSuchAllocation {
-                worktree: name,
-                service: s.into(),
-            });
+            return Err(ctx.repo.settings.not_held(&name, s));
         }
         ctx.out.line(format!(
             "Worktree '{name}' holds no ports: nothing to release."

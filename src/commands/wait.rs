@@ -32,10 +32,7 @@ pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
             let port = held
                 .and_then(|e| e.ports.get(s))
                 .map(|a| a.port)
-                .ok_or_else(|| Error::NoSuchAllocation {
-                    worktree: wt.name.clone(),
-                    service: s.clone(),
-                })?;
+                .ok_or_else(|| ctx.repo.settings.not_held(&wt.name, s))?;
             ports.push((s.clone(), port));
         }
     }

@@ -57,6 +57,10 @@ pub struct Allocated {
     /// The worktree name or branch that held this port before, when it was given back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previously_held_by: Option<String>,
+    /// The port the worktree's name or branch held before, when it could not be given back
+    /// (the search says why, among `skipped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_before: Option<u16>,
     /// With `ports.align`: the offset shared by the worktree's services (port = start + slot).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slot: Option<usize>,
@@ -240,6 +244,7 @@ fn allocate_with(
             skipped: Vec::new(),
             in_use: false,
             previously_held_by: None,
+            held_before: None,
             slot: None,
         });
     }
@@ -356,6 +361,9 @@ fn allocate_with(
     let previously_held_by = recalled
         .filter(|(p, _)| *p == port)
         .map(|(_, k)| memory::show(k));
+    let held_before = recalled
+        .map(|(p, _)| p)
+        .filter(|p| *p != port && skipped.iter().any(|s| s.port == *p));
     let slot = (choice.align && want.is_none())
         .then(|| slot_of(reg, &repo.settings, &wt.key))
         .flatten();
@@ -368,6 +376,7 @@ fn allocate_with(
         skipped,
         in_use,
         previously_held_by,
+        held_before,
         slot,
     })
 }

@@ -7,6 +7,7 @@ mod choice;
 mod claims;
 mod envfiles;
 mod machine;
+mod newcomer;
 mod owner;
 mod ports;
 mod promise;

@@ -17,6 +17,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("envfiles", 28800, 28999),
     ("userfiles", 29000, 29099),
     ("claims", 29100, 29199),
+    ("newcomer", 29200, 29299),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -41,6 +42,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("envfiles", include_str!("envfiles.rs")),
         ("userfiles", include_str!("userfiles.rs")),
         ("claims", include_str!("claims.rs")),
+        ("newcomer", include_str!("newcomer.rs")),
     ]
 }
 

@@ -1,0 +1,131 @@
+//! The first five minutes: the errors a newcomer meets first say what is missing, the
+//! possible values or the likely typo, in one line and a hint; help is there; a sticky port
+//! that cannot be given back says why.
+//!
+//! Ports: this module takes 29200-29299.
+
+use crate::support::{Env, Run, same, scrub};
+
+/// stdout, stderr and the exit code together, temp paths scrubbed.
+fn seen(run: &Run, env: &Env) -> String {
+    scrub(
+        &format!(
+            "{}--- stderr\n{}--- exit {}\n",
+            run.stdout, run.stderr, run.code
+        ),
+        env,
+    )
+}
+
+#[test]
+fn usage_errors_keep_what_is_missing_the_values_and_the_suggestion() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["get"],
+            "git-ports: missing <SERVICE>\nhint: see `git ports get -h`\n",
+        ),
+        (
+            &["stauts"],
+            "git-ports: unrecognized subcommand 'stauts'; did you mean 'status'?\nhint: see `git ports -h`\n",
+        ),
+        (
+            &["env", "--format", "yaml"],
+            "git-ports: invalid value 'yaml' for '--format <FORMAT>' (possible values: shell, dotenv, json)\nhint: see `git ports env -h`\n",
+        ),
+        (
+            &["completions", "tcsh"],
+            "git-ports: invalid value 'tcsh' for '<SHELL>' (possible values: bash, zsh, fish)\nhint: see `git ports completions -h`\n",
+        ),
+        (
+            &["allocate", "web", "--prot", "8001"],
+            "git-ports: unexpected argument '--prot' found; did you mean '--port'?\nhint: see `git ports allocate -h`\n",
+        ),
+        (
+            &["exec", "sh", "-c", "echo hi"],
+            "git-ports: unexpected argument 'sh' found\nhint: the command goes after `--`: git ports exec -- COMMAND [ARG]...\n",
+        ),
+    ];
+    for (args, want) in cases {
+        let run = repo.run(*args);
+        same(
+            &seen(&run, &env),
+            &format!("--- stderr\n{want}--- exit 1\n"),
+        );
+    }
+}
+
+#[test]
+fn help_is_a_command_and_dash_h_is_short() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    let help = repo.run(["help"]);
+    help.ok();
+    assert!(
+        help.stdout
+            .starts_with("Hand out collision-free development-server ports to git worktrees\n"),
+        "{}",
+        help.stdout
+    );
+    let sub = repo.run(["help", "allocate"]);
+    sub.ok();
+    assert!(
+        sub.stdout.starts_with("Allocate ports to a worktree\n"),
+        "{}",
+        sub.stdout
+    );
+    let short = repo.run(["get", "-h"]);
+    short.ok();
+    same(
+        short.stdout.lines().next().unwrap_or(""),
+        "Print the port a worktree holds for a service",
+    );
+}
+
+#[test]
+fn every_command_that_takes_a_service_says_unknown_service() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 29200, 29209);
+    repo.run(["allocate", "web"]).ok();
+    let want = "--- stderr\ngit-ports: unknown service 'wbe'\nhint: did you mean 'web'? known services: web, api, db, redis, grpc, websocket; add one with `git config ports.<service>.range START-END`\n--- exit 1\n";
+    for args in [
+        &["get", "wbe"][..],
+        &["wait", "wbe"],
+        &["allocate", "wbe"],
+        &["release", "-w", "app", "--service", "wbe"],
+    ] {
+        same(&seen(&repo.run(args), &env), want);
+    }
+    // A known service the worktree holds no port for is still that.
+    same(
+        &seen(&repo.run(["get", "api"]), &env),
+        "--- stderr\ngit-ports: worktree 'app' holds no port for service 'api'\nhint: allocate one with `git ports allocate api --worktree app`\n--- exit 2\n",
+    );
+}
+
+#[test]
+fn a_sticky_port_that_is_busy_says_who_has_it() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 29210, 29219);
+    let wt = repo.worktree("wt", "wt");
+    env.run(&wt, ["allocate", "web"]).ok();
+    env.run(&wt, ["release", "-w", "."]).ok();
+    // Someone listens on the port the worktree held before.
+    let _server = crate::support::listen_in(&repo.dir, 29210);
+    let run = env.run(&wt, ["allocate", "web"]);
+    run.ok();
+    let out = crate::support::scrub_self(&run.stdout);
+    assert!(
+        out.contains(
+            "✓ Allocated port 29211 for service 'web' (29210, held before, is in use by [THIS TEST]"
+        ) || out.contains(
+            "✓ Allocated port 29211 for service 'web' (29210, held before, is in use by pid "
+        ),
+        "{out}"
+    );
+    let json = env.run(&wt, ["allocate", "web", "--json"]).ok().json();
+    assert_eq!(json["allocations"][0]["port"], 29211, "{json}");
+}
