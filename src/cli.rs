@@ -380,7 +380,12 @@ pub enum HookCommand {
         services: Vec<String>,
     },
     /// Remove the hook's block, and the hook file if nothing else is left in it
-    Uninstall,
+    Uninstall {
+        /// In every repository the machine-wide ledger knows, and this one: what to run before
+        /// removing git-ports itself
+        #[arg(long)]
+        all: bool,
+    },
     /// Say whether the hook is installed, where, and which services it allocates
     Status,
     /// What the hook runs (git runs this; not for people)

@@ -150,14 +150,30 @@ pub fn lines(vars: &[Var], format: EnvFormat) -> Vec<String> {
         .collect()
 }
 
-/// The first line of the block's body.
+/// The first line of the block's body in a `ports.envFile` file, which every change keeps in
+/// step.
 const HEADER: &str = "# Written by git ports; these lines are replaced when the ports change.";
+/// The first line in a file written by hand with `env --write`, which nothing rewrites.
+const HEADER_BY_HAND: &str =
+    "# Written by `git ports env --write`; run it again when the ports change.";
 
 /// The body of the block for these lines: the header, then the lines.
 pub fn body(lines: &[String]) -> Vec<String> {
-    std::iter::once(HEADER.to_string())
+    body_with(HEADER, lines)
+}
+
+fn body_with(header: &str, lines: &[String]) -> Vec<String> {
+    std::iter::once(header.to_string())
         .chain(lines.iter().cloned())
         .collect()
+}
+
+/// Whether `file` is one of the `ports.envFile` files of worktree `wt`.
+fn kept_in_step(repo: &Repo, wt: &Worktree, file: &UserFile) -> bool {
+    repo.settings
+        .env_files
+        .iter()
+        .any(|f| userfile::open(&wt.path.join(f), None).is_ok_and(|k| k.real == file.real))
 }
 
 /// The file's new bytes with `body` in its block (replaced in place, or added at the end), or
@@ -314,7 +330,12 @@ pub fn write_one(repo: &Repo, wt: &Worktree, path: &Path, lines: &[String]) -> R
         reason: format!("worktree '{}' has no directory", wt.name),
     })?;
     let file = userfile::open(path, Some(&root)).map_err(|e| failure(path, e))?;
-    let new = with_body(&file, &body(lines)).map_err(|reason| Error::UserFile {
+    let header = if kept_in_step(repo, wt, &file) {
+        HEADER
+    } else {
+        HEADER_BY_HAND
+    };
+    let new = with_body(&file, &body_with(header, lines)).map_err(|reason| Error::UserFile {
         path: path.to_path_buf(),
         reason: format!("{reason}; nothing was written (mend the markers by hand)"),
     })?;

@@ -129,3 +129,48 @@ fn a_sticky_port_that_is_busy_says_who_has_it() {
     let json = env.run(&wt, ["allocate", "web", "--json"]).ok().json();
     assert_eq!(json["allocations"][0]["port"], 29211, "{json}");
 }
+
+#[test]
+fn hook_install_names_the_worktrees_that_hold_no_ports_yet() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 29220, 29229);
+    repo.worktree("wt1", "wt1");
+    let run = repo.run(["hook", "install", "--services", "web"]);
+    run.ok();
+    assert!(
+        run.stdout.contains(
+            "Note: 1 existing worktree holds no ports yet (wt1); the hook allocates only for new ones. Now: git ports allocate web --worktree wt1\n"
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn hook_uninstall_all_removes_the_block_in_every_repository_the_ledger_knows() {
+    let env = Env::new();
+    let a = env.repo("a");
+    let b = env.repo("b");
+    for (r, base) in [(&a, 29230), (&b, 29240)] {
+        r.range("web", base, base + 9);
+        r.run(["hook", "install", "--services", "web"]).ok();
+        r.run(["allocate", "web"]).ok();
+    }
+    let run = a.run(["hook", "uninstall", "--all"]);
+    run.ok();
+    for r in [&a, &b] {
+        assert!(
+            !r.dir.join(".git/hooks/post-checkout").exists(),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(
+        scrub(&run.stdout, &env).starts_with(
+            "[TMP]/b: ✓ Removed [TMP]/b/.git/hooks/post-checkout (nothing else was in it)\n"
+        ),
+        "{}",
+        run.stdout
+    );
+}

@@ -19,6 +19,14 @@ fn block(lines: &str) -> String {
     format!("{BEGIN}\n{HEADER}\n{lines}{END}\n")
 }
 
+/// The header of a file written with `env --write` that no `ports.envFile` names: nothing
+/// rewrites it, and it says so.
+const BY_HAND: &str = "# Written by `git ports env --write`; run it again when the ports change.";
+
+fn by_hand(lines: &str) -> String {
+    format!("{BEGIN}\n{BY_HAND}\n{lines}{END}\n")
+}
+
 fn app(env: &Env, base: u16) -> Repo<'_> {
     let repo = env.repo("app");
     repo.range("web", base, base + 4);
@@ -217,7 +225,7 @@ fn symlinks_are_written_through_inside_the_worktree_and_refused_outside() {
     );
     same(
         &fs::read_to_string(wt.join("config/shared.env")).expect("read"),
-        &format!("A=1\n{}", block("WEB_PORT=29020\n")),
+        &format!("A=1\n{}", by_hand("WEB_PORT=29020\n")),
     );
     // A link to a file outside the worktree (~/.bashrc) is refused: nothing is copied in,
     // nothing written out there.
@@ -312,7 +320,7 @@ fn mode_owner_line_endings_and_read_only_files_are_honoured() {
     repo.run(["env", "--write", "crlf.env"]).ok();
     same(
         &fs::read_to_string(&crlf).expect("read"),
-        &format!("A=1\r\nB=2\r\n{BEGIN}\r\n{HEADER}\r\nWEB_PORT=29030\r\n{END}\r\n"),
+        &format!("A=1\r\nB=2\r\n{BEGIN}\r\n{BY_HAND}\r\nWEB_PORT=29030\r\n{END}\r\n"),
     );
     // And it stays CRLF when the ports change.
     repo.run(["allocate", "api"]).ok();
@@ -320,7 +328,7 @@ fn mode_owner_line_endings_and_read_only_files_are_honoured() {
     same(
         &fs::read_to_string(&crlf).expect("read"),
         &format!(
-            "A=1\r\nB=2\r\n{BEGIN}\r\n{HEADER}\r\nWEB_PORT=29030\r\nAPI_PORT=29035\r\n{END}\r\n"
+            "A=1\r\nB=2\r\n{BEGIN}\r\n{BY_HAND}\r\nWEB_PORT=29030\r\nAPI_PORT=29035\r\n{END}\r\n"
         ),
     );
 }
@@ -481,7 +489,7 @@ fn a_name_is_a_literal_path_never_a_glob() {
     run.ok();
     same(
         &fs::read_to_string(repo.dir.join("*.env")).expect("written"),
-        &block("WEB_PORT=29070\n"),
+        &by_hand("WEB_PORT=29070\n"),
     );
     assert_eq!(
         fs::read_to_string(repo.dir.join("example.env")).expect("read"),
