@@ -154,53 +154,77 @@ pub fn identity(common_dir: &Path) -> PathBuf {
 /// is under is a bind mount of a directory inside that file system.
 #[cfg(target_os = "linux")]
 fn unbind(path: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
     // `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw`: device, root of the
     // mount inside the file system, mount point; paths escape space and backslash as `\ooo`.
-    let table = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let unescape = |s: &str| -> PathBuf {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\'
-                && i + 3 < b.len()
-                && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-            out.push(b[i]);
-            i += 1;
+    let mut table = Vec::with_capacity(16 << 10);
+    fs::File::open("/proc/self/mountinfo")
+        .and_then(|mut f| f.read_to_end(&mut table))
+        .ok()?;
+    let unescape = |s: &[u8]| -> Vec<u8> {
+        if !s.contains(&b'\\') {
+            return s.to_vec();
         }
-        PathBuf::from(crate::bytes::os_from_bytes(&out))
+        let mut out = Vec::with_capacity(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            let octal = s.get(i + 1..i + 4).and_then(|o| {
+                o.iter()
+                    .all(|d| (b'0'..=b'7').contains(d))
+                    .then(|| o.iter().fold(0u32, |v, d| v * 8 + u32::from(d - b'0')))
+            });
+            match octal {
+                Some(v) if s[i] == b'\\' => {
+                    out.push(v as u8);
+                    i += 4;
+                }
+                _ => {
+                    out.push(s[i]);
+                    i += 1;
+                }
+            }
+        }
+        out
     };
-    let mounts: Vec<(String, PathBuf, PathBuf)> = table
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            Some((
-                f.get(2)?.to_string(),
-                unescape(f.get(3)?),
-                unescape(f.get(4)?),
-            ))
-        })
-        .collect();
+    let fields = |line: &[u8]| -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        let mut f = line.split(|&b| b == b' ');
+        let dev = f.nth(2)?.to_vec();
+        Some((dev, unescape(f.next()?), unescape(f.next()?)))
+    };
+    let bytes = path.as_os_str().as_bytes();
+    let under = |point: &[u8]| {
+        point == b"/"
+            || bytes.starts_with(point) && matches!(bytes.get(point.len()), None | Some(b'/'))
+    };
     // The mount the path is under: the longest mount point that is a prefix of it (the last
     // such line, where one is mounted over another).
-    let (dev, root, point) = mounts
-        .iter()
-        .filter(|(_, _, point)| path.starts_with(point))
-        .max_by_key(|(_, _, point)| point.components().count())?;
-    if root == Path::new("/") {
+    let mut best: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = None;
+    for line in table.split(|&b| b == b'\n') {
+        let Some((dev, root, point)) = fields(line) else {
+            continue;
+        };
+        if under(&point) && best.as_ref().is_none_or(|b| point.len() >= b.2.len()) {
+            best = Some((dev, root, point));
+        }
+    }
+    let (dev, root, point) = best?;
+    if root == b"/" {
         return None;
     }
-    let whole = mounts
-        .iter()
-        .find(|(d, r, _)| d == dev && r == Path::new("/"))?;
-    let rest = path.strip_prefix(point).ok()?;
-    let inner = root.strip_prefix("/").ok()?;
-    let p = whole.2.join(inner).join(rest);
+    let whole = table
+        .split(|&b| b == b'\n')
+        .filter_map(fields)
+        .find(|(d, r, _)| *d == dev && r == b"/")?;
+    let rest = path
+        .strip_prefix(std::ffi::OsStr::from_bytes(&point))
+        .ok()?;
+    let inner = Path::new(std::ffi::OsStr::from_bytes(&root))
+        .strip_prefix("/")
+        .ok()?;
+    let p = Path::new(std::ffi::OsStr::from_bytes(&whole.2))
+        .join(inner)
+        .join(rest);
     same_repo(&p, path).then_some(p)
 }
 

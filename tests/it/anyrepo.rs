@@ -208,16 +208,17 @@ fn a_repository_git_refuses_for_ownership_says_so_with_the_fix() {
     let repo = env.repo("app");
     let me = fs::metadata(env.root()).map(|m| m.uid()).unwrap_or(0);
     if me != 0 {
-        eprintln!(
-            "SKIPPED a_repository_git_refuses_for_ownership: needs root to give a directory to another user"
+        crate::support::skip(
+            "a_repository_git_refuses_for_ownership",
+            "needs root to give a directory to another user",
         );
         return;
     }
     let chown = env.sh(env.root(), "chown -R 65534 app");
     if chown.code != 0 {
-        eprintln!(
-            "SKIPPED a_repository_git_refuses_for_ownership: chown failed: {}",
-            chown.stderr
+        crate::support::skip(
+            "a_repository_git_refuses_for_ownership",
+            &format!("chown failed: {}", chown.stderr),
         );
         return;
     }
@@ -375,12 +376,16 @@ fn husky_keeps_the_block_through_npm_install() {
         )
     };
     if env.sh(&repo.dir, "command -v npm").code != 0 || npm("init -y").code != 0 {
-        eprintln!("SKIPPED husky_keeps_the_block_through_npm_install: npm is not on this machine");
+        crate::support::skip(
+            "husky_keeps_the_block_through_npm_install",
+            "npm is not on this machine",
+        );
         return;
     }
     if npm("install husky@9").code != 0 || env.sh(&repo.dir, "npx husky init").code != 0 {
-        eprintln!(
-            "SKIPPED husky_keeps_the_block_through_npm_install: husky could not be installed from npm"
+        crate::support::skip(
+            "husky_keeps_the_block_through_npm_install",
+            "husky could not be installed from npm",
         );
         return;
     }

@@ -441,3 +441,14 @@ pub fn wait_listening(port: u16, up: bool) {
         if up { "came up" } else { "went down" }
     );
 }
+
+/// Says loudly that a test cannot run here, and why. In CI (`CI` set), where `.ci/run` runs
+/// on a machine with every tool the tests need, it fails instead: a skip there would pass
+/// while testing nothing.
+#[track_caller]
+pub fn skip(test: &str, why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{test} cannot run in CI: {why}");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+}

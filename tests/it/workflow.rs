@@ -353,7 +353,7 @@ fn the_man_page_documents_every_command_and_flag() {
             "groff: {}",
             String::from_utf8_lossy(&o.stderr)
         ),
-        Err(_) => eprintln!("groff is not installed: its check is skipped"),
+        Err(_) => crate::support::skip("the_man_page_is_clean_troff", "groff is not installed"),
     }
 }
 
@@ -406,7 +406,10 @@ fn man_install_puts_the_page_beside_the_binary() {
             man_w("git-ports").map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
         assert_eq!(found.as_deref(), Some(page.to_string_lossy().as_ref()));
     } else {
-        eprintln!("man is not installed or has no pages here: its check is skipped");
+        crate::support::skip(
+            "man_install_puts_the_page_beside_the_binary",
+            "man is not installed or has no pages here",
+        );
     }
     let printed = std::process::Command::new(bin.join("git-ports"))
         .arg("man")
@@ -462,7 +465,10 @@ fn git_bash_completion_completes_git_ports() {
     .into_iter()
     .find(|p| std::path::Path::new(p).exists());
     let Some(git_completion) = script else {
-        eprintln!("git's bash completion is not installed: skipped");
+        crate::support::skip(
+            "git_bash_completion_completes_git_ports",
+            "git's bash completion is not installed",
+        );
         return;
     };
     let repo = env.repo("app");
