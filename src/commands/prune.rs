@@ -10,11 +10,19 @@ use crate::policy::prune::{Pruned, prune, stale};
 
 pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let repo = &ctx.repo;
-    let pruned = if args.dry_run {
+    let mut pruned = if args.dry_run {
         stale(repo, &ctx.store.load()?)
     } else {
         ctx.update(|reg, _| Ok(prune(repo, reg)))?
     };
+    // Servers the removed worktrees left running keep listening on the released ports.
+    let ports: Vec<u16> = pruned.iter().map(|p| p.port).collect();
+    let left = crate::owner::listeners(&ports);
+    for p in &mut pruned {
+        p.listener = left
+            .get(&p.port)
+            .map(|l| crate::owner::Owner::of(l, None, &[]));
+    }
     if args.json {
         #[derive(Serialize)]
         struct Report<'a> {
@@ -48,6 +56,13 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
             "{mark} {verb} port {} ({}) of worktree '{}': {why}",
             p.port, p.service, p.worktree
         ));
+        if let Some(o) = &p.listener {
+            out.line(format!(
+                "  {} still listens on it, left running by the removed worktree: stop it with `kill {}`",
+                o.process().unwrap_or_default(),
+                o.pid.unwrap_or_default()
+            ));
+        }
     }
     Ok(())
 }

@@ -13,6 +13,9 @@ pub struct Pruned {
     pub port: u16,
     /// `removed`: git no longer lists the worktree; `missing`: its directory is gone.
     pub reason: Gone,
+    /// A process still listening on the port, left running by the removed worktree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener: Option<crate::owner::Owner>,
 }
 
 /// The allocations of stale worktrees: git no longer has them, or their directory is gone and
@@ -29,6 +32,7 @@ pub fn stale(repo: &Repo, registry: &Registry) -> Vec<Pruned> {
                 service: h.service.to_string(),
                 port: h.allocation.port,
                 reason,
+                listener: None,
             })
         })
         .collect();

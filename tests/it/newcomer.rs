@@ -174,3 +174,42 @@ fn hook_uninstall_all_removes_the_block_in_every_repository_the_ledger_knows() {
         run.stdout
     );
 }
+
+#[test]
+fn servers_a_removed_worktree_left_running_are_named_with_how_to_stop_them() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 29250, 29259);
+    let wt = repo.worktree("wt", "wt");
+    env.run(&wt, ["allocate", "web"]).ok();
+    let server = crate::support::listen_in(&wt, 29250);
+    repo.git([
+        "worktree",
+        "remove",
+        "--force",
+        wt.to_str().unwrap_or_default(),
+    ]);
+    let status = repo.run(["status", "--health-check"]);
+    let pid = server.id();
+    assert!(
+        status
+            .stdout
+            .contains(&format!("[STALE]  still served by pid {pid} ("))
+            && status.stdout.contains(&format!(
+                "), left running by the removed worktree: stop it with `kill {pid}`"
+            )),
+        "{}",
+        status.stdout
+    );
+    let prune = repo.run(["prune"]);
+    prune.ok();
+    assert!(
+        prune.stdout.contains(&format!(
+            "✓ Released port 29250 (web) of worktree 'wt': worktree removed\n  pid {pid} ("
+        )) && prune.stdout.contains(&format!(
+            "still listens on it, left running by the removed worktree: stop it with `kill {pid}`\n"
+        )),
+        "{}",
+        prune.stdout
+    );
+}

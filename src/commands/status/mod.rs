@@ -253,6 +253,23 @@ fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
             p.2 = Some(h);
         }
     }
+    // Servers a removed worktree left running: they still hold its ports, from a directory
+    // that is gone.
+    let stale_ports: Vec<u16> = rows
+        .iter()
+        .filter(|r| r.stale.is_some())
+        .flat_map(|r| r.ports.iter().map(|p| p.1.port))
+        .collect();
+    if !stale_ports.is_empty() {
+        let left = crate::owner::listeners(&stale_ports);
+        for r in rows.iter_mut().filter(|r| r.stale.is_some()) {
+            for p in &r.ports {
+                if let Some(l) = left.get(&p.1.port) {
+                    r.owners.insert(p.1.port, Owner::of(l, None, &[]));
+                }
+            }
+        }
+    }
     // Who serves the running ports, each against the worktree that holds it.
     let running: Vec<u16> = rows
         .iter()

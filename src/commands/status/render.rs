@@ -26,6 +26,13 @@ pub(super) fn port_line(
                 o.describe()
             )
         }
+        // A removed worktree's server, still running from its deleted directory.
+        (None, Some(o)) if stale => format!(
+            "{}  still served by {}, left running by the removed worktree: stop it with `kill {}`",
+            health_line(out, service, a, h, stale),
+            o.process().unwrap_or_default(),
+            o.pid.unwrap_or_default()
+        ),
         (Some(Health::Running { .. }), Some(o)) => format!(
             "{}  {}",
             health_line(out, service, a, h, stale),
