@@ -76,6 +76,8 @@ pub struct Settings {
     pub services: Vec<Service>,
     /// `ports.<service>.env` overrides, by service.
     pub env_names: BTreeMap<String, String>,
+    /// `ports.<service>.ready`, by service; unset is `tcp`.
+    pub ready: BTreeMap<String, crate::net::Ready>,
     pub auto_allocate: Vec<String>,
     pub machine_wide: bool,
     pub color: ColorChoice,
@@ -321,6 +323,7 @@ impl Settings {
         Settings {
             services,
             env_names: BTreeMap::new(),
+            ready: BTreeMap::new(),
             auto_allocate: Vec::new(),
             machine_wide: true,
             color: ColorChoice::Auto,
@@ -491,6 +494,13 @@ impl Settings {
                     .map_err(|reason| config_error(key, value, reason))?;
                 ranges.insert(service.to_string(), range);
             }
+            KEY_READY => {
+                service_name(key, value, service)?;
+                let ready = value
+                    .parse()
+                    .map_err(|reason: String| config_error(key, value, reason))?;
+                self.ready.insert(service.to_string(), ready);
+            }
             KEY_ENV => {
                 service_name(key, value, service)?;
                 env_var_name(key, value, value)?;
@@ -582,6 +592,20 @@ impl Settings {
                 service: service.to_string(),
             },
         }
+    }
+
+    /// How the service shows it is ready (`ports.<service>.ready`); an invalid value stops
+    /// the commands that check readiness, naming the key.
+    pub fn ready(&self, service: &str) -> Result<crate::net::Ready> {
+        let key = format!("ports.{service}.{KEY_READY}");
+        if let Some(e) = self.problem(&key) {
+            return Err(e);
+        }
+        Ok(self
+            .ready
+            .get(service)
+            .cloned()
+            .unwrap_or(crate::net::Ready::Tcp))
     }
 
     pub fn service(&self, name: &str) -> Result<&Service> {

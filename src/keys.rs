@@ -9,6 +9,9 @@ pub const LEDGER_FILE: &str = "ledger.json";
 pub const LOCK_SUFFIX: &str = ".lock";
 /// `ports.<service>.range`: a service's port range, `START-END`, bounds inclusive.
 pub const KEY_RANGE: &str = "range";
+/// `ports.<service>.ready`: `tcp` (the default) or `http[:PATH]`, how `wait` and the health
+/// check tell the service is up.
+pub const KEY_READY: &str = "ready";
 /// `ports.<service>.env`: the variable name `env` and `exec` use for a service.
 pub const KEY_ENV: &str = "env";
 /// `ports.autoAllocate`: services the post-checkout hook allocates to new worktrees.

@@ -6,10 +6,11 @@
 //! listening there and the kernel accepted the connection for it. A server that never calls
 //! `accept` still counts (its queue had room), and so does one that accepts and at once
 //! resets. A listener whose queue is full drops the handshake: that is a timeout, reported as
-//! ERROR, never as STOPPED.
+//! ERROR, never as STOPPED. A service whose `ports.<service>.ready` is `http` is RUNNING
+//! only once it answers an HTTP request as well.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Whether something on this machine holds `port`. Binds both `[::]` (dual stack) and
@@ -87,6 +88,100 @@ fn socket_budget() -> usize {
 /// Checks every port on both address families at once, one timeout for all: every connect
 /// starts together, nonblocking, and one poll waits for them, so N ports take about one
 /// timeout (in waves of what the open-file limit allows). Results are in input order.
+/// How a service shows it is ready: accepting a connection (`tcp`, the default), or
+/// answering an HTTP request (`http` or `http:/path`), which a server stopped by a signal or
+/// still starting does not do although the kernel accepts its connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    Tcp,
+    Http(String),
+}
+
+impl std::str::FromStr for Ready {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Ready, String> {
+        match s.trim() {
+            "tcp" => Ok(Ready::Tcp),
+            "http" => Ok(Ready::Http("/".into())),
+            t => match t.strip_prefix("http:") {
+                Some(p) if p.starts_with('/') && !p.contains(char::is_whitespace) => {
+                    Ok(Ready::Http(p.to_string()))
+                }
+                _ => Err("expected tcp, http or http:/PATH".into()),
+            },
+        }
+    }
+}
+
+/// Whether `port` gives an HTTP answer to `GET path` within `timeout` (any status counts:
+/// the server is up), on 127.0.0.1 then ::1.
+pub fn http_answers(port: u16, path: &str, timeout: Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut last = String::from("no answer");
+    for ip in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let mut s = match TcpStream::connect_timeout(&SocketAddr::new(ip, port), left) {
+            Ok(s) => s,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let left = timeout
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(1));
+        let _ = s.set_read_timeout(Some(left));
+        let _ = s.set_write_timeout(Some(left));
+        let req =
+            format!("GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+        if let Err(e) = s.write_all(req.as_bytes()) {
+            last = e.to_string();
+            continue;
+        }
+        let mut head = [0u8; 5];
+        match s.read_exact(&mut head) {
+            Ok(()) if &head == b"HTTP/" => return Ok(()),
+            Ok(()) => last = "answered, but not HTTP".into(),
+            Err(_) => {
+                last = format!(
+                    "accepts connections but gave no HTTP answer within {:.1}s",
+                    timeout.as_secs_f64()
+                )
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Asks each running port whose service wants an HTTP answer for one, all at once (64 at
+/// a time), within `timeout`: a port that does not answer becomes an error saying so.
+pub fn confirm_http(checks: &mut [(&mut Health, u16, String)], timeout: Duration) {
+    for chunk in checks.chunks_mut(64) {
+        std::thread::scope(|scope| {
+            let asked: Vec<_> = chunk
+                .iter_mut()
+                .filter(|(h, _, _)| matches!(h, Health::Running { .. }))
+                .map(|(h, port, path)| {
+                    let (port, path) = (*port, path.clone());
+                    (h, scope.spawn(move || http_answers(port, &path, timeout)))
+                })
+                .collect();
+            for (h, answer) in asked {
+                if let Ok(Err(e)) = answer.join() {
+                    **h = Health::Error(e);
+                }
+            }
+        });
+    }
+}
+
 pub fn check_all(ports: &[u16], timeout: Duration) -> Vec<Health> {
     let mut results: Vec<Option<Health>> = vec![None; ports.len()];
     let wave = (socket_budget() / 2).max(1);

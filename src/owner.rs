@@ -116,6 +116,21 @@ mod linux {
     }
 }
 
+impl Listener {
+    /// Whether the listener runs in `dir` or below it, even once `dir` is deleted (the system
+    /// then shows its working directory as `DIR (deleted)`): a server a removed worktree
+    /// left running.
+    pub fn runs_in(&self, dir: &Path) -> bool {
+        let Some(cwd) = &self.cwd else {
+            return false;
+        };
+        let raw = os_bytes(cwd.as_os_str());
+        let raw = raw.strip_suffix(b" (deleted)").unwrap_or(&raw);
+        let cwd = PathBuf::from(crate::bytes::os_from_bytes(raw));
+        cwd.starts_with(dir) || std::fs::canonicalize(dir).is_ok_and(|d| cwd.starts_with(d))
+    }
+}
+
 /// A worktree a listener may be working in.
 #[derive(Debug, Clone)]
 pub struct Place {

@@ -10,8 +10,9 @@ use crate::policy::prune::{Pruned, prune, stale};
 
 pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let repo = &ctx.repo;
+    let before = ctx.store.load()?;
     let mut pruned = if args.dry_run {
-        stale(repo, &ctx.store.load()?)
+        stale(repo, &before)
     } else {
         ctx.update(|reg, _| Ok(prune(repo, reg)))?
     };
@@ -19,8 +20,13 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let ports: Vec<u16> = pruned.iter().map(|p| p.port).collect();
     let left = crate::owner::listeners(&ports);
     for p in &mut pruned {
+        let dir = before
+            .holder(p.port)
+            .and_then(|h| before.worktrees.get(h.worktree))
+            .map(|e| e.path.clone());
         p.listener = left
             .get(&p.port)
+            .filter(|l| dir.as_deref().is_some_and(|d| l.runs_in(d)))
             .map(|l| crate::owner::Owner::of(l, None, &[]));
     }
     if args.json {

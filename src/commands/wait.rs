@@ -36,6 +36,10 @@ pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
             ports.push((s.clone(), port));
         }
     }
+    let ready: Vec<net::Ready> = ports
+        .iter()
+        .map(|(s, _)| ctx.repo.settings.ready(s))
+        .collect::<Result<_>>()?;
     let start = Instant::now();
     let limit = Duration::from_secs_f64(args.timeout);
     let mut told = false;
@@ -46,7 +50,20 @@ pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
             .min(Duration::from_millis(250))
             .max(Duration::from_millis(1));
         let numbers: Vec<u16> = waiting.iter().map(|p| p.1).collect();
-        let health = net::check_all(&numbers, try_for);
+        let mut health = net::check_all(&numbers, try_for);
+        // A service that shows it is up by answering HTTP is waited for until it does.
+        let mut http: Vec<(&mut Health, u16, String)> = health
+            .iter_mut()
+            .zip(&waiting)
+            .filter_map(|(h, (_, p))| {
+                let i = ports.iter().position(|(_, q)| q == p)?;
+                match &ready[i] {
+                    net::Ready::Http(path) => Some((h, *p, path.clone())),
+                    net::Ready::Tcp => None,
+                }
+            })
+            .collect();
+        net::confirm_http(&mut http, try_for);
         let mut still = Vec::new();
         for (p, h) in waiting.into_iter().zip(health) {
             if !matches!(h, Health::Running { .. }) {
@@ -78,9 +95,12 @@ pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
                 }
             }
             let tick = ctx.out.paint("✓", Style::Good);
-            for (s, p) in &ports {
-                ctx.out
-                    .line(format!("{tick} {s} ({p}) accepts connections"));
+            for ((s, p), r) in ports.iter().zip(&ready) {
+                let how = match r {
+                    net::Ready::Http(path) => format!("answers HTTP ({path})"),
+                    net::Ready::Tcp => "accepts connections".to_string(),
+                };
+                ctx.out.line(format!("{tick} {s} ({p}) {how}"));
             }
             return Ok(());
         }

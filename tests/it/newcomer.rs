@@ -213,3 +213,62 @@ fn servers_a_removed_worktree_left_running_are_named_with_how_to_stop_them() {
         prune.stdout
     );
 }
+
+#[test]
+fn readiness_by_http_tells_a_stopped_server_from_a_running_one() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 29260, 29269);
+    repo.run(["allocate", "web"]).ok();
+    let mut server = std::process::Command::new("python3")
+        .args(["-m", "http.server", "29260", "--bind", "127.0.0.1"])
+        .current_dir(&repo.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 http.server");
+    crate::support::wait_listening(29260, true);
+    repo.git(["config", "ports.web.ready", "http"]);
+    let up = repo.run(["wait", "web", "--timeout", "10"]);
+    up.ok();
+    same(&up.stdout, "✓ web (29260) answers HTTP (/)\n");
+    // Stopped by a signal (as a job at a terminal is by SIGTTIN), the kernel still accepts
+    // its connections: only an HTTP answer tells.
+    let pid = server.id().to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status();
+    assert!(stop.is_ok_and(|s| s.success()));
+    // With the default, a connection is all it takes: what tcp readiness can tell.
+    repo.git(["config", "--unset", "ports.web.ready"]);
+    let tcp = repo.run(["status", "--health-check", "--timeout", "0.5"]);
+    tcp.ok();
+    assert!(tcp.stdout.contains("[RUNNING]"), "{}", tcp.stdout);
+    repo.git(["config", "ports.web.ready", "http"]);
+    let status = repo.run(["status", "--health-check", "--timeout", "0.5"]);
+    status.code(4);
+    assert!(
+        status
+            .stdout
+            .contains("[ERROR]    ✗  accepts connections but gave no HTTP answer within 0.5s"),
+        "{}",
+        status.stdout
+    );
+    repo.run(["wait", "web", "--timeout", "1"]).code(4);
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    let _ = server.kill();
+    let _ = server.wait();
+    // A value that is not a readiness is refused, naming the key.
+    repo.git(["config", "ports.web.ready", "ftp"]);
+    let bad = repo.run(["wait", "web"]);
+    bad.code(1);
+    assert!(
+        bad.stderr
+            .contains("config ports.web.ready: expected tcp, http or http:/PATH (got 'ftp')"),
+        "{}",
+        bad.stderr
+    );
+}

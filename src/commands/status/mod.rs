@@ -238,19 +238,44 @@ fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
         .filter(|r| r.stale.is_none())
         .flat_map(|r| r.ports.iter().map(|p| p.1.port))
         .collect();
-    let mut results = net::check_all(&ports, Duration::from_secs_f64(timeout)).into_iter();
-    let mut summary = Summary::default();
+    let limit = Duration::from_secs_f64(timeout);
+    let mut results = net::check_all(&ports, limit).into_iter();
     for r in rows.iter_mut().filter(|r| r.stale.is_none()) {
         for p in &mut r.ports {
-            let h = results
-                .next()
-                .unwrap_or(Health::Error("not checked".into()));
-            match h {
-                Health::Running { .. } => summary.running += 1,
-                Health::Stopped => summary.stopped += 1,
-                Health::Error(_) => summary.errors += 1,
-            }
-            p.2 = Some(h);
+            p.2 = Some(
+                results
+                    .next()
+                    .unwrap_or(Health::Error("not checked".into())),
+            );
+        }
+    }
+    // Services that show they are up by answering HTTP (`ports.<service>.ready`).
+    let settings = &ctx.repo.settings;
+    let mut http: Vec<(&mut Health, u16, String)> = rows
+        .iter_mut()
+        .flat_map(|r| r.ports.iter_mut())
+        .filter_map(
+            |(service, a, h)| match (settings.ready(service), h.as_mut()) {
+                (Ok(net::Ready::Http(path)), Some(h)) => Some((h, a.port, path)),
+                (Err(e), Some(h)) => {
+                    *h = Health::Error(e.to_string());
+                    None
+                }
+                _ => None,
+            },
+        )
+        .collect();
+    net::confirm_http(&mut http, limit);
+    let mut summary = Summary::default();
+    for h in rows
+        .iter()
+        .flat_map(|r| r.ports.iter())
+        .filter_map(|p| p.2.as_ref())
+    {
+        match h {
+            Health::Running { .. } => summary.running += 1,
+            Health::Stopped => summary.stopped += 1,
+            Health::Error(_) => summary.errors += 1,
         }
     }
     // Servers a removed worktree left running: they still hold its ports, from a directory
@@ -263,8 +288,9 @@ fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
     if !stale_ports.is_empty() {
         let left = crate::owner::listeners(&stale_ports);
         for r in rows.iter_mut().filter(|r| r.stale.is_some()) {
+            let dir = std::path::PathBuf::from(&r.path);
             for p in &r.ports {
-                if let Some(l) = left.get(&p.1.port) {
+                if let Some(l) = left.get(&p.1.port).filter(|l| l.runs_in(&dir)) {
                     r.owners.insert(p.1.port, Owner::of(l, None, &[]));
                 }
             }
