@@ -119,6 +119,7 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<Outcome> {
 }
 
 fn render(ctx: &mut Ctx, r: &Report) {
+    let outside = ctx.outside;
     let out = &mut ctx.out;
     out.line(format!("Checking port {} availability", r.port));
     out.blank();
@@ -180,6 +181,10 @@ fn render(ctx: &mut Ctx, r: &Report) {
             "Release it first with `git ports release {}` if '{}' no longer needs it.",
             r.port, h.worktree
         )),
+        // Outside any repository there is no "this repository" to speak of.
+        (None, Some(_), _) if outside => {
+            out.line("Allocation in any other repository on this machine skips this port.")
+        }
         (None, Some(_), _) => out.line("Allocation in this repository skips this port."),
     }
 }
