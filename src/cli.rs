@@ -113,15 +113,15 @@ pub struct AllocateArgs {
     pub port: Option<u16>,
 
     /// Release a port (the script's form of `git ports release PORT`)
-    #[arg(long, value_parser = port, value_name = "PORT", conflicts_with_all = ["check", "available", "port"])]
+    #[arg(long, value_parser = port, value_name = "PORT", conflicts_with_all = ["check", "available", "port"], hide = true)]
     pub release: Vec<u16>,
 
     /// Check a port (the script's form of `git ports check PORT`)
-    #[arg(long, value_parser = port, value_name = "PORT", conflicts_with_all = ["available", "port"])]
+    #[arg(long, value_parser = port, value_name = "PORT", conflicts_with_all = ["available", "port"], hide = true)]
     pub check: Option<u16>,
 
     /// List free ports of a service (the script's form of `git ports available SERVICE`)
-    #[arg(long, value_name = "SERVICE", conflicts_with = "port")]
+    #[arg(long, value_name = "SERVICE", conflicts_with = "port", hide = true)]
     pub available: Option<String>,
 
     /// Print JSON for scripts

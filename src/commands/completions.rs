@@ -16,12 +16,137 @@ pub fn run(out: &mut Out, args: CompletionsArgs) -> Result<()> {
         Shell::Fish => clap_complete::Shell::Fish,
     };
     clap_complete::generate(shell, &mut cmd, "git-ports", &mut buf);
-    out.text.push_str(&String::from_utf8_lossy(&buf));
-    if args.shell == Shell::Bash {
-        out.text.push_str(&git_bash(&Cli::command()));
+    let script = String::from_utf8_lossy(&buf);
+    match args.shell {
+        Shell::Bash => {
+            out.text.push_str(&script);
+            out.text.push_str(&git_bash(&Cli::command()));
+        }
+        Shell::Zsh => out.text.push_str(&zsh(&script)),
+        Shell::Fish => out.text.push_str(&fish(&script)),
     }
     Ok(())
 }
+
+/// The long flags the definitions hide (the script's forms `allocate --release/--check/
+/// --available`): kept working, never offered.
+fn hidden_flags() -> Vec<String> {
+    let cmd = Cli::command();
+    let mut flags: Vec<String> = cmd
+        .get_subcommands()
+        .flat_map(|c| c.get_arguments())
+        .filter(|a| a.is_hide_set())
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+/// Whether a generated line offers something hidden: the `complete` command, which is not
+/// for people, or a hidden flag.
+fn offers_hidden(line: &str, hidden: &[String]) -> bool {
+    line.contains("'complete:")
+        || line.contains("-a \"complete\"")
+        || hidden.iter().any(|f| {
+            line.contains(&format!(")--{f}="))
+                || line.contains(&format!("'--{f}="))
+                || line.contains(&format!(")*--{f}="))
+                || line.contains(&format!(" -l {f} "))
+        })
+}
+
+/// clap's zsh function, with worktree names, branches and services asked of the repository
+/// at completion time, commands after `exec --`, and the hidden command left out.
+fn zsh(script: &str) -> String {
+    let hidden = hidden_flags();
+    let mut out = String::new();
+    for line in script.lines().filter(|l| !offers_hidden(l, &hidden)) {
+        let line = line
+            .replace(":WORKTREE:_default'", ":WORKTREE:_git_ports_worktrees'")
+            .replace(":SERVICE:_default'", ":SERVICE:_git_ports_services'")
+            .replace(
+                ":SERVICE,…:_default'",
+                ":SERVICE,…:_git_ports_services -s ,'",
+            );
+        let positional_service = line.starts_with("':service -- ")
+            || line.starts_with("'*::services -- ")
+            || line.starts_with("'::service -- ");
+        let line = if positional_service && line.ends_with(":_default' \\") {
+            line.replace(":_default' \\", ":_git_ports_services' \\")
+        } else if line.contains("::command -- ") {
+            line.replace(":_default'", ":_normal'")
+        } else {
+            line
+        };
+        if line.starts_with("if [ \"$funcstack[1]\" = \"_git-ports\" ]") {
+            out.push_str(ZSH_HELPERS);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+const ZSH_HELPERS: &str = r#"# Worktree names and branches, and services, asked of the repository at completion time.
+(( $+functions[_git_ports_worktrees] )) ||
+_git_ports_worktrees() {
+    local -a words
+    words=(${(f)"$(git-ports complete worktrees 2>/dev/null)"})
+    compadd "$@" -a words
+}
+(( $+functions[_git_ports_services] )) ||
+_git_ports_services() {
+    local -a words
+    words=(${(f)"$(git-ports complete services 2>/dev/null)"})
+    compadd "$@" -a words
+}
+
+"#;
+
+/// clap's fish completions, with worktree names, branches and services asked of the
+/// repository, commands after `exec --`, the hidden command left out, and `git ports <TAB>`
+/// served too (fish 3.6's git completion looks for `git-ports` under the wrong name).
+fn fish(script: &str) -> String {
+    let hidden = hidden_flags();
+    let mut out = String::new();
+    for line in script.lines().filter(|l| !offers_hidden(l, &hidden)) {
+        let line = if line.contains(" -l worktree ") && line.ends_with(" -r") {
+            format!("{line} -f -a \"(git-ports complete worktrees 2>/dev/null)\"")
+        } else if (line.contains(" -l service ")
+            || line.contains(" -l services ")
+            || line.contains(" -l available "))
+            && line.ends_with(" -r")
+        {
+            format!("{line} -f -a \"(git-ports complete services 2>/dev/null)\"")
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(FISH_EXTRA);
+    out
+}
+
+const FISH_EXTRA: &str = r#"
+# Services as arguments, asked of the repository at completion time.
+complete -c git-ports -n "__fish_git_ports_using_subcommand allocate get wait available" -f -a "(git-ports complete services 2>/dev/null)"
+# After `exec --`, a command line of its own.
+complete -c git-ports -n "__fish_git_ports_using_subcommand exec; and contains -- -- (commandline -opc)" -f -a "(__fish_complete_subcommand --fcs-skip=(math (contains -i -- -- (commandline -opc))))"
+
+# `git ports <TAB>`: hand the words after `ports` to git-ports' completions. This needs the file
+# loaded before git's own completion runs: install it in ~/.config/fish/conf.d/.
+function __fish_git_ports_from_git
+    set -l cmd (commandline -opc)
+    test (count $cmd) -ge 2; and test "$cmd[2]" = ports
+end
+function __fish_git_ports_complete_from_git
+    set -l cmd (commandline -opc)
+    complete -C "git-ports $cmd[3..] "(commandline -ct)
+end
+complete -c git -f -n __fish_git_ports_from_git -a "(__fish_git_ports_complete_from_git)"
+"#;
 
 /// Prints what completion offers, one per line: worktree names and branches, or services.
 /// Outside a repository, or on any error, it prints what it can (services from the global

@@ -272,3 +272,100 @@ fn readiness_by_http_tells_a_stopped_server_from_a_running_one() {
         bad.stderr
     );
 }
+
+/// The words a shell's own completion offers for `line`, with git-ports' script installed
+/// where the README says. `None` when the shell is not here (loudly; a failure in CI).
+fn shell_completes(env: &Env, dir: &std::path::Path, shell: &str, line: &str) -> Option<String> {
+    if std::process::Command::new(shell)
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::support::skip(
+            "completion through zsh and fish",
+            &format!("{shell} is not installed (apt-get install {shell})"),
+        );
+        return None;
+    }
+    let home = env.path("home");
+    let script = match shell {
+        "fish" => {
+            let conf = home.join(".config/fish/conf.d");
+            std::fs::create_dir_all(&conf).expect("mkdir");
+            let text = env.run(dir, ["completions", "fish"]).ok().stdout.clone();
+            std::fs::write(conf.join("git-ports.fish"), text).expect("write");
+            format!("complete -C {}", crate::support::quote(line))
+        }
+        _ => {
+            let fpath = home.join(".zfunc");
+            std::fs::create_dir_all(&fpath).expect("mkdir");
+            let text = env.run(dir, ["completions", "zsh"]).ok().stdout.clone();
+            std::fs::write(fpath.join("_git-ports"), text).expect("write");
+            // zsh completes only inside its line editor: drive one through a pseudo-terminal
+            // and read what it lists.
+            format!(
+                r#"zmodload zsh/zpty
+zpty -b z 'zsh -f -i'
+zpty -w z 'PS1="%% "; fpath=({fpath} $fpath); autoload -Uz compinit; compinit -u -D; zstyle ":completion:*" menu no; LISTMAX=10000; print READY'
+out=""
+for i in {{1..100}}; do zpty -r -t z chunk && out+=$chunk; [[ $out == *READY* ]] && break; sleep 0.05; done
+zpty -w -n z {line}$'\t'
+out=""
+for i in {{1..40}}; do sleep 0.05; while zpty -r -t z chunk; do out+=$chunk; done; done
+print -r -- "$out"
+zpty -d z"#,
+                fpath = fpath.display(),
+                line = crate::support::quote(line),
+            )
+        }
+    };
+    let mut cmd = std::process::Command::new(shell);
+    if shell == "zsh" {
+        cmd.arg("-f");
+    }
+    cmd.arg("-c").arg(&script).current_dir(dir);
+    env.isolate(&mut cmd);
+    let out = cmd.output().expect("shell");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn zsh_and_fish_complete_worktrees_branches_services_and_commands() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.worktree("wt-one", "feature-one");
+    for shell in ["fish", "zsh"] {
+        let Some(subs) = shell_completes(&env, &repo.dir, shell, "git ports ") else {
+            continue;
+        };
+        assert!(
+            subs.contains("allocate") && subs.contains("status"),
+            "{shell}: {subs}"
+        );
+        assert!(
+            !subs.contains("What shell completion offers"),
+            "{shell}: {subs}"
+        );
+        let wts = shell_completes(&env, &repo.dir, shell, "git ports allocate --worktree ")
+            .unwrap_or_default();
+        assert!(
+            wts.contains("wt-one") && wts.contains("feature-one") && wts.contains("app"),
+            "{shell}: {wts}"
+        );
+        let services =
+            shell_completes(&env, &repo.dir, shell, "git ports get ").unwrap_or_default();
+        assert!(
+            services.contains("websocket") && services.contains("redis"),
+            "{shell}: {services}"
+        );
+        let flags =
+            shell_completes(&env, &repo.dir, shell, "git ports allocate --").unwrap_or_default();
+        assert!(
+            flags.contains("--port") && !flags.contains("--release") && !flags.contains("--check"),
+            "{shell}: {flags}"
+        );
+        let command =
+            shell_completes(&env, &repo.dir, shell, "git ports exec -- ech").unwrap_or_default();
+        assert!(command.contains("echo"), "{shell}: {command}");
+    }
+}

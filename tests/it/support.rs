@@ -452,3 +452,8 @@ pub fn skip(test: &str, why: &str) {
     }
     eprintln!("SKIPPED {test}: {why}");
 }
+
+/// `text` quoted for sh, zsh and fish alike: in single quotes, a quote as `'\''`.
+pub fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
