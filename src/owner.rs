@@ -160,6 +160,65 @@ pub enum Kind {
     Unknown,
 }
 
+/// The worktrees a listener may run in: `ours` (this repository's), and the worktrees of the
+/// other repositories the ledger names (one place per worktree, however many ports it
+/// holds).
+pub fn places(
+    ours: &[crate::repo::Worktree],
+    ledger: Option<&crate::ledger::Ledger>,
+    repo_id: &Path,
+) -> Vec<Place> {
+    let mut places: Vec<Place> = ours
+        .iter()
+        .filter_map(|w| {
+            Some(Place {
+                path: std::fs::canonicalize(&w.path).ok()?,
+                worktree: w.name.clone(),
+                repository: None,
+            })
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for c in ledger
+        .into_iter()
+        .flat_map(|l| l.ports.values())
+        .filter(|c| c.repo != repo_id)
+    {
+        if !seen.insert((&c.repo, &c.worktree)) {
+            continue;
+        }
+        if let Ok(path) = std::fs::canonicalize(&c.path) {
+            places.push(Place {
+                path,
+                worktree: c.name.clone(),
+                repository: Some(crate::ledger::tilde(&crate::ledger::repo_dir(&c.repo))),
+            });
+        }
+    }
+    places
+}
+
+/// Who serves each of `ports` now, each against the directory of the worktree that holds it;
+/// `places` is asked only when something listens.
+pub fn who_serves(
+    ports: &[(u16, Option<PathBuf>)],
+    places: impl FnOnce() -> Vec<Place>,
+) -> HashMap<u16, Owner> {
+    let wanted: Vec<u16> = ports.iter().map(|p| p.0).collect();
+    let found = listeners(&wanted);
+    if found.is_empty() {
+        return HashMap::new();
+    }
+    let places = places();
+    ports
+        .iter()
+        .filter_map(|(port, holder)| {
+            let l = found.get(port)?;
+            Some((*port, Owner::of(l, holder.as_deref(), &places)))
+        })
+        .collect()
+}
+
 /// Who serves a port, for people and for JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Owner {

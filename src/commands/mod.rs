@@ -105,66 +105,27 @@ impl Ctx {
         }
     }
 
-    /// Every worktree a listening process may be working in: this repository's, and those of
-    /// other repositories the ledger knows of.
-    pub fn places(&self) -> Vec<crate::owner::Place> {
-        use crate::owner::Place;
-        let mut places: Vec<Place> = Vec::new();
-        if !self.outside {
-            for w in self.repo.worktrees() {
-                if let Ok(path) = std::fs::canonicalize(&w.path) {
-                    places.push(Place {
-                        path,
-                        worktree: w.name.clone(),
-                        repository: None,
-                    });
-                }
-            }
-        }
-        if let Some(ledger) = self
-            .ledger
-            .as_ref()
-            .and_then(|l| l.load_for(&self.repo_id).ok())
-        {
-            // A worktree holding several ports has one claim each: one place is enough.
-            let mut seen = std::collections::HashSet::new();
-            for c in ledger.ports.values().filter(|c| c.repo != self.repo_id) {
-                if !seen.insert((&c.repo, &c.worktree)) {
-                    continue;
-                }
-                if let Ok(path) = std::fs::canonicalize(&c.path) {
-                    places.push(Place {
-                        path,
-                        worktree: c.name.clone(),
-                        repository: Some(crate::ledger::tilde(&crate::ledger::repo_dir(&c.repo))),
-                    });
-                }
-            }
-        }
-        places
-    }
-
-    /// Who serves each of `ports` now, each classified against the worktree that holds it.
+    /// Who serves each of `ports` now, each classified against the worktree that holds it
+    /// (see `owner.rs`), among this repository's worktrees and the ledger's others.
     pub fn owners(
         &self,
-        ports: &[(u16, Option<std::path::PathBuf>)],
+        ports: &[(u16, Option<PathBuf>)],
     ) -> std::collections::HashMap<u16, crate::owner::Owner> {
-        let wanted: Vec<u16> = ports.iter().map(|p| p.0).collect();
-        let found = crate::owner::listeners(&wanted);
-        if found.is_empty() {
-            return Default::default();
-        }
-        let places = self.places();
-        ports
-            .iter()
-            .filter_map(|(port, holder)| {
-                let l = found.get(port)?;
-                Some((
-                    *port,
-                    crate::owner::Owner::of(l, holder.as_deref(), &places),
-                ))
-            })
-            .collect()
+        crate::owner::who_serves(ports, || self.places())
+    }
+
+    /// Every worktree a listening process may be working in.
+    pub fn places(&self) -> Vec<crate::owner::Place> {
+        let ours = if self.outside {
+            &[][..]
+        } else {
+            self.repo.worktrees()
+        };
+        let ledger = self
+            .ledger
+            .as_ref()
+            .and_then(|l| l.load_for(&self.repo_id).ok());
+        crate::owner::places(ours, ledger.as_ref(), &self.repo_id)
     }
 
     /// The one way commands change the registry: a [`Change`] that keeps the ledger in step
