@@ -66,6 +66,7 @@ pub enum Command {
     Exec(ExecArgs),
     Wait(WaitArgs),
     Prune(PruneArgs),
+    Stop(StopArgs),
     Doctor(DoctorArgs),
     Hook(HookArgs),
     Man(ManArgs),
@@ -334,6 +335,35 @@ pub struct PruneArgs {
     /// Only say what would be released
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+
+    /// Also stop the servers the removed worktrees left running on those ports (SIGTERM,
+    /// then SIGKILL after 5 seconds)
+    #[arg(long, conflicts_with = "dry_run")]
+    pub stop: bool,
+
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Stop the servers a worktree runs on its ports
+///
+/// Stops the processes that listen on the worktree's ports and run in that worktree (the rule
+/// status uses to call a server the worktree's own): never a process of another worktree,
+/// another repository or another user. SIGTERM first, then SIGKILL after --grace seconds.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Services whose servers to stop (default: every port the worktree holds)
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// The worktree: its name, path or branch (default: the current worktree)
+    #[arg(long, short = 'w', value_name = "WORKTREE")]
+    pub worktree: Option<String>,
+
+    /// Seconds to wait after SIGTERM before SIGKILL
+    #[arg(long, value_parser = seconds, default_value = "5", value_name = "SECONDS")]
+    pub grace: f64,
 
     /// Print JSON for scripts
     #[arg(long)]

@@ -20,5 +20,6 @@ pub mod owner;
 pub mod policy;
 pub mod registry;
 pub mod repo;
+pub mod stop;
 pub mod store;
 pub mod userfile;

@@ -12,6 +12,7 @@ pub mod man;
 pub mod prune;
 pub mod release;
 pub mod status;
+pub mod stop;
 pub mod wait;
 
 use std::path::PathBuf;
@@ -298,6 +299,7 @@ fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<Outcome> {
         Command::Get(args) => done(get::run(ctx, args)),
         Command::Env(args) => done(env::run(ctx, args)),
         Command::Prune(args) => done(prune::run(ctx, args)),
+        Command::Stop(args) => done(stop::run(ctx, args)),
         Command::Doctor(args) => doctor::run(ctx, args),
         Command::Hook(args) => done(hook::run(ctx, args.command)),
         Command::Exec(args) => env::exec(ctx, args),

@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use crate::policy::prune::{Pruned, prune, stale};
 
+/// How long `prune --stop` lets a server end on SIGTERM before SIGKILL.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let repo = &ctx.repo;
     let before = ctx.store.load()?;
@@ -20,7 +23,7 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let ports: Vec<u16> = pruned.iter().map(|p| p.port).collect();
     let left = crate::owner::listeners(&ports);
     for p in &mut pruned {
-        let dir = before
+        let dir: Option<std::path::PathBuf> = before
             .holder(p.port)
             .and_then(|h| before.worktrees.get(h.worktree))
             .map(|e| e.path.clone());
@@ -28,6 +31,12 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
             .get(&p.port)
             .filter(|l| dir.as_deref().is_some_and(|d| l.runs_in(d)))
             .map(|l| crate::owner::Owner::of(l, None, &[]));
+        if args.stop
+            && let (Some(o), Some(d)) = (&p.listener, &dir)
+            && crate::stop::still_in(o, d)
+        {
+            p.stopped = Some(crate::stop::stop(o, GRACE));
+        }
     }
     if args.json {
         #[derive(Serialize)]
@@ -63,11 +72,19 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
             p.port, p.service, p.worktree
         ));
         if let Some(o) = &p.listener {
-            out.line(format!(
-                "  {} still listens on it, left running by the removed worktree: stop it with `kill {}`",
-                o.process().unwrap_or_default(),
-                o.pid.unwrap_or_default()
-            ));
+            let line = match p.stopped {
+                Some(e) => format!(
+                    "  {}, left running by the removed worktree: {}",
+                    o.process().unwrap_or_default(),
+                    e.describe(GRACE)
+                ),
+                None => format!(
+                    "  {} still listens on it, left running by the removed worktree: stop it with `git ports prune --stop` (or `kill {}`)",
+                    o.process().unwrap_or_default(),
+                    o.pid.unwrap_or_default()
+                ),
+            };
+            out.line(line);
         }
     }
     Ok(())

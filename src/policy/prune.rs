@@ -16,6 +16,9 @@ pub struct Pruned {
     /// A process still listening on the port, left running by the removed worktree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listener: Option<crate::owner::Owner>,
+    /// With `prune --stop`: what came of stopping it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<crate::stop::Ending>,
 }
 
 /// The allocations of stale worktrees: git no longer has them, or their directory is gone and
@@ -33,6 +36,7 @@ pub fn stale(repo: &Repo, registry: &Registry) -> Vec<Pruned> {
                 port: h.allocation.port,
                 reason,
                 listener: None,
+                stopped: None,
             })
         })
         .collect();

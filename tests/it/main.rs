@@ -1,5 +1,6 @@
 //! The one integration-test binary: real git, real files, real sockets.
 
+mod agents;
 mod allocate;
 mod anyrepo;
 mod bad_input;

@@ -196,7 +196,7 @@ fn servers_a_removed_worktree_left_running_are_named_with_how_to_stop_them() {
             .stdout
             .contains(&format!("[STALE]  still served by pid {pid} ("))
             && status.stdout.contains(&format!(
-                "), left running by the removed worktree: stop it with `kill {pid}`"
+                "), left running by the removed worktree: stop it with `git ports prune --stop` (or `kill {pid}`)"
             )),
         "{}",
         status.stdout
@@ -207,7 +207,7 @@ fn servers_a_removed_worktree_left_running_are_named_with_how_to_stop_them() {
         prune.stdout.contains(&format!(
             "✓ Released port 29250 (web) of worktree 'wt': worktree removed\n  pid {pid} ("
         )) && prune.stdout.contains(&format!(
-            "still listens on it, left running by the removed worktree: stop it with `kill {pid}`\n"
+            "still listens on it, left running by the removed worktree: stop it with `git ports prune --stop` (or `kill {pid}`)\n"
         )),
         "{}",
         prune.stdout

@@ -18,6 +18,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("userfiles", 29000, 29099),
     ("claims", 29100, 29199),
     ("newcomer", 29200, 29299),
+    ("agents", 29300, 29399),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -43,6 +44,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("userfiles", include_str!("userfiles.rs")),
         ("claims", include_str!("claims.rs")),
         ("newcomer", include_str!("newcomer.rs")),
+        ("agents", include_str!("agents.rs")),
     ]
 }
 

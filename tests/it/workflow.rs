@@ -530,7 +530,7 @@ fn git_bash_completion_completes_git_ports() {
     );
     assert_eq!(
         complete("git ports prune -"),
-        vec!["--dry-run", "--json", "--help"]
+        vec!["--dry-run", "--stop", "--json", "--help"]
     );
     assert_eq!(complete("git ports wait ap"), vec!["api"]);
 }

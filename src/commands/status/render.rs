@@ -28,7 +28,7 @@ pub(super) fn port_line(
         }
         // A removed worktree's server, still running from its deleted directory.
         (None, Some(o)) if stale => format!(
-            "{}  still served by {}, left running by the removed worktree: stop it with `kill {}`",
+            "{}  still served by {}, left running by the removed worktree: stop it with `git ports prune --stop` (or `kill {}`)",
             health_line(out, service, a, h, stale),
             o.process().unwrap_or_default(),
             o.pid.unwrap_or_default()

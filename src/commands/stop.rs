@@ -1,0 +1,96 @@
+//! `git ports stop`: stop the servers a worktree runs on its ports, and only those.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::StopArgs;
+use crate::error::{Error, Result};
+use crate::owner::Owner;
+use crate::stop::{Ending, stop};
+
+/// One port of the worktree, and what was done about who serves it.
+#[derive(Debug, Serialize)]
+struct Stopped {
+    service: String,
+    port: u16,
+    /// Who listens on it; absent when nothing does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listener: Option<Owner>,
+    /// What came of stopping it; absent when it was left alone (nothing listens, or the
+    /// listener is not the worktree's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ending: Option<Ending>,
+}
+
+pub fn run(ctx: &mut Ctx, args: StopArgs) -> Result<()> {
+    let wt = ctx.repo.target(args.worktree.as_deref())?;
+    let registry = ctx.store.load()?;
+    let held = registry.worktrees.get(&wt.key);
+    let mut ports: Vec<(String, u16)> = Vec::new();
+    for s in &args.services {
+        let port = held
+            .and_then(|e| e.ports.get(s))
+            .map(|a| a.port)
+            .ok_or_else(|| ctx.repo.settings.not_held(&wt.name, s))?;
+        ports.push((s.clone(), port));
+    }
+    if args.services.is_empty() {
+        ports = held
+            .into_iter()
+            .flat_map(|e| e.ports.iter().map(|(s, a)| (s.clone(), a.port)))
+            .collect();
+        ports.sort_by_key(|(s, _)| (ctx.repo.settings.rank(s), s.clone()));
+    }
+    if ports.is_empty() {
+        return Err(Error::Usage(format!(
+            "worktree '{}' holds no ports: nothing to stop",
+            wt.name
+        )));
+    }
+    let grace = Duration::from_secs_f64(args.grace);
+    let asked: Vec<(u16, Option<std::path::PathBuf>)> = ports
+        .iter()
+        .map(|(_, p)| (*p, Some(wt.path.clone())))
+        .collect();
+    let owners = ctx.owners(&asked);
+    let mut done: Vec<Stopped> = Vec::new();
+    for (service, port) in ports {
+        let listener = owners.get(&port).cloned();
+        // Only the worktree's own server, still in the worktree at the moment of the signal.
+        let ending = listener
+            .as_ref()
+            .filter(|o| o.is_own() && crate::stop::still_in(o, &wt.path))
+            .map(|o| stop(o, grace));
+        done.push(Stopped {
+            service,
+            port,
+            listener,
+            ending,
+        });
+    }
+    if args.json {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            worktree: &'a str,
+            ports: &'a [Stopped],
+        }
+        ctx.out.json(&Report {
+            worktree: &wt.name,
+            ports: &done,
+        });
+        return Ok(());
+    }
+    for d in &done {
+        let line = match (&d.listener, d.ending) {
+            (None, _) => "nothing listens on it".to_string(),
+            (Some(o), Some(e)) => {
+                format!("{}: {}", o.process().unwrap_or_default(), e.describe(grace))
+            }
+            (Some(o), None) => format!("left alone: served by {}", o.describe()),
+        };
+        ctx.out.line(format!("{} ({}): {line}", d.service, d.port));
+    }
+    Ok(())
+}
