@@ -247,7 +247,9 @@ pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, target: Target) -> io
     Ok(())
 }
 
-fn remove_leftovers(dir: &Path, prefix: &str) {
+/// Removes the temp files `prefix*.tmp` in `dir`: left by a writer that died, since the
+/// caller holds the lock every writer of them takes.
+pub fn remove_leftovers(dir: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };

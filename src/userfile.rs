@@ -20,7 +20,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::fault::{self, Point, Step, Target};
-use crate::store::MAX_FILE;
+use crate::store::{MAX_FILE, remove_leftovers};
 
 /// Why a file of the user's is not read or written: one line, without the file's name.
 #[derive(Debug)]
@@ -240,19 +240,6 @@ fn same_device(a: &Path, b: &Path) -> bool {
     {
         let _ = (a, b);
         false
-    }
-}
-
-fn remove_leftovers(dir: &Path, prefix: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let n = entry.file_name();
-        let n = n.to_string_lossy();
-        if n.starts_with(prefix) && n.ends_with(TMP_SUFFIX) {
-            let _ = fs::remove_file(entry.path());
-        }
     }
 }
 

@@ -184,15 +184,9 @@ fn uninstall_everywhere(ctx: &mut Ctx) -> Result<()> {
             continue;
         }
         let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["hook", "uninstall"]).current_dir(&dir);
-        for v in [
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_COMMON_DIR",
-            "GIT_INDEX_FILE",
-        ] {
-            cmd.env_remove(v);
-        }
+        crate::repo::in_other_repository(&mut cmd)
+            .args(["hook", "uninstall"])
+            .current_dir(&dir);
         if repo.file_name().is_some_and(|n| n != ".git") {
             // A bare repository: git finds it from inside its own directory.
             cmd.current_dir(repo);

@@ -26,7 +26,7 @@ use crate::ledger::{Change, LedgerStore};
 use crate::output::{Out, use_color};
 use crate::policy::allocate::{Allocated, SkipReason};
 use crate::registry::Registry;
-use crate::repo::Repo;
+use crate::repo::{Repo, Worktree};
 use crate::store::Store;
 
 pub use crate::ledger::Elsewhere;
@@ -205,6 +205,32 @@ impl Ctx {
                 s.process = owners.get(&s.port).cloned();
             }
         }
+    }
+}
+
+impl Ctx {
+    /// The ports worktree `wt` holds for `services` (every one it holds when none is named),
+    /// in service order; a service it holds no port for is an error that says so, or that
+    /// names the known services for a typo.
+    pub fn held_ports(&self, wt: &Worktree, services: &[String]) -> Result<Vec<(String, u16)>> {
+        let registry = self.store.load()?;
+        let held = registry.worktrees.get(&wt.key);
+        if !services.is_empty() {
+            return services
+                .iter()
+                .map(|s| {
+                    held.and_then(|e| e.ports.get(s))
+                        .map(|a| (s.clone(), a.port))
+                        .ok_or_else(|| self.repo.settings.not_held(&wt.name, s))
+                })
+                .collect();
+        }
+        let mut ports: Vec<(String, u16)> = held
+            .into_iter()
+            .flat_map(|e| e.ports.iter().map(|(s, a)| (s.clone(), a.port)))
+            .collect();
+        ports.sort_by_key(|(s, _)| (self.repo.settings.rank(s), s.clone()));
+        Ok(ports)
     }
 }
 

@@ -26,23 +26,7 @@ struct Stopped {
 
 pub fn run(ctx: &mut Ctx, args: StopArgs) -> Result<()> {
     let wt = ctx.repo.target(args.worktree.as_deref())?;
-    let registry = ctx.store.load()?;
-    let held = registry.worktrees.get(&wt.key);
-    let mut ports: Vec<(String, u16)> = Vec::new();
-    for s in &args.services {
-        let port = held
-            .and_then(|e| e.ports.get(s))
-            .map(|a| a.port)
-            .ok_or_else(|| ctx.repo.settings.not_held(&wt.name, s))?;
-        ports.push((s.clone(), port));
-    }
-    if args.services.is_empty() {
-        ports = held
-            .into_iter()
-            .flat_map(|e| e.ports.iter().map(|(s, a)| (s.clone(), a.port)))
-            .collect();
-        ports.sort_by_key(|(s, _)| (ctx.repo.settings.rank(s), s.clone()));
-    }
+    let ports = ctx.held_ports(&wt, &args.services)?;
     if ports.is_empty() {
         return Err(Error::Usage(format!(
             "worktree '{}' holds no ports: nothing to stop",

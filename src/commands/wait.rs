@@ -13,28 +13,12 @@ const PAUSE: Duration = Duration::from_millis(50);
 
 pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
     let wt = ctx.repo.target(args.worktree.as_deref())?;
-    let registry = ctx.store.load()?;
-    let held = registry.worktrees.get(&wt.key);
-    let mut ports: Vec<(String, u16)> = Vec::new();
-    if args.services.is_empty() {
-        for (s, a) in held.into_iter().flat_map(|e| e.ports.iter()) {
-            ports.push((s.clone(), a.port));
-        }
-        ports.sort_by_key(|(s, _)| (ctx.repo.settings.rank(s), s.clone()));
-        if ports.is_empty() {
-            return Err(Error::Usage(format!(
-                "worktree '{}' holds no ports to wait for",
-                wt.name
-            )));
-        }
-    } else {
-        for s in &args.services {
-            let port = held
-                .and_then(|e| e.ports.get(s))
-                .map(|a| a.port)
-                .ok_or_else(|| ctx.repo.settings.not_held(&wt.name, s))?;
-            ports.push((s.clone(), port));
-        }
+    let ports = ctx.held_ports(&wt, &args.services)?;
+    if ports.is_empty() {
+        return Err(Error::Usage(format!(
+            "worktree '{}' holds no ports to wait for",
+            wt.name
+        )));
     }
     let ready: Vec<net::Ready> = ports
         .iter()

@@ -30,7 +30,7 @@ mod worktrees;
 pub use gitconfig::GitConfig;
 pub use other::{Other, OtherWorktree};
 use process::{git_command, git_failure, run_git};
-pub use process::{is_tracked, path_from_bytes};
+pub use process::{in_other_repository, is_tracked, path_from_bytes};
 pub use worktrees::{
     Gone, Head, Worktree, basename, heads_from_git, is_stub_head, linked_at, read_head,
 };

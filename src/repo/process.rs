@@ -17,19 +17,24 @@ pub fn path_from_bytes(b: &[u8]) -> PathBuf {
 }
 
 /// A git command for `dir` (with git's own discovery there), or for this process as it is.
+/// Makes `cmd` find its repository from its own directory: the variables git set for this
+/// process (in a hook, say) name this one.
+pub fn in_other_repository(cmd: &mut Command) -> &mut Command {
+    for v in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_COMMON_DIR",
+        "GIT_INDEX_FILE",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
 pub(super) fn git_command(dir: Option<&Path>) -> Command {
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
-        // Another worktree: the variables git set for this process name this one.
-        for v in [
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_COMMON_DIR",
-            "GIT_INDEX_FILE",
-        ] {
-            cmd.env_remove(v);
-        }
-        cmd.current_dir(d);
+        in_other_repository(&mut cmd).current_dir(d);
     }
     cmd
 }

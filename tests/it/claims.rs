@@ -169,13 +169,7 @@ fn doctor_fix_decides_from_what_it_reads_under_the_lock() {
     a.range("web", 29130, 29134);
     a.run(["allocate", "web"]).ok();
     let copy = env.path("copy");
-    let cp = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&a.dir)
-        .arg(&copy)
-        .status()
-        .expect("cp");
-    assert!(cp.success());
+    crate::support::copy_all(&a.dir, &copy);
     // 15. doctor --fix starts while the ledger is locked; meanwhile the conflict ends (the
     // original releases the port, written here as its release would write it).
     let guard = hold(&ledger_path(&env));

@@ -4,18 +4,7 @@
 //!
 //! Ports: this module takes 29200-29299.
 
-use crate::support::{Env, Run, same, scrub};
-
-/// stdout, stderr and the exit code together, temp paths scrubbed.
-fn seen(run: &Run, env: &Env) -> String {
-    scrub(
-        &format!(
-            "{}--- stderr\n{}--- exit {}\n",
-            run.stdout, run.stderr, run.code
-        ),
-        env,
-    )
-}
+use crate::support::{Env, same, scrub, seen};
 
 #[test]
 fn usage_errors_keep_what_is_missing_the_values_and_the_suggestion() {

@@ -457,3 +457,27 @@ pub fn skip(test: &str, why: &str) {
 pub fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
+
+/// `cp -a from to`: a copy of a repository with everything in it, as a user makes one.
+#[track_caller]
+pub fn copy_all(from: &Path, to: &Path) {
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(cp.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// stdout, stderr and the exit code of a run together, temp paths scrubbed: what a user
+/// sees, for whole-output assertions.
+pub fn seen(run: &Run, env: &Env) -> String {
+    scrub(
+        &format!(
+            "{}--- stderr\n{}--- exit {}\n",
+            run.stdout, run.stderr, run.code
+        ),
+        env,
+    )
+}

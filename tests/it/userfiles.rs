@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::promise::{env_files_agree, leftovers};
-use crate::support::{Env, Repo, Run, same, scrub};
+use crate::support::{Env, Repo, Run, same, scrub, seen};
 
 const BEGIN: &str = "# >>> git-ports >>>";
 const END: &str = "# <<< git-ports <<<";
@@ -32,17 +32,6 @@ fn app(env: &Env, base: u16) -> Repo<'_> {
     repo.range("web", base, base + 4);
     repo.range("api", base + 5, base + 9);
     repo
-}
-
-/// stdout, stderr and the exit code of a run, temp paths scrubbed: what a user sees.
-fn seen(run: &Run, env: &Env) -> String {
-    scrub(
-        &format!(
-            "{}--- stderr\n{}--- exit {}\n",
-            run.stdout, run.stderr, run.code
-        ),
-        env,
-    )
 }
 
 #[test]
@@ -366,13 +355,7 @@ fn doctor_fix_rewrites_the_env_files_of_the_worktrees_it_moves() {
     a.run(["allocate", "web"]).ok();
     // A copy of the repository holds the same port: a conflict.
     let copy = env.path("b");
-    let cp = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&a.dir)
-        .arg(&copy)
-        .status()
-        .expect("cp");
-    assert!(cp.success());
+    crate::support::copy_all(&a.dir, &copy);
     same(
         &fs::read_to_string(copy.join(".env.local")).expect("copied"),
         &block("WEB_PORT=29050\n"),
