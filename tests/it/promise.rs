@@ -253,14 +253,7 @@ impl<'a> Scene<'a> {
             r.range("api", base + 10, base + 19);
             r.git(["config", "ports.envFile", ".env.local"]);
             // The user's own hook, which install and uninstall must keep byte for byte.
-            let hook = r.dir.join(".git/hooks/post-checkout");
-            fs::create_dir_all(hook.parent().expect("dir")).expect("mkdir");
-            fs::write(&hook, USER_HOOK).expect("hook");
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).expect("chmod");
-            }
+            crate::support::write_hook(&r.dir.join(".git/hooks/post-checkout"), USER_HOOK);
             r.run(["hook", "install", "--services", "web"]).ok();
         }
         a.add_worktree("a1", "a1").ok();
@@ -562,14 +555,7 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
             dirs.push(r.worktree(&format!("r{i}w{w}"), &format!("r{i}b{w}")));
         }
         // The user's own hook, which install and uninstall share with git-ports' block.
-        let hook = r.dir.join(".git/hooks/post-checkout");
-        fs::create_dir_all(hook.parent().expect("dir")).expect("mkdir");
-        fs::write(&hook, USER_HOOK).expect("hook");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).expect("chmod");
-        }
+        crate::support::write_hook(&r.dir.join(".git/hooks/post-checkout"), USER_HOOK);
         r.run(["hook", "install", "--services", "web"]).ok();
         // A branch that worktrees are made on, removed from and made on again.
         r.git(["branch", &format!("r{i}reuse")]);

@@ -481,3 +481,15 @@ pub fn seen(run: &Run, env: &Env) -> String {
         env,
     )
 }
+
+/// Writes an executable hook file (and its directory), as a user's own hook is.
+#[track_caller]
+pub fn write_hook(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+    std::fs::write(path, text).expect("write hook");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+}

@@ -6,13 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use clap::CommandFactory;
 use git_ports::cli::Cli;
 
-use crate::support::{Env, same};
-
-fn write_hook(path: &std::path::Path, text: &str) {
-    fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-    fs::write(path, text).expect("write hook");
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
-}
+use crate::support::{Env, same, write_hook};
 
 #[test]
 fn hook_allocates_on_worktree_add_keeps_user_hook_and_prune_releases() {
