@@ -121,13 +121,32 @@ impl Listener {
     /// then shows its working directory as `DIR (deleted)`): a server a removed worktree
     /// left running.
     pub fn runs_in(&self, dir: &Path) -> bool {
-        let Some(cwd) = &self.cwd else {
+        // Every path starts with an empty or relative one: no such dir ever matches.
+        let Some(cwd) = self.cwd.as_ref().filter(|_| dir.is_absolute()) else {
             return false;
         };
         let raw = os_bytes(cwd.as_os_str());
         let raw = raw.strip_suffix(b" (deleted)").unwrap_or(&raw);
         let cwd = PathBuf::from(crate::bytes::os_from_bytes(raw));
         cwd.starts_with(dir) || std::fs::canonicalize(dir).is_ok_and(|d| cwd.starts_with(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_runs_in_its_directory_deleted_or_not_and_never_in_no_directory() {
+        let l = Listener {
+            pid: 1,
+            command: "x".into(),
+            cwd: Some(PathBuf::from("/src/app-wt/server (deleted)")),
+        };
+        assert!(l.runs_in(Path::new("/src/app-wt")));
+        assert!(!l.runs_in(Path::new("/src/app")));
+        assert!(!l.runs_in(Path::new("")));
+        assert!(!l.runs_in(Path::new("relative")));
     }
 }
 

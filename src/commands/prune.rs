@@ -13,9 +13,8 @@ const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let repo = &ctx.repo;
-    let before = ctx.store.load()?;
     let mut pruned = if args.dry_run {
-        stale(repo, &before)
+        stale(repo, &ctx.store.load()?)
     } else {
         ctx.update(|reg, _| Ok(prune(repo, reg)))?
     };
@@ -23,17 +22,13 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     let ports: Vec<u16> = pruned.iter().map(|p| p.port).collect();
     let left = crate::owner::listeners(&ports);
     for p in &mut pruned {
-        let dir: Option<std::path::PathBuf> = before
-            .holder(p.port)
-            .and_then(|h| before.worktrees.get(h.worktree))
-            .map(|e| e.path.clone());
         p.listener = left
             .get(&p.port)
-            .filter(|l| dir.as_deref().is_some_and(|d| l.runs_in(d)))
+            .filter(|l| l.runs_in(&p.path))
             .map(|l| crate::owner::Owner::of(l, None, &[]));
         if args.stop
-            && let (Some(o), Some(d)) = (&p.listener, &dir)
-            && crate::stop::still_in(o, d)
+            && let Some(o) = &p.listener
+            && crate::stop::still_in(o, &p.path)
         {
             p.stopped = Some(crate::stop::stop(o, GRACE));
         }

@@ -13,6 +13,9 @@ pub struct Pruned {
     pub port: u16,
     /// `removed`: git no longer lists the worktree; `missing`: its directory is gone.
     pub reason: Gone,
+    /// Where the worktree was, as the registry last saw it.
+    #[serde(skip)]
+    pub path: std::path::PathBuf,
     /// A process still listening on the port, left running by the removed worktree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listener: Option<crate::owner::Owner>,
@@ -35,6 +38,11 @@ pub fn stale(repo: &Repo, registry: &Registry) -> Vec<Pruned> {
                 service: h.service.to_string(),
                 port: h.allocation.port,
                 reason,
+                path: registry
+                    .worktrees
+                    .get(h.worktree)
+                    .map(|e| e.path.clone())
+                    .unwrap_or_default(),
                 listener: None,
                 stopped: None,
             })
