@@ -77,6 +77,11 @@ pub fn find(bytes: &[u8]) -> Result<Option<Span>, String> {
     Ok(found)
 }
 
+/// The reason a file with broken markers is refused, for its one line.
+pub fn refused(why: &str) -> String {
+    format!("{why}; nothing was written (mend the markers by hand)")
+}
+
 /// The line ending the file uses: CRLF when its first line ends so, else LF.
 pub fn eol(bytes: &[u8]) -> &'static str {
     match bytes.iter().position(|&b| b == b'\n') {

@@ -304,22 +304,7 @@ fn write(repo: &Repo, wt: &Worktree, file: &UserFile, new: &[u8]) -> Result<()> 
         )));
     }
     file.replace(new, 0o666, Some(&repo.admin_dir(wt)), Target::EnvFile)
-        .map_err(|e| failure(&file.path, e))
-}
-
-/// The error for a failure to read or write the user's file at `path`.
-pub fn failure(path: &Path, e: Failure) -> Error {
-    match e {
-        Failure::Refused(reason) => Error::UserFile {
-            path: path.to_path_buf(),
-            reason,
-        },
-        Failure::Io(source) => Error::Unwritable {
-            path: path.to_path_buf(),
-            action: "cannot write",
-            source,
-        },
-    }
+        .map_err(|e| e.at(&file.path))
 }
 
 /// Writes the block of `lines` into `path` for worktree `wt` (`env --write`), keeping every
@@ -329,7 +314,7 @@ pub fn write_one(repo: &Repo, wt: &Worktree, path: &Path, lines: &[String]) -> R
         path: path.to_path_buf(),
         reason: format!("worktree '{}' has no directory", wt.name),
     })?;
-    let file = userfile::open(path, Some(&root)).map_err(|e| failure(path, e))?;
+    let file = userfile::open(path, Some(&root)).map_err(|e| e.at(path))?;
     let header = if kept_in_step(repo, wt, &file) {
         HEADER
     } else {
@@ -337,7 +322,7 @@ pub fn write_one(repo: &Repo, wt: &Worktree, path: &Path, lines: &[String]) -> R
     };
     let new = with_body(&file, &body_with(header, lines)).map_err(|reason| Error::UserFile {
         path: path.to_path_buf(),
-        reason: format!("{reason}; nothing was written (mend the markers by hand)"),
+        reason: crate::block::refused(&reason),
     })?;
     match new {
         None => Ok(false),
@@ -346,11 +331,28 @@ pub fn write_one(repo: &Repo, wt: &Worktree, path: &Path, lines: &[String]) -> R
 }
 
 /// Brings the `ports.envFile` files of every live worktree in step with `registry`, just
-/// committed by a change that still holds its locks. Problems with the files of the
-/// worktrees in `touched` (whose ports this change moved) are warnings; the others' files
-/// are mended where they can be, quietly (`status` and `doctor` report the rest).
-pub fn sync(repo: &Repo, registry: &Registry, touched: &[String]) -> Vec<String> {
+/// committed (from `before`) by a change that still holds its locks. Problems with the files
+/// of the worktrees whose ports this change moved are warnings; the others' files are mended
+/// where they can be, quietly (`status` and `doctor` report the rest).
+pub fn sync(repo: &Repo, before: &Registry, registry: &Registry) -> Vec<String> {
     let mut late: Vec<String> = Vec::new();
+    let env_files_named =
+        !repo.settings.env_files.is_empty() || !repo.settings.problems_of(KEY_ENV_FILE).is_empty();
+    if !env_files_named {
+        return late;
+    }
+    let touched: Vec<&String> = registry
+        .worktrees
+        .iter()
+        .filter(|(k, e)| before.worktrees.get(*k) != Some(*e))
+        .map(|(k, _)| k)
+        .chain(
+            before
+                .worktrees
+                .keys()
+                .filter(|k| !registry.worktrees.contains_key(*k)),
+        )
+        .collect();
     if !touched.is_empty() {
         for e in repo.settings.problems_of(KEY_ENV_FILE) {
             late.push(format!("{e}; that entry is skipped"));
@@ -360,7 +362,7 @@ pub fn sync(repo: &Repo, registry: &Registry, touched: &[String]) -> Vec<String>
         return late;
     }
     for wt in repo.worktrees().iter().filter(|w| w.path.is_dir()) {
-        let loud = touched.contains(&wt.key);
+        let loud = touched.contains(&&wt.key);
         let holds = registry.worktrees.contains_key(&wt.key);
         let vars = match vars_of(repo, wt, registry) {
             Ok((vars, _)) => vars,

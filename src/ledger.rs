@@ -488,6 +488,16 @@ fn unwritable(e: &Error) -> bool {
 }
 
 impl Change<'_> {
+    /// The registry's lock; where its directory cannot be written (a read-only `.git`), the
+    /// error that says so, kept for a change that turns out to write.
+    fn lock_registry(&self) -> Result<Result<Lock>> {
+        match self.store.lock(self.timeout, self.start) {
+            Ok(g) => Ok(Ok(g)),
+            Err(e) if unwritable(&e) => Ok(Err(e)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs `f` on the registry with both locks held, knowing what other repositories hold,
     /// and writes what changed in the order that keeps the promise; then, the locks still
     /// held, runs `after` on the registry as committed (`before`, `after`), for the files
@@ -501,34 +511,19 @@ impl Change<'_> {
         after: impl FnOnce(&Registry, &Registry) -> Result<U>,
     ) -> Result<(T, U, Warnings)> {
         let Some(ledger_store) = self.ledger else {
-            let guard = match self.store.lock(self.timeout, self.start) {
-                Ok(g) => Some(g),
-                Err(e) if unwritable(&e) => None,
-                Err(e) => return Err(e),
-            };
+            let guard = self.lock_registry()?;
             let mut registry = self.store.load()?;
             let before = registry.clone();
             let out = f(&mut registry, &Elsewhere::new())?;
             if registry != before {
-                let Some(guard) = &guard else {
-                    return Err(self
-                        .store
-                        .lock(self.timeout, self.start)
-                        .err()
-                        .unwrap_or_else(|| Error::Usage("the registry cannot be locked".into())));
-                };
                 let text = registry_text(self.store, &registry)?;
-                self.store.save(&text, guard)?;
+                self.store.save(&text, &guard?)?;
             }
             let done = after(&before, &registry)?;
             return Ok((out, done, Vec::new()));
         };
         let ledger_guard = ledger_store.lock(self.timeout, self.start)?;
-        let registry_guard = match self.store.lock(self.timeout, self.start) {
-            Ok(g) => Some(g),
-            Err(e) if unwritable(&e) => None,
-            Err(e) => return Err(e),
-        };
+        let registry_guard = self.lock_registry()?;
         let loaded = ledger_store.load()?;
         let mut registry = self.store.load()?;
         let registry_before = registry.clone();
@@ -549,17 +544,14 @@ impl Change<'_> {
         } else {
             released.release_rest(self.repo_id, &Registry::default());
         }
-        let Some(registry_guard) = registry_guard else {
+        let registry_guard = match registry_guard {
+            Ok(g) => g,
             // A read-only registry: only an answer that changes nothing here can be given.
-            if registry != registry_before {
-                return Err(self
-                    .store
-                    .lock(self.timeout, self.start)
-                    .err()
-                    .unwrap_or_else(|| Error::Usage("the registry cannot be locked".into())));
+            Err(e) if registry != registry_before => return Err(e),
+            Err(_) => {
+                let done = after(&registry_before, &registry)?;
+                return Ok((out, done, Vec::new()));
             }
-            let done = after(&registry_before, &registry)?;
-            return Ok((out, done, Vec::new()));
         };
         // Everything to be written is serialized before any file is opened for writing; what
         // does not change is neither serialized nor written.

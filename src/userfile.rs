@@ -29,6 +29,24 @@ pub enum Failure {
     Io(io::Error),
 }
 
+impl Failure {
+    /// The error that says it of the file at `path`: refused (exit 5, one line), or an I/O
+    /// error while writing.
+    pub fn at(self, path: &Path) -> crate::error::Error {
+        match self {
+            Failure::Refused(reason) => crate::error::Error::UserFile {
+                path: path.to_path_buf(),
+                reason,
+            },
+            Failure::Io(source) => crate::error::Error::Unwritable {
+                path: path.to_path_buf(),
+                action: "cannot write",
+                source,
+            },
+        }
+    }
+}
+
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
         Failure::Io(e)

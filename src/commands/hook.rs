@@ -46,12 +46,12 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
     // Hook writers serialize on the registry lock, so a temp file of ours found beside the
     // hook belongs to a writer that died.
     let _guard = ctx.store.lock(ctx.repo.settings.lock_timeout, ctx.start)?;
-    let hook = hooks::read(&path).map_err(|e| crate::envfile::failure(&path, e))?;
+    let hook = hooks::read(&path).map_err(|e| e.at(&path))?;
     let verb = match &hook.state {
         State::Broken(why) => {
             return Err(Error::UserFile {
                 path,
-                reason: format!("{why}; nothing was written (mend the markers by hand)"),
+                reason: crate::block::refused(why),
             });
         }
         State::Foreign { line } if manager.is_none() => {
@@ -75,7 +75,7 @@ fn install(ctx: &mut Ctx, services: Vec<String>) -> Result<()> {
         if text != hook.file.text() {
             hook.file
                 .replace(&text, 0o777, None, Target::Hook)
-                .map_err(|e| crate::envfile::failure(&path, e))?;
+                .map_err(|e| e.at(&path))?;
         }
     }
     if !services.is_empty() {
@@ -215,13 +215,13 @@ fn uninstall_everywhere(ctx: &mut Ctx) -> Result<()> {
 fn uninstall(ctx: &mut Ctx) -> Result<()> {
     let (path, _) = hook_file(&hooks_dir(&ctx.repo).dir);
     let _guard = ctx.store.lock(ctx.repo.settings.lock_timeout, ctx.start)?;
-    let hook = hooks::read(&path).map_err(|e| crate::envfile::failure(&path, e))?;
+    let hook = hooks::read(&path).map_err(|e| e.at(&path))?;
     let (span, created) = match hook.state {
         State::Block { span, created } => (span, created),
         State::Broken(why) => {
             return Err(Error::UserFile {
                 path,
-                reason: format!("{why}; nothing was written (mend the markers by hand)"),
+                reason: crate::block::refused(&why),
             });
         }
         State::ByHand => {
@@ -255,7 +255,7 @@ fn uninstall(ctx: &mut Ctx) -> Result<()> {
         Some(rest) => {
             hook.file
                 .replace(&rest, 0o777, None, Target::Hook)
-                .map_err(|e| crate::envfile::failure(&path, e))?;
+                .map_err(|e| e.at(&path))?;
             ctx.out.line(format!(
                 "{tick} Removed the git-ports block from {}; your own lines are kept",
                 path.display()

@@ -163,20 +163,7 @@ impl Ctx {
             |k| repo.display_name(k),
             f,
             |before, now| {
-                let touched: Vec<String> = now
-                    .worktrees
-                    .iter()
-                    .filter(|(k, e)| before.worktrees.get(*k) != Some(*e))
-                    .map(|(k, _)| k.clone())
-                    .chain(
-                        before
-                            .worktrees
-                            .keys()
-                            .filter(|k| !now.worktrees.contains_key(*k))
-                            .cloned(),
-                    )
-                    .collect();
-                let files = crate::envfile::sync(repo, now, &touched);
+                let files = crate::envfile::sync(repo, before, now);
                 Ok((after(now)?, files))
             },
         )?;
