@@ -36,24 +36,23 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
                 .unwrap_or(file.clone())
         };
         // Written inside a change, from the registry as it stands under the lock.
-        let repo = &ctx.repo;
-        let ((), (changed, vars)) = ctx.change(
+        let (repo, out) = (&ctx.repo, &ctx.out);
+        let ((), (changed, count)) = ctx.change(
             |_, _| Ok(()),
             |reg| {
                 let (vars, warnings) = envfile::vars_of(repo, &wt, reg)?;
+                out.warn_all(warnings);
                 let changed = envfile::write_one(repo, &wt, &path, &lines(&vars, format))?;
-                Ok(((changed, warnings), vars))
+                Ok((changed, vars.len()))
             },
         )?;
-        let (changed, warnings) = changed;
-        ctx.out.warn_all(warnings);
         let tick = ctx.out.paint("✓", crate::output::Style::Good);
         ctx.out.line(format!(
             "{tick} {} {} ({} variable{})",
             if changed { "Wrote" } else { "Up to date:" },
             path.display(),
-            vars.len(),
-            if vars.len() == 1 { "" } else { "s" }
+            count,
+            if count == 1 { "" } else { "s" }
         ));
         return Ok(());
     }

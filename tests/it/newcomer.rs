@@ -358,3 +358,19 @@ fn zsh_and_fish_complete_worktrees_branches_services_and_commands() {
         assert!(command.contains("echo"), "{shell}: {command}");
     }
 }
+
+#[test]
+fn doctor_fix_writes_the_env_files_it_finds_out_of_step() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 29270, 29279);
+    repo.git(["config", "ports.envFile", ".env.local"]);
+    repo.run(["allocate", "web"]).ok();
+    let file = repo.dir.join(".env.local");
+    let good = std::fs::read_to_string(&file).expect("written");
+    std::fs::write(&file, good.replace("WEB_PORT=29270", "WEB_PORT=1")).expect("edit");
+    let fix = repo.run(["doctor", "--fix", "--json"]).ok().json();
+    assert_eq!(fix["fixed"], 1, "{fix}");
+    assert_eq!(fix["problems"], 0, "{fix}");
+    same(&std::fs::read_to_string(&file).expect("read"), &good);
+}
