@@ -36,7 +36,7 @@ impl PortRange {
         self.start <= other.end && other.start <= self.end
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = u16> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = u16> {
         self.start..=self.end
     }
 }

@@ -65,6 +65,7 @@ pub enum Command {
     Env(EnvArgs),
     Exec(ExecArgs),
     Wait(WaitArgs),
+    Lease(LeaseArgs),
     Prune(PruneArgs),
     Stop(StopArgs),
     Doctor(DoctorArgs),
@@ -300,6 +301,11 @@ pub struct ExecArgs {
     #[arg(long, short = 'v')]
     pub verbose: bool,
 
+    /// Give COMMAND a port of its own for SERVICE, leased to its process (see `git ports
+    /// lease`), instead of the worktree's: two runs at once get two ports
+    #[arg(long, value_name = "SERVICE", num_args = 1.., value_delimiter = ',')]
+    pub lease: Vec<String>,
+
     /// The command and its arguments
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
@@ -324,6 +330,34 @@ pub struct WaitArgs {
     /// Seconds to wait at most
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = seconds)]
     pub timeout: f64,
+}
+
+/// Lease a port to one process, until it exits
+///
+/// Prints a free port of each SERVICE (from `ports.<service>.leaseRange`, else the service's
+/// range, searched from the top down) claimed in the machine-wide ledger for one process: no
+/// worktree, repository or other lease is given it while that process runs, and the next
+/// change after it exits frees it. The process is the one that ran the command (its shell;
+/// `git` and subshells are passed over) unless --pid names another of yours. For one run of
+/// a command, `git ports exec --lease SERVICE -- COMMAND` leases for the command itself.
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// Services to lease a port of
+    #[arg(value_name = "SERVICE", required = true)]
+    pub services: Vec<String>,
+
+    /// The process the lease is for (default: the caller)
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// The worktree the lease is made from, for its settings and for status (default: the
+    /// current worktree)
+    #[arg(long, short = 'w', value_name = "WORKTREE")]
+    pub worktree: Option<String>,
+
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Release the ports of worktrees git no longer has

@@ -78,6 +78,8 @@ pub struct Settings {
     pub env_names: BTreeMap<String, String>,
     /// `ports.<service>.ready`, by service; unset is `tcp`.
     pub ready: BTreeMap<String, crate::net::Ready>,
+    /// `ports.<service>.leaseRange`, by service; unset is the service's own range.
+    pub lease_ranges: BTreeMap<String, PortRange>,
     pub auto_allocate: Vec<String>,
     pub machine_wide: bool,
     pub color: ColorChoice,
@@ -324,6 +326,7 @@ impl Settings {
             services,
             env_names: BTreeMap::new(),
             ready: BTreeMap::new(),
+            lease_ranges: BTreeMap::new(),
             auto_allocate: Vec::new(),
             machine_wide: true,
             color: ColorChoice::Auto,
@@ -494,6 +497,13 @@ impl Settings {
                     .map_err(|reason| config_error(key, value, reason))?;
                 ranges.insert(service.to_string(), range);
             }
+            v if v.eq_ignore_ascii_case(KEY_LEASE_RANGE) => {
+                service_name(key, value, service)?;
+                let range = value
+                    .parse()
+                    .map_err(|reason| config_error(key, value, reason))?;
+                self.lease_ranges.insert(service.to_string(), range);
+            }
             KEY_READY => {
                 service_name(key, value, service)?;
                 let ready = value
@@ -606,6 +616,17 @@ impl Settings {
             .get(service)
             .cloned()
             .unwrap_or(crate::net::Ready::Tcp))
+    }
+
+    /// The ports a lease of `service` is taken from: `ports.<service>.leaseRange`, else the
+    /// service's own range. An invalid lease range stops leases, naming the key.
+    pub fn lease_range(&self, service: &str) -> Result<PortRange> {
+        let range = self.service(service)?.range;
+        let key = format!("ports.{service}.{KEY_LEASE_RANGE}");
+        if let Some(e) = self.problem(&key) {
+            return Err(e);
+        }
+        Ok(self.lease_ranges.get(service).copied().unwrap_or(range))
     }
 
     pub fn service(&self, name: &str) -> Result<&Service> {

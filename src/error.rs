@@ -177,6 +177,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot lease a port to pid {pid}: {reason}")]
+    LeaseRefused { pid: u32, reason: &'static str },
+
+    #[error("cannot tell which process the lease is for: {0}")]
+    NoLeaseHolder(&'static str),
+
+    #[error("leases are recorded in the machine-wide ledger, which this repository does not use")]
+    LeaseNeedsLedger,
+
     #[error("health check met {0} error(s)")]
     HealthErrors(usize),
 }
@@ -257,6 +266,7 @@ impl Error {
             (Usage(_) | NeedWorktree | Config { .. } | Env { .. } | UnknownService { .. }, _) => 1,
             (BadServiceName(_) | PortOutsideRange { .. } | PortNotAllocated { .. }, _) => 1,
             (Spawn { .. } | Hook { .. } | Io { .. }, _) => 1,
+            (LeaseRefused { .. } | NoLeaseHolder(_) | LeaseNeedsLedger, _) => 1,
             (Exec { source, .. }, _) if source.kind() == std::io::ErrorKind::NotFound => 127,
             (Exec { .. }, _) => 126,
             (NotARepo(_) | Ownership { .. } | GitSays(_), _) => 2,
@@ -291,6 +301,14 @@ impl Error {
                 known.join(", ")
             )),
             NeedWorktree => Some("name one with --worktree".into()),
+            LeaseRefused { .. } | NoLeaseHolder(_) => Some(
+                "name a running process of yours with --pid, or run the command under `git ports exec --lease SERVICE -- COMMAND`"
+                    .into(),
+            ),
+            LeaseNeedsLedger => Some(format!(
+                "leases need `git config {} true` and a data directory (or GIT_PORTS_HOME)",
+                crate::keys::KEY_MACHINE_WIDE
+            )),
             PortServedByOther { .. } => Some(
                 "stop that process, or start anyway with `git ports exec --force -- COMMAND`"
                     .into(),

@@ -17,7 +17,8 @@ pub const TRACE: &str = "GIT_PORTS_FAULT_TRACE";
 
 /// The files a change writes. A change writes them in this order: new claims into the ledger,
 /// then the registry, then the ledger without the released claims, then the env files of the
-/// worktrees whose ports changed. A hook is written by `hook install` and `hook uninstall`.
+/// worktrees whose ports changed. A hook is written by `hook install` and `hook uninstall`; a
+/// lease writes the ledger alone, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
     LedgerClaim,
@@ -25,6 +26,7 @@ pub enum Target {
     LedgerRelease,
     EnvFile,
     Hook,
+    LedgerLease,
 }
 
 /// The steps of writing one file: the temp file is created, its bytes written, synced, and
@@ -43,12 +45,13 @@ pub enum Step {
 pub struct Point(pub Target, pub Step);
 
 impl Target {
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::LedgerClaim,
         Target::Registry,
         Target::LedgerRelease,
         Target::EnvFile,
         Target::Hook,
+        Target::LedgerLease,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Target {
             Target::LedgerRelease => "ledger.release",
             Target::EnvFile => "envfile",
             Target::Hook => "hook",
+            Target::LedgerLease => "ledger.lease",
         }
     }
 }

@@ -12,6 +12,9 @@ pub const KEY_RANGE: &str = "range";
 /// `ports.<service>.ready`: `tcp` (the default) or `http[:PATH]`, how `wait` and the health
 /// check tell the service is up.
 pub const KEY_READY: &str = "ready";
+/// `ports.<service>.leaseRange`: the ports `git ports lease` takes for the service,
+/// `START-END` (default: the service's range).
+pub const KEY_LEASE_RANGE: &str = "leaseRange";
 /// `ports.<service>.env`: the variable name `env` and `exec` use for a service.
 pub const KEY_ENV: &str = "env";
 /// `ports.autoAllocate`: services the post-checkout hook allocates to new worktrees.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::bytes::os_path;
 use crate::config::ENV_HOME;
 use crate::error::{Error, Result};
+use crate::lease::{Alive, Holder};
 use crate::registry::{Registry, unique};
 use crate::store::{self, Lock, LockError, Store};
 
@@ -33,7 +34,8 @@ pub struct Ledger {
     pub ports: BTreeMap<u16, Claim>,
 }
 
-/// Who holds a port: a repository (its common dir), a worktree of it and a service.
+/// Who holds a port: a repository (its common dir), a worktree of it and a service; or, for
+/// a lease, one process, leased from that worktree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Claim {
@@ -46,6 +48,10 @@ pub struct Claim {
     pub service: String,
     #[serde(with = "os_path")]
     pub path: PathBuf,
+    /// A lease: the port is this process's, not the registry's, and is free again once the
+    /// process is gone. A ledger without leases is the same file as before leases existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Holder>,
 }
 
 impl Default for Ledger {
@@ -58,9 +64,42 @@ impl Default for Ledger {
 }
 
 impl Claim {
-    /// `~/src/other-repo (feature-x)`: the repository's top directory and the worktree.
+    /// `~/src/other-repo (feature-x)`: the repository's top directory and the worktree; for
+    /// a lease, `a lease of pid 4242 from ~/src/app (feature-x)`.
     pub fn describe(&self) -> String {
-        format!("{} ({})", tilde(&repo_dir(&self.repo)), self.name)
+        let place = format!("{} ({})", tilde(&repo_dir(&self.repo)), self.name);
+        match &self.lease {
+            Some(l) => format!("a lease of pid {} from {place}", l.pid),
+            None => place,
+        }
+    }
+
+    /// Whether this claim is a registry's, as opposed to a lease's.
+    pub fn is_registry(&self, repo: &Path) -> bool {
+        self.lease.is_none() && self.repo == repo
+    }
+}
+
+/// Whether claims are still backed, each repository read and each lease holder looked at
+/// once per pass.
+#[derive(Default)]
+pub struct Witness {
+    seen: HashMap<PathBuf, Seen>,
+    alive: Alive,
+}
+
+impl Witness {
+    /// Whether `claim` on `port` still stands: a lease while its process lives, a
+    /// repository's claim while the repository backs it.
+    pub fn backs(&mut self, port: u16, claim: &Claim) -> bool {
+        match &claim.lease {
+            Some(h) => self.alive.holds(h),
+            None => self
+                .seen
+                .entry(claim.repo.clone())
+                .or_insert_with(|| look(&claim.repo))
+                .backs(port),
+        }
     }
 }
 
@@ -267,17 +306,13 @@ impl Ledger {
     }
 
     /// Drops claims the claiming repository no longer backs: it is certainly gone, or its
-    /// registry no longer holds the port for that worktree. A repository that cannot be
-    /// read keeps its claims: better a port skipped than a port given twice.
+    /// registry no longer holds the port for that worktree; and leases whose process is
+    /// gone. A repository that cannot be read keeps its claims: better a port skipped than a
+    /// port given twice. `except`'s own claims are its registry's to decide.
     pub fn mend(&mut self, except: &Path) {
-        let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
-        self.ports.retain(|&port, claim| {
-            claim.repo == except
-                || seen
-                    .entry(claim.repo.clone())
-                    .or_insert_with(|| look(&claim.repo))
-                    .backs(port)
-        });
+        let mut witness = Witness::default();
+        self.ports
+            .retain(|&port, claim| claim.is_registry(except) || witness.backs(port, claim));
     }
 
     /// Claims recorded under another path of `repo` (reached through a bind mount or a
@@ -312,9 +347,10 @@ impl Ledger {
                     name: name_of(key),
                     service: service.clone(),
                     path: entry.path.clone(),
+                    lease: None,
                 };
                 match self.ports.get(&a.port) {
-                    Some(c) if c.repo != repo => {}
+                    Some(c) if !c.is_registry(repo) => {}
                     Some(c) if *c == claim => {}
                     _ => {
                         self.ports.insert(a.port, claim);
@@ -324,37 +360,44 @@ impl Ledger {
         }
     }
 
-    /// Drops the claims of `repo` that `registry` no longer holds.
+    /// Drops the claims of `repo` that `registry` no longer holds (its leases are their
+    /// processes').
     pub fn release_rest(&mut self, repo: &Path, registry: &Registry) {
         let held = registry.by_port();
         self.ports
-            .retain(|p, c| c.repo != repo || held.contains_key(p));
+            .retain(|p, c| !c.is_registry(repo) || held.contains_key(p));
     }
 
-    /// Claims of repositories other than `repo`.
+    /// Claims that are not `repo`'s registry's: other repositories' and every lease.
     pub fn elsewhere(&self, repo: &Path) -> HashMap<u16, Claim> {
         self.ports
             .iter()
-            .filter(|(_, c)| c.repo != repo)
+            .filter(|(_, c)| !c.is_registry(repo))
             .map(|(p, c)| (*p, c.clone()))
             .collect()
     }
 
+    /// The leases whose process is alive now, by port.
+    pub fn live_leases(&self) -> Vec<(u16, &Claim)> {
+        let mut alive = Alive::default();
+        self.ports
+            .iter()
+            .filter(|(_, c)| c.lease.as_ref().is_some_and(|h| alive.holds(h)))
+            .map(|(p, c)| (*p, c))
+            .collect()
+    }
+
     /// Ports `registry` holds that the ledger gives to another repository which still backs
-    /// its claim: each is held by two repositories at once (a copied repository, a registry
-    /// restored from a backup).
+    /// its claim, or to a live lease: each is held by two holders at once (a copied
+    /// repository, a registry restored from a backup).
     pub fn conflicts(&self, repo: &Path, registry: &Registry) -> BTreeMap<u16, Claim> {
-        let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
+        let mut witness = Witness::default();
         registry
             .allocations()
             .filter_map(|h| {
                 let port = h.allocation.port;
-                let c = self.ports.get(&port).filter(|c| c.repo != repo)?;
-                let live = seen
-                    .entry(c.repo.clone())
-                    .or_insert_with(|| look(&c.repo))
-                    .backs(port);
-                live.then(|| (port, c.clone()))
+                let c = self.ports.get(&port).filter(|c| !c.is_registry(repo))?;
+                witness.backs(port, c).then(|| (port, c.clone()))
             })
             .collect()
     }
@@ -618,6 +661,50 @@ impl Change<'_> {
     }
 }
 
+impl Change<'_> {
+    /// Leases ports to one process: `pick` chooses them knowing every holder (this
+    /// repository's registry and every claim in the ledger, claims no longer backed and
+    /// leases of processes now gone dropped first) and they are claimed in one write of the
+    /// ledger. The registry is not written: a lease is the ledger's alone, so a crash at any
+    /// point leaves the ledger as it was or with the leases made.
+    pub fn lease<T>(
+        &self,
+        name_of: impl Fn(&str) -> String,
+        pick: impl FnOnce(&Registry, &Elsewhere) -> Result<(Vec<(u16, Claim)>, T)>,
+    ) -> Result<T> {
+        let Some(ledger_store) = self.ledger.filter(|_| self.machine_wide) else {
+            return Err(Error::LeaseNeedsLedger);
+        };
+        let guard = ledger_store.lock(self.timeout, self.start)?;
+        let loaded = ledger_store.load()?;
+        // Every writer of this registry holds the ledger's lock first: read under it, the
+        // registry cannot change until the lease is written.
+        let registry = self.store.load()?;
+        let mut ledger = loaded.clone();
+        ledger.adopt_aliases(self.repo_id);
+        ledger.mend(self.repo_id);
+        ledger.claim_all(self.repo_id, &registry, &name_of);
+        let elsewhere = ledger.elsewhere(self.repo_id);
+        let (leases, out) = pick(&registry, &elsewhere)?;
+        for (port, claim) in leases {
+            ledger.ports.insert(port, claim);
+        }
+        if ledger != loaded {
+            let text = ledger.to_json().map_err(|reason| Error::LedgerCorrupt {
+                path: ledger_store.path.clone(),
+                reason: format!("cannot be written: {reason}; nothing was changed"),
+            })?;
+            ledger_store.write(
+                &text,
+                &guard,
+                crate::fault::Target::LedgerLease,
+                "cannot write (nothing was changed)",
+            )?;
+        }
+        Ok(out)
+    }
+}
+
 fn registry_text(store: &Store, registry: &Registry) -> Result<String> {
     registry.to_json().map_err(|reason| Error::RegistryCorrupt {
         path: store.path.clone(),
@@ -640,6 +727,7 @@ mod tests {
                 name: "a".into(),
                 service: "web".into(),
                 path: "/src/a".into(),
+                lease: None,
             },
         );
         assert_eq!(Ledger::parse(&l.to_json().unwrap_or_default()), Ok(l));
@@ -670,6 +758,7 @@ mod tests {
                 name: "caf\\351".into(),
                 service: "web".into(),
                 path: repo.clone(),
+                lease: None,
             },
         );
         let text = l.to_json().unwrap_or_default();

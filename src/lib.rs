@@ -13,6 +13,7 @@ pub mod error;
 pub mod fault;
 pub mod hooks;
 pub mod keys;
+pub mod lease;
 pub mod ledger;
 pub mod net;
 pub mod output;

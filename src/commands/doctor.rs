@@ -286,7 +286,7 @@ fn fix(ctx: &Ctx) -> Result<Vec<Finding>> {
         for (p, _) in ledger
             .ports
             .iter()
-            .filter(|(p, c)| c.repo == ctx.repo_id && !held.contains_key(p))
+            .filter(|(p, c)| c.is_registry(&ctx.repo_id) && !held.contains_key(p))
         {
             findings.push(finding(
                 Check::StaleClaim,
@@ -329,13 +329,17 @@ fn check_claims(ctx: &Ctx, registry: &Registry, ledger: &Ledger, findings: &mut 
         .keys()
         .copied()
         .filter(|p| {
-            !conflicts.contains_key(p) && ledger.ports.get(p).is_none_or(|c| c.repo != ctx.repo_id)
+            !conflicts.contains_key(p)
+                && ledger
+                    .ports
+                    .get(p)
+                    .is_none_or(|c| !c.is_registry(&ctx.repo_id))
         })
         .collect();
     let stale: Vec<u16> = ledger
         .ports
         .iter()
-        .filter(|(p, c)| c.repo == ctx.repo_id && !held.contains_key(p))
+        .filter(|(p, c)| c.is_registry(&ctx.repo_id) && !held.contains_key(p))
         .map(|(p, _)| *p)
         .collect();
     let machine_wide = ctx.repo.settings.machine_wide;
@@ -384,7 +388,7 @@ fn check_claims(ctx: &Ctx, registry: &Registry, ledger: &Ledger, findings: &mut 
     // Claims the ledger keeps for repositories that cannot be read now.
     let mut by_repo: BTreeMap<&std::path::Path, Vec<u16>> = BTreeMap::new();
     for (p, c) in &ledger.ports {
-        if c.repo != ctx.repo_id {
+        if c.repo != ctx.repo_id && c.lease.is_none() {
             by_repo.entry(&c.repo).or_default().push(*p);
         }
     }

@@ -19,6 +19,36 @@ pub fn vars(ctx: &Ctx, query: Option<&str>) -> Result<(Worktree, Vec<Var>)> {
     Ok((wt, vars))
 }
 
+/// [`vars`], with a port of each of `services` leased to this process (which the command
+/// becomes) in place of the worktree's own: the variables and derived values the command
+/// sees name the leased ports. The registry is not changed.
+fn leased_vars(
+    ctx: &Ctx,
+    query: Option<&str>,
+    services: &[String],
+) -> Result<(Worktree, Vec<Var>)> {
+    let wt = ctx.repo.target(query)?;
+    let mut unique: Vec<String> = Vec::new();
+    for s in services {
+        if !unique.contains(s) {
+            unique.push(s.clone());
+        }
+    }
+    let holder = super::lease::holder(Some(std::process::id()))?;
+    let leased = ctx.lease(&wt, &unique, &holder)?;
+    let mut registry = ctx.store.load()?;
+    for (service, port) in leased {
+        let allocation = crate::registry::Allocation {
+            port,
+            allocated_at: ctx.now,
+        };
+        registry.insert(&wt.key, &wt.path, &service, allocation);
+    }
+    let (vars, warnings) = envfile::vars_of(&ctx.repo, &wt, &registry)?;
+    ctx.out.warn_all(warnings);
+    Ok((wt, vars))
+}
+
 pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
     if let Some(file) = &args.write {
         let format = args.format.unwrap_or(EnvFormat::Dotenv);
@@ -84,7 +114,11 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
 /// worktree already served by someone else refuses the start (unless `--force`), and one
 /// served by this worktree's own server is mentioned.
 pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<Outcome> {
-    let (wt, vars) = vars(ctx, args.worktree.as_deref())?;
+    let (wt, vars) = if args.lease.is_empty() {
+        vars(ctx, args.worktree.as_deref())?
+    } else {
+        leased_vars(ctx, args.worktree.as_deref(), &args.lease)?
+    };
     let (program, rest) = args
         .command
         .split_first()

@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod env;
 pub mod get;
 pub mod hook;
+pub mod lease;
 pub mod man;
 pub mod prune;
 pub mod release;
@@ -143,21 +144,7 @@ impl Ctx {
         f: impl FnOnce(&mut Registry, &Elsewhere) -> Result<T>,
         after: impl FnOnce(&Registry) -> Result<U>,
     ) -> Result<(T, U)> {
-        let settings = &self.repo.settings;
-        if let Some(e) = settings.problem(KEY_MACHINE_WIDE) {
-            return Err(e);
-        }
-        if let Some(e) = settings.problem(crate::config::KEY_LOCK_TIMEOUT) {
-            return Err(e);
-        }
-        let change = Change {
-            ledger: self.ledger.as_ref(),
-            store: &self.store,
-            repo_id: &self.repo_id,
-            machine_wide: settings.machine_wide,
-            timeout: settings.lock_timeout,
-            start: self.start,
-        };
+        let change = self.change_of()?;
         let repo = &self.repo;
         let (out, (done, files), warnings) = change.run(
             |k| repo.display_name(k),
@@ -170,6 +157,58 @@ impl Ctx {
         self.out.warn_all(warnings);
         self.out.warn_all(files);
         Ok((out, done))
+    }
+
+    /// The settings of a change, once those it depends on are known to be valid.
+    fn change_of(&self) -> Result<Change<'_>> {
+        let settings = &self.repo.settings;
+        for key in [KEY_MACHINE_WIDE, crate::config::KEY_LOCK_TIMEOUT] {
+            if let Some(e) = settings.problem(key) {
+                return Err(e);
+            }
+        }
+        Ok(Change {
+            ledger: self.ledger.as_ref(),
+            store: &self.store,
+            repo_id: &self.repo_id,
+            machine_wide: settings.machine_wide,
+            timeout: settings.lock_timeout,
+            start: self.start,
+        })
+    }
+
+    /// Leases a port of each of `services` to `holder`, made from worktree `wt`: in the
+    /// ledger alone, in one locked write (see [`Change::lease`]). The ports, in the order of
+    /// `services`.
+    pub fn lease(
+        &self,
+        wt: &Worktree,
+        services: &[String],
+        holder: &crate::lease::Holder,
+    ) -> Result<Vec<(String, u16)>> {
+        for s in services {
+            self.repo.settings.lease_range(s)?;
+        }
+        let repo = &self.repo;
+        self.change_of()?.lease(
+            |k| repo.display_name(k),
+            |registry, elsewhere| {
+                let leases = crate::policy::lease::pick(
+                    repo,
+                    &self.repo_id,
+                    wt,
+                    registry,
+                    elsewhere,
+                    services,
+                    holder,
+                )?;
+                let ports = leases
+                    .iter()
+                    .map(|(p, c)| (c.service.clone(), *p))
+                    .collect();
+                Ok((leases, ports))
+            },
+        )
     }
 }
 
@@ -317,6 +356,7 @@ fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<Outcome> {
         Command::Hook(args) => done(hook::run(ctx, args.command)),
         Command::Exec(args) => env::exec(ctx, args),
         Command::Wait(args) => done(wait::run(ctx, args)),
+        Command::Lease(args) => done(lease::run(ctx, args)),
         // Run by `run` before a repository is opened.
         Command::Man(_) | Command::Completions(_) | Command::Complete(_) => Ok(Outcome::Done),
     }

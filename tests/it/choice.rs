@@ -157,7 +157,12 @@ fn the_stable_first_choice_is_the_same_in_two_fresh_clones() {
         clone.range("web", 28600, 28699);
         // The same origin on both machines, and one that does not depend on the temp dir's
         // random name (a random name hashes to the lowest port one run in a hundred).
-        clone.git(["remote", "set-url", "origin", "https://example.com/shop.git"]);
+        clone.git([
+            "remote",
+            "set-url",
+            "origin",
+            "https://example.com/shop.git",
+        ]);
         clone.git(["config", "ports.stableFirst", "true"]);
         let wt = clone.worktree(&format!("{machine}/feature-x"), "feature-x");
         // Each "machine" has its own ledger, as two machines would.

@@ -7,6 +7,7 @@ mod bad_input;
 mod choice;
 mod claims;
 mod envfiles;
+mod leases;
 mod machine;
 mod newcomer;
 mod owner;

@@ -19,6 +19,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("claims", 29100, 29199),
     ("newcomer", 29200, 29299),
     ("agents", 29300, 29399),
+    ("leases", 29400, 29499),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -45,6 +46,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("claims", include_str!("claims.rs")),
         ("newcomer", include_str!("newcomer.rs")),
         ("agents", include_str!("agents.rs")),
+        ("leases", include_str!("leases.rs")),
     ]
 }
 

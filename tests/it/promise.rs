@@ -133,7 +133,8 @@ pub fn promise_holds(env: &Env, commons: &[PathBuf]) -> Result<(), String> {
                 ));
             }
             match ledger.ports.get(&port) {
-                Some(c) if c.repo == id => {}
+                // The repository's own claim; a lease on a registry's port is a second holder.
+                Some(c) if c.repo == id && c.lease.is_none() => {}
                 other => {
                     return Err(format!(
                         "port {port} of {} is not claimed for it: {other:?}",
@@ -296,6 +297,13 @@ fn change(s: &Scene, command: &str, vars: &[(&str, &str)]) -> Run {
             )
         }
         "uninstall" => run_with(s.env, &s.a.dir, &["hook", "uninstall"], vars),
+        // A lease for this test's own process, which outlives every walk.
+        "lease" => run_with(
+            s.env,
+            &s.env.path("a2"),
+            &["lease", "web", "--pid", &std::process::id().to_string()],
+            vars,
+        ),
         _ => {
             let mut cmd = std::process::Command::new("git");
             cmd.args(["worktree", "add", "-q"])
@@ -454,6 +462,11 @@ fn crash_at_every_point_of_the_hook() {
 }
 
 #[test]
+fn crash_at_every_point_of_a_lease() {
+    crash_case("lease", 27440, &[Target::LedgerLease]);
+}
+
+#[test]
 fn crash_at_every_point_of_hook_install_and_uninstall() {
     crash_case("install", 27400, &[Target::Hook]);
     crash_case("uninstall", 27420, &[Target::Hook]);
@@ -469,6 +482,7 @@ fn every_crash_point_is_walked() {
         Target::LedgerRelease,
         Target::EnvFile,
         Target::Hook,
+        Target::LedgerLease,
     ];
     assert_eq!(fault::all(), fault::points_of(&walked));
 }
@@ -510,6 +524,20 @@ fn a_failed_ledger_write_changes_nothing_and_says_so() {
     s.b.run(["allocate", "api"]).ok();
     run_with(&env, &env.path("a2"), &["allocate", "api"], &[]).ok();
     s.holds();
+}
+
+/// What a leased run of the storm does: notes its port, and holds it a moment.
+const LEASED: &str = "echo \"$WEB_PORT\" >> \"$GIT_PORTS_HOME/../leased.log\"; sleep 0.1";
+
+/// The ports the ledger leases, with their pids.
+fn live_lease_claims(env: &Env) -> Vec<(u16, u32)> {
+    let text = fs::read_to_string(ledger_path(env)).unwrap_or_default();
+    let ledger = Ledger::parse(&text).unwrap_or_default();
+    ledger
+        .ports
+        .iter()
+        .filter_map(|(p, c)| Some((*p, c.lease.as_ref()?.pid)))
+        .collect()
 }
 
 /// A small random number generator: the storm's seed is printed, so a failure can be
@@ -575,6 +603,9 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
         &["env", "--write", ".env.local"],
         &["hook", "install"],
         &["hook", "uninstall"],
+        // Runs with ports of their own, leased to them while they live.
+        &["exec", "--lease", "web", "--", "sh", "-c", LEASED],
+        &["exec", "--lease", "web", "api", "--", "sh", "-c", LEASED],
     ];
     let start = Instant::now();
     for round in 0..20 {
@@ -631,8 +662,17 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
         );
         // The next change of each repository brings every env file in step, whatever a kill
         // left half-done.
-        for r in &repos {
+        for (i, r) in repos.iter().enumerate() {
             r.run(["prune"]).ok();
+            // Every run of the round has ended: one change later, none of their leases is
+            // left.
+            if i == 0 {
+                let leases = live_lease_claims(&env);
+                assert!(
+                    leases.is_empty(),
+                    "round {round} (seed {seed}): leases outlived their process: {leases:?}"
+                );
+            }
         }
         if let Err(e) = env_files_agree(&commons) {
             let registries: Vec<String> = commons
@@ -647,6 +687,14 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
         }
     }
     eprintln!("storm took {:?}", start.elapsed());
+    // The leased runs that got to start saw ports of the web range; each was held by its
+    // run alone (the rounds above checked the ledger).
+    let leased = fs::read_to_string(env.path("leased.log")).unwrap_or_default();
+    assert!(!leased.is_empty(), "no leased run started (seed {seed})");
+    for p in leased.lines() {
+        let p: u16 = p.parse().unwrap_or(0);
+        assert!((27300..=27311).contains(&p), "leased {p} (seed {seed})");
+    }
     // After the storm every repository still works.
     for d in &dirs {
         let run = run_with(&env, d, &["status"], &[]);

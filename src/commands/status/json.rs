@@ -7,6 +7,9 @@ pub(super) struct Json {
     timestamp: String,
     total_allocations: usize,
     worktrees: Vec<JsonWorktree>,
+    /// Live leases made from this repository's worktrees; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    leases: Vec<super::leases::LeaseRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<Summary>,
 }
@@ -69,13 +72,19 @@ impl Serialize for Listening {
     }
 }
 
-pub(super) fn to_json(ctx: &Ctx, rows: Vec<Row>, summary: Option<Summary>) -> Json {
+pub(super) fn to_json(
+    ctx: &Ctx,
+    rows: Vec<Row>,
+    summary: Option<Summary>,
+    leases: Vec<super::leases::LeaseRow>,
+) -> Json {
     let checked = summary.is_some();
     let worktrees: Vec<JsonWorktree> = rows.into_iter().map(|r| json_row(r, checked)).collect();
     Json {
         timestamp: timestamp(&ctx.now),
         total_allocations: worktrees.iter().map(|w| w.ports.len()).sum(),
         worktrees,
+        leases,
         summary,
     }
 }

@@ -88,6 +88,7 @@ pub(super) fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
         .health_check
         .then(|| check(ctx, &mut rows, args.timeout));
     let errors = summary.as_ref().map_or(0, |s| s.errors);
+    let leases = super::leases::live(ctx, true);
     if args.json {
         #[derive(Serialize)]
         struct MachineJson {
@@ -98,6 +99,9 @@ pub(super) fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
             /// claims keep reserved.
             #[serde(skip_serializing_if = "Vec::is_empty")]
             unreadable: Vec<JsonUnreadable>,
+            /// Live leases on this machine; absent when there are none.
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            leases: Vec<super::leases::LeaseRow>,
             #[serde(skip_serializing_if = "Option::is_none")]
             summary: Option<Summary>,
         }
@@ -140,6 +144,7 @@ pub(super) fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                     ports: ports.clone(),
                 })
                 .collect(),
+            leases,
             summary,
         };
         ctx.out.json(&json);
@@ -191,6 +196,7 @@ pub(super) fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
             if groups.len() == 1 { "y" } else { "ies" },
         ));
         conflict_hint(out, &rows);
+        super::leases::render(out, &leases, true);
         if let Some(s) = &summary {
             render_summary(out, s);
         }

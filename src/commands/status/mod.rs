@@ -3,6 +3,7 @@
 //! ledger knows, `json.rs` and `render.rs` show them.
 
 mod json;
+mod leases;
 mod machine;
 mod render;
 
@@ -124,10 +125,16 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         .health_check
         .then(|| check(ctx, &mut rows, args.timeout));
     let errors = summary.as_ref().map_or(0, |s| s.errors);
+    let mut leases = leases::live(ctx, false);
+    match &view {
+        View::All => {}
+        View::Worktree(name) => leases.retain(|l| &l.worktree == name),
+        View::Service(s) => leases.retain(|l| &l.service == s),
+    }
     if args.json {
-        let json = to_json(ctx, rows, summary);
+        let json = to_json(ctx, rows, summary, leases);
         ctx.out.json(&json);
-    } else if registry.total() == 0 && matches!(view, View::All) {
+    } else if registry.total() == 0 && matches!(view, View::All) && leases.is_empty() {
         ctx.out.line("No ports allocated yet.");
         ctx.out.line(
             "Allocate one with `git ports allocate web`, or run \
@@ -144,6 +151,7 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
             View::Worktree(name) => render_worktree(ctx, name, &rows, args.health_check),
             View::Service(s) => render_service(ctx, s, &rows, &registry),
         }
+        leases::render(&mut ctx.out, &leases, false);
         if let Some(s) = &summary {
             render_summary(&mut ctx.out, s);
         }

@@ -1,0 +1,69 @@
+//! `git ports lease SERVICE…`: a port for one process, until it exits.
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::LeaseArgs;
+use crate::error::{Error, Result};
+use crate::lease::Holder;
+
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    worktree: &'a str,
+    path: String,
+    pid: u32,
+    command: Option<String>,
+    leases: Vec<Leased<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Leased<'a> {
+    service: &'a str,
+    port: u16,
+}
+
+/// The holder a lease for `pid` (or, without one, for the caller) is made to.
+pub fn holder(pid: Option<u32>) -> Result<Holder> {
+    let pid = match pid {
+        Some(p) => p,
+        None => crate::lease::caller().ok_or(Error::NoLeaseHolder(
+            "no process above this one would ever end",
+        ))?,
+    };
+    Holder::of(pid).map_err(|r| Error::LeaseRefused {
+        pid,
+        reason: r.reason(),
+    })
+}
+
+pub fn run(ctx: &mut Ctx, args: LeaseArgs) -> Result<()> {
+    let mut services: Vec<String> = Vec::new();
+    for s in args.services {
+        if !services.contains(&s) {
+            services.push(s);
+        }
+    }
+    let wt = ctx.repo.target(args.worktree.as_deref())?;
+    let holder = holder(args.pid)?;
+    let ports = ctx.lease(&wt, &services, &holder)?;
+    if args.json {
+        ctx.out.json(&Report {
+            worktree: &wt.name,
+            path: wt.path.display().to_string(),
+            pid: holder.pid,
+            command: holder.command(),
+            leases: ports
+                .iter()
+                .map(|(s, p)| Leased {
+                    service: s,
+                    port: *p,
+                })
+                .collect(),
+        });
+        return Ok(());
+    }
+    for (_, port) in ports {
+        ctx.out.line(port.to_string());
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! The live leases status shows: ports leased to one process each (`git ports lease`).
+
+use super::*;
+
+/// A live lease, for people and for `--json`.
+#[derive(Serialize, Clone)]
+pub(super) struct LeaseRow {
+    pub port: u16,
+    pub service: String,
+    pub pid: u32,
+    /// The command line the process runs now.
+    pub command: Option<String>,
+    /// The worktree it was leased from, by name.
+    pub worktree: String,
+    /// The repository it was leased from: its top directory.
+    pub repository: String,
+}
+
+/// The live leases of this repository, or of every repository with `machine`.
+pub(super) fn live(ctx: &Ctx, machine: bool) -> Vec<LeaseRow> {
+    let Some(ledger) = ctx
+        .ledger
+        .as_ref()
+        .and_then(|l| l.load_for(&ctx.repo_id).ok())
+    else {
+        return Vec::new();
+    };
+    ledger
+        .live_leases()
+        .into_iter()
+        .filter(|(_, c)| machine || c.repo == ctx.repo_id)
+        .filter_map(|(port, c)| {
+            let h = c.lease.as_ref()?;
+            Some(LeaseRow {
+                port,
+                service: c.service.clone(),
+                pid: h.pid,
+                command: h.command(),
+                worktree: c.name.clone(),
+                repository: repo_dir(&c.repo).display().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `Leases:` and a line per lease, after the table (`Out::line` escapes what came from disk).
+pub(super) fn render(out: &mut Out, leases: &[LeaseRow], machine: bool) {
+    if leases.is_empty() {
+        return;
+    }
+    out.blank();
+    out.line("Leases (one process each, freed when it exits):");
+    let width = leases.iter().map(|l| l.service.len()).max().unwrap_or(0);
+    for l in leases {
+        let command = l
+            .command
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        let from = if machine {
+            format!(
+                "{} ({})",
+                tilde(std::path::Path::new(&l.repository)),
+                l.worktree
+            )
+        } else {
+            l.worktree.clone()
+        };
+        out.line(format!(
+            "  {:<width$}  {}  pid {}{command}, from {from}",
+            l.service, l.port, l.pid
+        ));
+    }
+}
