@@ -66,6 +66,7 @@ pub enum Command {
     Exec(ExecArgs),
     Wait(WaitArgs),
     Lease(LeaseArgs),
+    Mcp(McpArgs),
     Prune(PruneArgs),
     Stop(StopArgs),
     Doctor(DoctorArgs),
@@ -359,6 +360,16 @@ pub struct LeaseArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// Serve coding agents over MCP (stdio)
+///
+/// An MCP server on stdin and stdout, for Claude Code, Codex and other agents: the tools
+/// allocate, get, env, status, wait, check, release, lease, stop and doctor answer with the
+/// fields of the commands' --json. It serves the repository it is started in; every tool
+/// also takes a repository directory and a worktree. Configure it as the command
+/// `git-ports` with the argument `mcp`.
+#[derive(Debug, Args)]
+pub struct McpArgs {}
 
 /// Release the ports of worktrees git no longer has
 ///

@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod keys;
 pub mod lease;
 pub mod ledger;
+pub mod mcp;
 pub mod net;
 pub mod output;
 pub mod owner;

@@ -289,6 +289,8 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Outcome> {
     let command = match cli.command {
         // These two need no repository.
         Some(Command::Man(args)) => return man::run(out, args).map(|()| Outcome::Done),
+        // Each tool call runs as a command of its own, in the repository it names.
+        Some(Command::Mcp(_)) => return crate::mcp::serve().map(|()| Outcome::Done),
         Some(Command::Completions(args)) => {
             return completions::run(out, args).map(|()| Outcome::Done);
         }
@@ -358,6 +360,8 @@ fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<Outcome> {
         Command::Wait(args) => done(wait::run(ctx, args)),
         Command::Lease(args) => done(lease::run(ctx, args)),
         // Run by `run` before a repository is opened.
-        Command::Man(_) | Command::Completions(_) | Command::Complete(_) => Ok(Outcome::Done),
+        Command::Man(_) | Command::Completions(_) | Command::Complete(_) | Command::Mcp(_) => {
+            Ok(Outcome::Done)
+        }
     }
 }

@@ -102,3 +102,94 @@ fn prune_stop_stops_what_a_removed_worktree_left_running() {
     );
     assert!(server.try_wait().expect("wait").is_some(), "it ended");
 }
+
+/// Claude Code makes its worktrees inside the main worktree (`.claude/worktrees/NAME`) and
+/// writes an absolute `core.hooksPath` into each one's own config.
+#[test]
+fn claude_code_worktrees_get_their_ports_from_the_hook_and_keep_their_own_servers() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 29340, 29349);
+    // A husky-style hooks directory, committed, as many projects have it.
+    repo.git(["config", "core.hooksPath", ".husky"]);
+    repo.run(["hook", "install", "--services", "web"]).ok();
+    repo.git(["add", ".husky"]);
+    repo.git(["commit", "-q", "-m", "hooks"]);
+    repo.run(["allocate", "web"]).ok();
+    let add = |from: &Path, name: &str| {
+        let run = env.git_run(
+            from,
+            [
+                "worktree",
+                "add",
+                repo.dir
+                    .join(".claude/worktrees")
+                    .join(name)
+                    .to_str()
+                    .unwrap_or(""),
+                "-b",
+                name,
+            ],
+        );
+        run.ok();
+        let wt = repo.dir.join(".claude/worktrees").join(name);
+        // What Claude Code writes into the worktree's own config.
+        env.git(&wt, ["config", "extensions.worktreeConfig", "true"]);
+        let hooks = repo.dir.join(".husky");
+        env.git(
+            &wt,
+            [
+                "config",
+                "--worktree",
+                "core.hooksPath",
+                hooks.to_str().unwrap_or(""),
+            ],
+        );
+        wt
+    };
+    let a = add(&repo.dir, "agent-a");
+    same(&env.run(&a, ["get", "web"]).stdout, "29341\n");
+    // A worktree made from inside another: git runs the hook the absolute path names.
+    let b = add(&a, "agent-b");
+    same(&env.run(&b, ["get", "web"]).stdout, "29342\n");
+    let status = env.run(&b, ["hook", "status"]);
+    status.ok();
+    let hook = repo.dir.join(".husky/post-checkout");
+    assert!(
+        status
+            .stdout
+            .starts_with(&format!("Hook: installed in {}\n", hook.display())),
+        "{}",
+        status.stdout
+    );
+    env.run(&b, ["doctor"]).ok();
+    // Nested in the main worktree, a server of agent-a is agent-a's own, not the main
+    // worktree's, and `stop` in the main worktree leaves it alone.
+    let _on_main_port = listen_in(&a, 29340);
+    let _own = listen_in(&a, 29341);
+    let json = repo.run(["status", "--health-check", "--json"]).json();
+    let row = |name: &str| {
+        json["worktrees"]
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        row("agent-a")["ports"]["web"]["listener"]["owner"],
+        "self",
+        "{json:#}"
+    );
+    assert_eq!(
+        row("app")["ports"]["web"]["listener"]["owner"],
+        "worktree",
+        "{json:#}"
+    );
+    assert_eq!(
+        row("app")["ports"]["web"]["listener"]["worktree"],
+        "agent-a"
+    );
+    let stop = repo.run(["stop", "web"]);
+    stop.ok();
+    assert!(stop.stdout.contains("left alone"), "{}", stop.stdout);
+    wait_listening(29340, true);
+}

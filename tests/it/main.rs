@@ -9,6 +9,7 @@ mod claims;
 mod envfiles;
 mod leases;
 mod machine;
+mod mcp;
 mod newcomer;
 mod owner;
 mod ports;

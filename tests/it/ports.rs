@@ -20,6 +20,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("newcomer", 29200, 29299),
     ("agents", 29300, 29399),
     ("leases", 29400, 29499),
+    ("mcp", 29500, 29599),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -47,6 +48,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("newcomer", include_str!("newcomer.rs")),
         ("agents", include_str!("agents.rs")),
         ("leases", include_str!("leases.rs")),
+        ("mcp", include_str!("mcp.rs")),
     ]
 }
 
