@@ -93,6 +93,12 @@ pub struct Settings {
     pub env_files: Vec<String>,
     /// `ports.compose`.
     pub compose: bool,
+    /// `ports.hostTemplate`: the shape of a worktree's host name.
+    pub host_template: crate::names::Template,
+    /// `ports.hostService`: the service a bare host name means (default web).
+    pub host_service: String,
+    /// `ports.hostVars`: export `<SERVICE>_HOST` and `<SERVICE>_URL` (default true).
+    pub host_vars: bool,
     /// Values that are wrong, each kept until a command needs its key: one bad `ports.*`
     /// value stops only the commands that use it.
     pub problems: Vec<Problem>,
@@ -126,14 +132,19 @@ pub struct Derived {
     pub template: Vec<Piece>,
 }
 
-/// A part of a template: text, or a service's port.
+/// A part of a template: text, a service's port, a service's host name or its URL (`None`:
+/// the default service's, `ports.hostService`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
     Text(String),
     Port(String),
+    Host(Option<String>),
+    Url(Option<String>),
 }
 
-/// Parses a template: `{service}` stands for the service's port, `{{` and `}}` for braces.
+/// Parses a template: `{service}` stands for the service's port, `{host}` and
+/// `{host:service}` for a host name, `{url}` and `{url:service}` for `http://HOST:PORT`, `{{`
+/// and `}}` for braces.
 pub fn parse_template(t: &str) -> std::result::Result<Vec<Piece>, String> {
     let mut pieces = Vec::new();
     let mut text = String::new();
@@ -158,15 +169,24 @@ pub fn parse_template(t: &str) -> std::result::Result<Vec<Piece>, String> {
                     }
                     name.push(c);
                 }
-                if !closed || !is_service_name(&name) {
+                let piece = match name.split_once(':') {
+                    _ if !closed => None,
+                    None if name == "host" => Some(Piece::Host(None)),
+                    None if name == "url" => Some(Piece::Url(None)),
+                    None => is_service_name(&name).then(|| Piece::Port(name.clone())),
+                    Some(("host", s)) if is_service_name(s) => Some(Piece::Host(Some(s.into()))),
+                    Some(("url", s)) if is_service_name(s) => Some(Piece::Url(Some(s.into()))),
+                    Some(_) => None,
+                };
+                let Some(piece) = piece else {
                     return Err(format!(
-                        "'{{{name}}}' is not a service: write {{service}} for a port, {{{{ and }}}} for braces"
+                        "'{{{name}}}' is not a service: write {{service}} for a port, {{host}} or {{host:service}} for a host name, {{url}} or {{url:service}} for a URL, {{{{ and }}}} for braces"
                     ));
-                }
+                };
                 if !text.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
                 }
-                pieces.push(Piece::Port(name));
+                pieces.push(piece);
             }
             '}' => return Err("a lone '}': write }} for a brace".into()),
             c => text.push(c),
@@ -179,16 +199,29 @@ pub fn parse_template(t: &str) -> std::result::Result<Vec<Piece>, String> {
 }
 
 impl Derived {
-    /// The value for these ports, or the first service it needs that has none.
+    /// The value for these ports and host names (`host(service)`; the default service is
+    /// `default`), or the first thing it needs that the worktree has none of.
     pub fn render(
         &self,
         port: impl Fn(&str) -> Option<u16>,
+        host: impl Fn(&str) -> Option<String>,
+        default: &str,
     ) -> std::result::Result<String, String> {
         let mut out = String::new();
         for p in &self.template {
             match p {
                 Piece::Text(t) => out.push_str(t),
                 Piece::Port(s) => out.push_str(&port(s).ok_or_else(|| s.clone())?.to_string()),
+                Piece::Host(s) => {
+                    let s = s.as_deref().unwrap_or(default);
+                    out.push_str(&host(s).ok_or_else(|| format!("a host name for {s}"))?);
+                }
+                Piece::Url(s) => {
+                    let s = s.as_deref().unwrap_or(default);
+                    let h = host(s).ok_or_else(|| format!("a host name for {s}"))?;
+                    let p = port(s).ok_or_else(|| s.to_string())?;
+                    out.push_str(&format!("http://{h}:{p}"));
+                }
             }
         }
         Ok(out)
@@ -249,6 +282,21 @@ const SETTINGS: &[(&str, Read)] = &[
     (KEY_LOCK_TIMEOUT, Settings::set_lock_timeout),
     (KEY_COMPOSE, |s, v| {
         s.compose = flag(KEY_COMPOSE, v)?;
+        Ok(())
+    }),
+    (KEY_HOST_TEMPLATE, |s, v| {
+        s.host_template = v
+            .parse()
+            .map_err(|reason: String| config_error(KEY_HOST_TEMPLATE, v, reason))?;
+        Ok(())
+    }),
+    (KEY_HOST_SERVICE, |s, v| {
+        service_name(KEY_HOST_SERVICE, v, v)?;
+        s.host_service = v.to_string();
+        Ok(())
+    }),
+    (KEY_HOST_VARS, |s, v| {
+        s.host_vars = flag(KEY_HOST_VARS, v)?;
         Ok(())
     }),
     (KEY_MACHINE_WIDE, |s, v| {
@@ -335,6 +383,9 @@ impl Settings {
             derived: Vec::new(),
             env_files: Vec::new(),
             compose: false,
+            host_template: crate::names::Template::default(),
+            host_service: "web".to_string(),
+            host_vars: true,
             problems: Vec::new(),
         }
     }
@@ -731,11 +782,35 @@ mod tests {
             name: "X".into(),
             template: parse_template("{web}-{api}").unwrap_or_default(),
         };
+        let no_host = |_: &str| None;
         assert_eq!(
-            d.render(|s| (s == "web").then_some(8000)),
+            d.render(|s| (s == "web").then_some(8000), no_host, "web"),
             Err("api".into())
         );
-        assert_eq!(d.render(|_| Some(1)), Ok("1-1".into()));
+        assert_eq!(d.render(|_| Some(1), no_host, "web"), Ok("1-1".into()));
+        // Host names and URLs: the default service's, or a named one's.
+        for bad in ["{host:}", "{url:API}", "{hosts:web}", "{host:web:x}"] {
+            assert!(parse_template(bad).is_err(), "{bad}");
+        }
+        let d = Derived {
+            name: "X".into(),
+            template: parse_template("{host} {url:api} {host:api}").unwrap_or_default(),
+        };
+        let host = |s: &str| {
+            Some(if s == "web" {
+                "a.b.localhost".to_string()
+            } else {
+                format!("{s}.a.b.localhost")
+            })
+        };
+        assert_eq!(
+            d.render(|_| Some(9000), host, "web"),
+            Ok("a.b.localhost http://api.a.b.localhost:9000 api.a.b.localhost".into())
+        );
+        assert_eq!(
+            d.render(|_| Some(9000), no_host, "web"),
+            Err("a host name for web".into())
+        );
     }
 
     #[test]

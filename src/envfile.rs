@@ -16,6 +16,7 @@ use crate::cli::EnvFormat;
 use crate::config::{ENV_COMPOSE, ENV_SLOT, KEY_ENV_FILE};
 use crate::error::{Error, Result};
 use crate::fault::Target;
+use crate::names::Hosts;
 use crate::output::shell_quote;
 use crate::registry::Registry;
 use crate::repo::{Repo, Worktree};
@@ -50,7 +51,12 @@ impl Value {
 /// compose project name. Names are `[A-Za-z_][A-Za-z0-9_]*`, validated when read from config,
 /// so printing them unquoted cannot inject anything; text values are quoted where printed.
 /// Derived values whose services the worktree does not hold are left out, each with a warning.
-pub fn vars_of(repo: &Repo, wt: &Worktree, registry: &Registry) -> Result<(Vec<Var>, Vec<String>)> {
+pub fn vars_of(
+    repo: &Repo,
+    wt: &Worktree,
+    registry: &Registry,
+    hosts: &Hosts,
+) -> Result<(Vec<Var>, Vec<String>)> {
     let settings = &repo.settings_for(wt)?;
     if let Some(e) = settings.env_problem() {
         return Err(e);
@@ -63,19 +69,52 @@ pub fn vars_of(repo: &Repo, wt: &Worktree, registry: &Registry) -> Result<(Vec<V
     let mut ports: Vec<(&str, u16)> = held.iter().map(|(s, p)| (*s, *p)).collect();
     ports.sort_by_key(|(s, _)| (settings.rank(s), s.to_string()));
     let mut vars: Vec<Var> = ports
-        .into_iter()
+        .iter()
         .map(|(s, p)| Var {
             name: settings.env_name(s),
-            value: Value::Port(p),
+            value: Value::Port(*p),
         })
         .collect();
+    // Each service's host name and URL (`WEB_HOST=feature-x.shop.localhost`,
+    // `WEB_URL=http://feature-x.shop.localhost:8001`), once the worktree has a name; a name
+    // the user gave a variable already is theirs.
+    let default = settings.host_service.as_str();
+    let host = |s: &str| {
+        hosts
+            .get(&wt.key)
+            .map(|h| crate::names::service_host(h, s, default))
+    };
+    if settings.host_vars && hosts.contains_key(&wt.key) {
+        let mut named: Vec<Var> = Vec::new();
+        for (s, p) in &ports {
+            let base = s.to_uppercase().replace('-', "_");
+            let h = host(s).unwrap_or_default();
+            named.push(Var {
+                name: format!("{base}_{}", crate::keys::ENV_HOST_SUFFIX),
+                value: Value::Text(h.clone()),
+            });
+            named.push(Var {
+                name: format!("{base}_{}", crate::keys::ENV_URL_SUFFIX),
+                value: Value::Text(format!("http://{h}:{p}")),
+            });
+        }
+        let taken = |n: &str| {
+            vars.iter().any(|v| v.name == n) || settings.derived.iter().any(|d| d.name == n)
+        };
+        let named: Vec<Var> = named.into_iter().filter(|v| !taken(&v.name)).collect();
+        vars.extend(named);
+    }
     let mut warnings = Vec::new();
     for d in &settings.derived {
-        match d.render(|s| held.get(s).copied()) {
+        match d.render(|s| held.get(s).copied(), host, default) {
             Ok(v) => vars.push(Var {
                 name: d.name.clone(),
                 value: Value::Text(v),
             }),
+            Err(missing) if missing.starts_with("a host name") => warnings.push(format!(
+                "{} is left out: worktree '{}' has no host name yet (the next change gives it one)",
+                d.name, wt.name
+            )),
             Err(missing) => warnings.push(format!(
                 "{} is left out: worktree '{}' holds no port for '{missing}'",
                 d.name, wt.name
@@ -269,14 +308,14 @@ fn judge(
 }
 
 /// The `ports.envFile` files of live worktrees whose block says other than the registry.
-pub fn drifted(repo: &Repo, registry: &Registry) -> Vec<Drifted> {
+pub fn drifted(repo: &Repo, registry: &Registry, hosts: &Hosts) -> Vec<Drifted> {
     let mut out = Vec::new();
     if repo.settings.env_files.is_empty() {
         return out;
     }
     for wt in repo.worktrees().iter().filter(|w| w.path.is_dir()) {
         let holds = registry.worktrees.contains_key(&wt.key);
-        let (Ok((vars, _)), Some(root)) = (vars_of(repo, wt, registry), root_of(wt)) else {
+        let (Ok((vars, _)), Some(root)) = (vars_of(repo, wt, registry, hosts), root_of(wt)) else {
             continue;
         };
         let body = body(&lines(&vars, EnvFormat::Dotenv));
@@ -334,7 +373,7 @@ pub fn write_one(repo: &Repo, wt: &Worktree, path: &Path, lines: &[String]) -> R
 /// committed (from `before`) by a change that still holds its locks. Problems with the files
 /// of the worktrees whose ports this change moved are warnings; the others' files are mended
 /// where they can be, quietly (`status` and `doctor` report the rest).
-pub fn sync(repo: &Repo, before: &Registry, registry: &Registry) -> Vec<String> {
+pub fn sync(repo: &Repo, before: &Registry, registry: &Registry, hosts: &Hosts) -> Vec<String> {
     let mut late: Vec<String> = Vec::new();
     let env_files_named =
         !repo.settings.env_files.is_empty() || !repo.settings.problems_of(KEY_ENV_FILE).is_empty();
@@ -364,7 +403,7 @@ pub fn sync(repo: &Repo, before: &Registry, registry: &Registry) -> Vec<String> 
     for wt in repo.worktrees().iter().filter(|w| w.path.is_dir()) {
         let loud = touched.contains(&&wt.key);
         let holds = registry.worktrees.contains_key(&wt.key);
-        let vars = match vars_of(repo, wt, registry) {
+        let vars = match vars_of(repo, wt, registry, hosts) {
             Ok((vars, _)) => vars,
             Err(e) => {
                 if loud {

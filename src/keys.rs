@@ -45,6 +45,24 @@ pub const KEY_ENV_FILE: &str = "ports.envFile";
 pub const KEY_COMPOSE: &str = "ports.compose";
 /// The variable docker compose takes its project name from.
 pub const ENV_COMPOSE: &str = "COMPOSE_PROJECT_NAME";
+/// `ports.hostTemplate`: the shape of a worktree's host name, `{worktree}.{repo}.localhost`
+/// by default.
+pub const KEY_HOST_TEMPLATE: &str = "ports.hostTemplate";
+/// `ports.hostService`: the service a worktree's bare host name stands for (default web).
+pub const KEY_HOST_SERVICE: &str = "ports.hostService";
+/// What `env` appends to a service's name for its host name and URL: `WEB_HOST`, `WEB_URL`.
+pub const ENV_HOST_SUFFIX: &str = "HOST";
+pub const ENV_URL_SUFFIX: &str = "URL";
+/// `ports.hostVars`: false leaves `<SERVICE>_HOST` and `<SERVICE>_URL` out of `env`, `exec`
+/// and env files (the `{host}` and `{url}` placeholders still work).
+pub const KEY_HOST_VARS: &str = "ports.hostVars";
+/// `ports.proxyPort`: the port `git ports proxy` listens on (global git config).
+pub const KEY_PROXY_PORT: &str = "ports.proxyPort";
+/// The port `git ports proxy` listens on when `ports.proxyPort` is not set: outside every
+/// default service range.
+pub const DEFAULT_PROXY_PORT: u16 = 4480;
+/// `ports.proxyTimeout`: seconds the proxy waits for a server's answer before a 504.
+pub const KEY_PROXY_TIMEOUT: &str = "ports.proxyTimeout";
 /// `ports.lockTimeout`: seconds to wait for another git-ports to finish before giving up.
 pub const KEY_LOCK_TIMEOUT: &str = "ports.lockTimeout";
 /// How long to wait for a lock when `ports.lockTimeout` is not set.

@@ -20,6 +20,7 @@ use crate::bytes::os_path;
 use crate::config::ENV_HOME;
 use crate::error::{Error, Result};
 use crate::lease::{Alive, Holder};
+use crate::names::{Names, Template};
 use crate::registry::{Registry, unique};
 use crate::store::{self, Lock, LockError, Store};
 
@@ -32,6 +33,10 @@ pub struct Ledger {
     pub version: u64,
     #[serde(default, deserialize_with = "unique")]
     pub ports: BTreeMap<u16, Claim>,
+    /// The host names of worktrees and repositories (see `names.rs`); absent while there are
+    /// none, so such a ledger is the file older versions wrote.
+    #[serde(default, skip_serializing_if = "Names::is_empty")]
+    pub names: Names,
 }
 
 /// Who holds a port: a repository (its common dir), a worktree of it and a service; or, for
@@ -59,6 +64,7 @@ impl Default for Ledger {
         Ledger {
             version: VERSION,
             ports: BTreeMap::new(),
+            names: Names::default(),
         }
     }
 }
@@ -89,6 +95,13 @@ pub struct Witness {
 }
 
 impl Witness {
+    /// What can be told of `repo` now, looked at once.
+    fn seen(&mut self, repo: &Path) -> &Seen {
+        self.seen
+            .entry(repo.to_path_buf())
+            .or_insert_with(|| look(repo))
+    }
+
     /// Whether `claim` on `port` still stands: a lease while its process lives, a
     /// repository's claim while the repository backs it.
     pub fn backs(&mut self, port: u16, claim: &Claim) -> bool {
@@ -313,6 +326,15 @@ impl Ledger {
         let mut witness = Witness::default();
         self.ports
             .retain(|&port, claim| claim.is_registry(except) || witness.backs(port, claim));
+        // Names go with their repository, and a worktree's with the worktree.
+        self.names.retain(|repo, worktree| {
+            repo == except
+                || match (witness.seen(repo), worktree) {
+                    (Seen::Gone, _) => false,
+                    (Seen::Registry(r), Some(w)) => r.worktrees.contains_key(w),
+                    (Seen::Registry(_) | Seen::Unreadable(_), _) => true,
+                }
+        });
     }
 
     /// Claims recorded under another path of `repo` (reached through a bind mount or a
@@ -320,14 +342,19 @@ impl Ledger {
     /// has one identity, whatever path reaches it. One stat per other path in the ledger.
     pub fn adopt_aliases(&mut self, repo: &Path) {
         let mut same: HashMap<PathBuf, bool> = HashMap::new();
-        for c in self.ports.values_mut() {
-            if c.repo != repo
-                && *same
-                    .entry(c.repo.clone())
-                    .or_insert_with(|| same_repo(&c.repo, repo))
-            {
-                c.repo = repo.to_path_buf();
+        let mut adopt = |c: &mut PathBuf| {
+            if c != repo && *same.entry(c.clone()).or_insert_with(|| same_repo(c, repo)) {
+                *c = repo.to_path_buf();
             }
+        };
+        for c in self.ports.values_mut() {
+            adopt(&mut c.repo);
+        }
+        for c in self.names.hosts.values_mut() {
+            adopt(&mut c.repo);
+        }
+        for r in self.names.repos.iter_mut() {
+            adopt(&mut r.repo);
         }
     }
 
@@ -512,6 +539,16 @@ pub struct Change<'a> {
     pub timeout: f64,
     /// When the command started: the wait for every lock ends `timeout` after it.
     pub start: std::time::Instant,
+    /// How this repository's worktrees are named.
+    pub naming: &'a Naming,
+}
+
+/// What names a repository's worktrees: the template, and the repository's own name.
+#[derive(Debug, Clone, Default)]
+pub struct Naming {
+    pub template: Template,
+    /// The repository's name as people know it (its directory's), as bytes.
+    pub repo: Vec<u8>,
 }
 
 /// What a change did besides its result: things that took effect but deserve a word.
@@ -580,12 +617,21 @@ impl Change<'_> {
         let mut claimed = mended;
         if self.machine_wide {
             claimed.claim_all(self.repo_id, &registry, &name_of);
+            claimed.names.name_all(
+                self.repo_id,
+                &self.naming.repo,
+                &worktree_names(&registry, &name_of),
+                &self.naming.template,
+            );
         }
         let mut released = claimed.clone();
         if self.machine_wide {
             released.release_rest(self.repo_id, &registry);
+            let held = |k: &str| registry.worktrees.contains_key(k);
+            released.names.release_rest(self.repo_id, held);
         } else {
             released.release_rest(self.repo_id, &Registry::default());
+            released.names.release_rest(self.repo_id, |_| false);
         }
         let registry_guard = match registry_guard {
             Ok(g) => g,
@@ -684,6 +730,9 @@ impl Change<'_> {
         ledger.adopt_aliases(self.repo_id);
         ledger.mend(self.repo_id);
         ledger.claim_all(self.repo_id, &registry, &name_of);
+        let (repo, template) = (&self.naming.repo, &self.naming.template);
+        let names = worktree_names(&registry, &name_of);
+        ledger.names.name_all(self.repo_id, repo, &names, template);
         let elsewhere = ledger.elsewhere(self.repo_id);
         let (leases, out) = pick(&registry, &elsewhere)?;
         for (port, claim) in leases {
@@ -703,6 +752,15 @@ impl Change<'_> {
         }
         Ok(out)
     }
+}
+
+/// Each worktree of the registry, with the name its host is made from.
+fn worktree_names(registry: &Registry, name_of: impl Fn(&str) -> String) -> Vec<(String, Vec<u8>)> {
+    registry
+        .worktrees
+        .keys()
+        .map(|k| (k.clone(), name_of(k).into_bytes()))
+        .collect()
 }
 
 fn registry_text(store: &Store, registry: &Registry) -> Result<String> {

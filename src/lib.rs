@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lease;
 pub mod ledger;
 pub mod mcp;
+pub mod names;
 pub mod net;
 pub mod output;
 pub mod owner;

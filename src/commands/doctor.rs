@@ -160,7 +160,7 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
         check_claims(ctx, registry, ledger, &mut findings);
     }
     if let Some(registry) = &registry {
-        for d in crate::envfile::drifted(&ctx.repo, registry) {
+        for d in crate::envfile::drifted(&ctx.repo, registry, &ctx.hosts()) {
             let fix = if d.drift.writable() {
                 format!(
                     "git ports env {} --write {}",
@@ -230,7 +230,7 @@ fn fix(ctx: &Ctx) -> Result<Vec<Finding>> {
         .and_then(|l| l.load_for(&ctx.repo_id).ok());
     let drifted_before = before
         .as_ref()
-        .map(|r| crate::envfile::drifted(&ctx.repo, r))
+        .map(|r| crate::envfile::drifted(&ctx.repo, r, &ctx.hosts()))
         .unwrap_or_default();
     let repo = &ctx.repo;
     let now = ctx.now;
@@ -300,7 +300,7 @@ fn fix(ctx: &Ctx) -> Result<Vec<Finding>> {
     let left = ctx
         .store
         .load()
-        .map(|r| crate::envfile::drifted(&ctx.repo, &r))
+        .map(|r| crate::envfile::drifted(&ctx.repo, &r, &ctx.hosts()))
         .unwrap_or_default();
     for d in drifted_before
         .iter()

@@ -14,7 +14,7 @@ use crate::repo::Worktree;
 pub fn vars(ctx: &Ctx, query: Option<&str>) -> Result<(Worktree, Vec<Var>)> {
     let wt = ctx.repo.target(query)?;
     let registry = ctx.store.load()?;
-    let (vars, warnings) = envfile::vars_of(&ctx.repo, &wt, &registry)?;
+    let (vars, warnings) = envfile::vars_of(&ctx.repo, &wt, &registry, &ctx.hosts())?;
     ctx.out.warn_all(warnings);
     Ok((wt, vars))
 }
@@ -44,7 +44,7 @@ fn leased_vars(
         };
         registry.insert(&wt.key, &wt.path, &service, allocation);
     }
-    let (vars, warnings) = envfile::vars_of(&ctx.repo, &wt, &registry)?;
+    let (vars, warnings) = envfile::vars_of(&ctx.repo, &wt, &registry, &ctx.hosts())?;
     ctx.out.warn_all(warnings);
     Ok((wt, vars))
 }
@@ -70,7 +70,7 @@ pub fn run(ctx: &mut Ctx, args: EnvArgs) -> Result<()> {
         let ((), (changed, count)) = ctx.change(
             |_, _| Ok(()),
             |reg| {
-                let (vars, warnings) = envfile::vars_of(repo, &wt, reg)?;
+                let (vars, warnings) = envfile::vars_of(repo, &wt, reg, &ctx.hosts())?;
                 out.warn_all(warnings);
                 let changed = envfile::write_one(repo, &wt, &path, &lines(&vars, format))?;
                 Ok((changed, vars.len()))

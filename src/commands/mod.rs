@@ -47,6 +47,8 @@ pub struct Ctx {
     /// When the command started: every lock it takes is waited for until
     /// `ports.lockTimeout` after this.
     pub start: std::time::Instant,
+    /// How this repository's worktrees are named.
+    pub naming: crate::ledger::Naming,
 }
 
 impl Ctx {
@@ -63,7 +65,12 @@ impl Ctx {
         let out = Out::new(use_color(repo.settings.color));
         let repo_id = crate::ledger::identity(&repo.common_dir);
         let ledger = LedgerStore::locate()?;
+        let naming = crate::ledger::Naming {
+            template: repo.settings.host_template.clone(),
+            repo: repo_name(&repo_id),
+        };
         Ok(Ctx {
+            naming,
             repo,
             store,
             ledger,
@@ -88,6 +95,7 @@ impl Ctx {
             now: crate::clock::now(),
             outside: true,
             start: std::time::Instant::now(),
+            naming: crate::ledger::Naming::default(),
         })
     }
 
@@ -114,6 +122,16 @@ impl Ctx {
         ports: &[(u16, Option<PathBuf>)],
     ) -> std::collections::HashMap<u16, crate::owner::Owner> {
         crate::owner::who_serves(ports, || self.places())
+    }
+
+    /// The host names of this repository's worktrees, from the ledger as it is now.
+    pub fn hosts(&self) -> crate::names::Hosts {
+        self.ledger
+            .as_ref()
+            .filter(|_| !self.outside)
+            .and_then(|l| l.load_for(&self.repo_id).ok())
+            .map(|l| l.names.hosts_for(&self.repo_id))
+            .unwrap_or_default()
     }
 
     /// Every worktree a listening process may be working in.
@@ -150,7 +168,8 @@ impl Ctx {
             |k| repo.display_name(k),
             f,
             |before, now| {
-                let files = crate::envfile::sync(repo, before, now);
+                // The names this change gave are in the ledger now.
+                let files = crate::envfile::sync(repo, before, now, &self.hosts());
                 Ok((after(now)?, files))
             },
         )?;
@@ -162,7 +181,8 @@ impl Ctx {
     /// The settings of a change, once those it depends on are known to be valid.
     fn change_of(&self) -> Result<Change<'_>> {
         let settings = &self.repo.settings;
-        for key in [KEY_MACHINE_WIDE, crate::config::KEY_LOCK_TIMEOUT] {
+        use crate::config::{KEY_HOST_TEMPLATE, KEY_LOCK_TIMEOUT};
+        for key in [KEY_MACHINE_WIDE, KEY_LOCK_TIMEOUT, KEY_HOST_TEMPLATE] {
             if let Some(e) = settings.problem(key) {
                 return Err(e);
             }
@@ -174,6 +194,7 @@ impl Ctx {
             machine_wide: settings.machine_wide,
             timeout: settings.lock_timeout,
             start: self.start,
+            naming: &self.naming,
         })
     }
 
@@ -258,6 +279,19 @@ impl Ctx {
         ports.sort_by_key(|(s, _)| (self.repo.settings.rank(s), s.clone()));
         Ok(ports)
     }
+}
+
+/// The name a repository goes by: its top directory's (`shop` for `/src/shop/.git`, and for
+/// a bare `/srv/shop.git`), as bytes.
+fn repo_name(common: &std::path::Path) -> Vec<u8> {
+    let dir = crate::ledger::repo_dir(common);
+    let name = dir
+        .file_name()
+        .map(crate::bytes::os_bytes)
+        .unwrap_or_default();
+    name.strip_suffix(b".git")
+        .map(<[u8]>::to_vec)
+        .unwrap_or(name)
 }
 
 /// `8002, held before, is in use by pid 4242 (python3)`: why a sticky port was not given

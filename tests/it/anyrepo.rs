@@ -78,12 +78,13 @@ fn every_command_works_under_sha256_and_reftable() {
             format!("{}\n", base + 10)
         );
         repo.run(["get", "web", "-w", "feat"]).ok();
+        // Host names too, in every format.
+        let (web, api) = (base + 1, base + 10);
+        let host = format!("{wt_name}.{name}.localhost");
         same(
             &env.run(&wt, ["env"]).ok().stdout,
             &format!(
-                "export WEB_PORT={}\nexport API_PORT={}\n",
-                base + 1,
-                base + 10
+                "export WEB_PORT={web}\nexport API_PORT={api}\nexport WEB_HOST={host}\nexport WEB_URL=http://{host}:{web}\nexport API_HOST=api.{host}\nexport API_URL=http://api.{host}:{api}\n",
             ),
         );
         env.run(&wt, ["exec", "--", "true"]).ok();
@@ -149,6 +150,8 @@ fn a_repository_git_cannot_read_is_named_for_what_it_is() {
 fn settings_come_through_every_channel_git_offers() {
     let env = Env::new();
     let repo = env.repo("app");
+    // The variables the channels set, and no others.
+    repo.git(["config", "ports.hostVars", "false"]);
     let wt = repo.worktree("wc-a", "wc-a");
     // `git -c`, which git hands to subcommands as GIT_CONFIG_PARAMETERS.
     let run = env.git_run(

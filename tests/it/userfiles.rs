@@ -29,6 +29,8 @@ fn by_hand(lines: &str) -> String {
 
 fn app(env: &Env, base: u16) -> Repo<'_> {
     let repo = env.repo("app");
+    // The blocks without host names: these tests are about the files, not their variables.
+    repo.git(["config", "ports.hostVars", "false"]);
     repo.range("web", base, base + 4);
     repo.range("api", base + 5, base + 9);
     repo
@@ -350,6 +352,8 @@ fn two_changes_at_once_in_one_worktree_never_lose_a_port_in_its_env_file() {
 fn doctor_fix_rewrites_the_env_files_of_the_worktrees_it_moves() {
     let env = Env::new();
     let a = env.repo("a");
+    // The block without host names: this test is about the file, not its variables.
+    a.git(["config", "ports.hostVars", "false"]);
     a.range("web", 29050, 29054);
     a.git(["config", "ports.envFile", ".env.local"]);
     a.run(["allocate", "web"]).ok();

@@ -236,6 +236,8 @@ fn locked_worktrees_keep_their_ports_through_prune() {
 fn get_env_and_exec() {
     let env = Env::new();
     let repo = env.repo("app");
+    // The ports' variables (host names have their own tests).
+    repo.git(["config", "ports.hostVars", "false"]);
     repo.range("web", 23060, 23069);
     repo.range("api", 23070, 23079);
     repo.range("my-svc", 23080, 23089);

@@ -142,7 +142,7 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         );
     } else {
         let drift = if matches!(view, View::All) {
-            crate::envfile::drifted(&ctx.repo, &registry)
+            crate::envfile::drifted(&ctx.repo, &registry, &ctx.hosts())
         } else {
             Vec::new()
         };
