@@ -67,6 +67,8 @@ pub enum Command {
     Wait(WaitArgs),
     Lease(LeaseArgs),
     Mcp(McpArgs),
+    Proxy(ProxyArgs),
+    Point(PointArgs),
     Prune(PruneArgs),
     Stop(StopArgs),
     Doctor(DoctorArgs),
@@ -370,6 +372,50 @@ pub struct LeaseArgs {
 /// `git-ports` with the argument `mcp`.
 #[derive(Debug, Args)]
 pub struct McpArgs {}
+
+/// Route worktrees' names to their ports: a local reverse proxy
+///
+/// One proxy per user, on 127.0.0.1 and ::1 only, port `ports.proxyPort` (default 4480).
+/// It sends `http://feature-x.shop.localhost:4480/` to the port the registry of `shop` holds
+/// for worktree `feature-x` (its `ports.hostService`, web by default),
+/// `api.feature-x.shop.localhost` to its api, and `shop.localhost` to the worktree the
+/// repository's origin points at (see `git ports point`), for every repository the ledger
+/// names, read live. Without a command it runs in the foreground.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    #[command(subcommand)]
+    pub command: Option<ProxyCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Run the proxy in the background (its state and log beside the ledger), unless it runs
+    Start,
+    /// Stop the background proxy
+    Stop,
+    /// Say whether the proxy runs, and the names it serves (exit 0 running, 1 not)
+    Status {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Point the repository's origin, `{repo}.localhost`, at a worktree
+///
+/// `shop.localhost` (through `git ports proxy`) serves the worktree it points at, the main
+/// worktree until this names another: one URL to register as an OAuth redirect, a webhook or
+/// a bookmark, for whichever worktree is being tried. Takes effect at once.
+#[derive(Debug, Args)]
+pub struct PointArgs {
+    /// The worktree: its name, path or branch (default: the current worktree)
+    #[arg(value_name = "WORKTREE")]
+    pub worktree: Option<String>,
+
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Release the ports of worktrees git no longer has
 ///

@@ -183,8 +183,8 @@ pub enum Error {
     #[error("cannot tell which process the lease is for: {0}")]
     NoLeaseHolder(&'static str),
 
-    #[error("leases are recorded in the machine-wide ledger, which this repository does not use")]
-    LeaseNeedsLedger,
+    #[error("leases and names are recorded in the machine-wide ledger, which this repository does not use")]
+    LedgerOnly,
 
     #[error("health check met {0} error(s)")]
     HealthErrors(usize),
@@ -266,7 +266,7 @@ impl Error {
             (Usage(_) | NeedWorktree | Config { .. } | Env { .. } | UnknownService { .. }, _) => 1,
             (BadServiceName(_) | PortOutsideRange { .. } | PortNotAllocated { .. }, _) => 1,
             (Spawn { .. } | Hook { .. } | Io { .. }, _) => 1,
-            (LeaseRefused { .. } | NoLeaseHolder(_) | LeaseNeedsLedger, _) => 1,
+            (LeaseRefused { .. } | NoLeaseHolder(_) | LedgerOnly, _) => 1,
             (Exec { source, .. }, _) if source.kind() == std::io::ErrorKind::NotFound => 127,
             (Exec { .. }, _) => 126,
             (NotARepo(_) | Ownership { .. } | GitSays(_), _) => 2,
@@ -305,8 +305,8 @@ impl Error {
                 "name a running process of yours with --pid, or run the command under `git ports exec --lease SERVICE -- COMMAND`"
                     .into(),
             ),
-            LeaseNeedsLedger => Some(format!(
-                "leases need `git config {} true` and a data directory (or GIT_PORTS_HOME)",
+            LedgerOnly => Some(format!(
+                "they need `git config {} true` and a data directory (or GIT_PORTS_HOME)",
                 crate::keys::KEY_MACHINE_WIDE
             )),
             PortServedByOther { .. } => Some(

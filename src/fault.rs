@@ -27,6 +27,8 @@ pub enum Target {
     EnvFile,
     Hook,
     LedgerLease,
+    LedgerPoint,
+    ProxyState,
 }
 
 /// The steps of writing one file: the temp file is created, its bytes written, synced, and
@@ -45,13 +47,15 @@ pub enum Step {
 pub struct Point(pub Target, pub Step);
 
 impl Target {
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 8] = [
         Target::LedgerClaim,
         Target::Registry,
         Target::LedgerRelease,
         Target::EnvFile,
         Target::Hook,
         Target::LedgerLease,
+        Target::LedgerPoint,
+        Target::ProxyState,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +66,8 @@ impl Target {
             Target::EnvFile => "envfile",
             Target::Hook => "hook",
             Target::LedgerLease => "ledger.lease",
+            Target::LedgerPoint => "ledger.point",
+            Target::ProxyState => "proxy.state",
         }
     }
 }

@@ -549,6 +549,8 @@ pub struct Naming {
     pub template: Template,
     /// The repository's name as people know it (its directory's), as bytes.
     pub repo: Vec<u8>,
+    /// The service a bare host name means (`ports.hostService`).
+    pub service: String,
 }
 
 /// What a change did besides its result: things that took effect but deserve a word.
@@ -622,6 +624,7 @@ impl Change<'_> {
                 &self.naming.repo,
                 &worktree_names(&registry, &name_of),
                 &self.naming.template,
+                &self.naming.service,
             );
         }
         let mut released = claimed.clone();
@@ -708,23 +711,24 @@ impl Change<'_> {
 }
 
 impl Change<'_> {
-    /// Leases ports to one process: `pick` chooses them knowing every holder (this
-    /// repository's registry and every claim in the ledger, claims no longer backed and
-    /// leases of processes now gone dropped first) and they are claimed in one write of the
-    /// ledger. The registry is not written: a lease is the ledger's alone, so a crash at any
-    /// point leaves the ledger as it was or with the leases made.
-    pub fn lease<T>(
+    /// A change of the ledger alone (a lease, where an origin points): `f` changes the
+    /// ledger knowing this repository's registry, after claims no longer backed and leases
+    /// of processes now gone are dropped and this repository's claims and names are made;
+    /// it is written in one atomic write, at `target`'s points. The registry is not written,
+    /// so a crash at any point leaves the ledger as it was or as `f` left it.
+    pub fn on_ledger<T>(
         &self,
         name_of: impl Fn(&str) -> String,
-        pick: impl FnOnce(&Registry, &Elsewhere) -> Result<(Vec<(u16, Claim)>, T)>,
+        target: crate::fault::Target,
+        f: impl FnOnce(&Registry, &mut Ledger) -> Result<T>,
     ) -> Result<T> {
         let Some(ledger_store) = self.ledger.filter(|_| self.machine_wide) else {
-            return Err(Error::LeaseNeedsLedger);
+            return Err(Error::LedgerOnly);
         };
         let guard = ledger_store.lock(self.timeout, self.start)?;
         let loaded = ledger_store.load()?;
         // Every writer of this registry holds the ledger's lock first: read under it, the
-        // registry cannot change until the lease is written.
+        // registry cannot change until the ledger is written.
         let registry = self.store.load()?;
         let mut ledger = loaded.clone();
         ledger.adopt_aliases(self.repo_id);
@@ -732,23 +736,15 @@ impl Change<'_> {
         ledger.claim_all(self.repo_id, &registry, &name_of);
         let (repo, template) = (&self.naming.repo, &self.naming.template);
         let names = worktree_names(&registry, &name_of);
-        ledger.names.name_all(self.repo_id, repo, &names, template);
-        let elsewhere = ledger.elsewhere(self.repo_id);
-        let (leases, out) = pick(&registry, &elsewhere)?;
-        for (port, claim) in leases {
-            ledger.ports.insert(port, claim);
-        }
+        let service = &self.naming.service;
+        ledger.names.name_all(self.repo_id, repo, &names, template, service);
+        let out = f(&registry, &mut ledger)?;
         if ledger != loaded {
             let text = ledger.to_json().map_err(|reason| Error::LedgerCorrupt {
                 path: ledger_store.path.clone(),
                 reason: format!("cannot be written: {reason}; nothing was changed"),
             })?;
-            ledger_store.write(
-                &text,
-                &guard,
-                crate::fault::Target::LedgerLease,
-                "cannot write (nothing was changed)",
-            )?;
+            ledger_store.write(&text, &guard, target, "cannot write (nothing was changed)")?;
         }
         Ok(out)
     }

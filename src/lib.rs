@@ -21,6 +21,7 @@ pub mod net;
 pub mod output;
 pub mod owner;
 pub mod policy;
+pub mod proxy;
 pub mod registry;
 pub mod repo;
 pub mod stop;

@@ -119,6 +119,19 @@ pub struct RepoName {
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub point: Option<String>,
+    /// The service a bare host name means here (`ports.hostService`), when not web.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// The service a bare name means when `ports.hostService` is not set.
+pub const DEFAULT_SERVICE: &str = "web";
+
+impl RepoName {
+    /// The service a bare host of this repository means.
+    pub fn service(&self) -> &str {
+        self.service.as_deref().unwrap_or(DEFAULT_SERVICE)
+    }
 }
 
 /// Who holds a host name: a worktree of a repository.
@@ -208,9 +221,14 @@ impl Names {
         repo_raw: &[u8],
         worktrees: &[(String, Vec<u8>)],
         template: &Template,
+        service: &str,
     ) {
         if worktrees.is_empty() {
             return;
+        }
+        let service = (service != DEFAULT_SERVICE).then(|| service.to_string());
+        if let Some(r) = self.repos.iter_mut().find(|r| r.repo == repo) {
+            r.service = service.clone();
         }
         let repo_label = match self.repo(repo) {
             Some(r) => r.label.clone(),
@@ -227,6 +245,7 @@ impl Names {
                     repo: repo.to_path_buf(),
                     label: chosen.clone(),
                     point: None,
+                    service: service.clone(),
                 });
                 chosen
             }

@@ -10,6 +10,7 @@ pub mod get;
 pub mod hook;
 pub mod lease;
 pub mod man;
+pub mod point;
 pub mod prune;
 pub mod release;
 pub mod status;
@@ -68,6 +69,7 @@ impl Ctx {
         let naming = crate::ledger::Naming {
             template: repo.settings.host_template.clone(),
             repo: repo_name(&repo_id),
+            service: repo.settings.host_service.clone(),
         };
         Ok(Ctx {
             naming,
@@ -179,7 +181,7 @@ impl Ctx {
     }
 
     /// The settings of a change, once those it depends on are known to be valid.
-    fn change_of(&self) -> Result<Change<'_>> {
+    pub fn change_of(&self) -> Result<Change<'_>> {
         let settings = &self.repo.settings;
         use crate::config::{KEY_HOST_TEMPLATE, KEY_LOCK_TIMEOUT};
         for key in [KEY_MACHINE_WIDE, KEY_LOCK_TIMEOUT, KEY_HOST_TEMPLATE] {
@@ -211,15 +213,17 @@ impl Ctx {
             self.repo.settings.lease_range(s)?;
         }
         let repo = &self.repo;
-        self.change_of()?.lease(
+        self.change_of()?.on_ledger(
             |k| repo.display_name(k),
-            |registry, elsewhere| {
+            crate::fault::Target::LedgerLease,
+            |registry, ledger| {
+                let elsewhere = ledger.elsewhere(&self.repo_id);
                 let leases = crate::policy::lease::pick(
                     repo,
                     &self.repo_id,
                     wt,
                     registry,
-                    elsewhere,
+                    &elsewhere,
                     services,
                     holder,
                 )?;
@@ -227,7 +231,8 @@ impl Ctx {
                     .iter()
                     .map(|(p, c)| (c.service.clone(), *p))
                     .collect();
-                Ok((leases, ports))
+                ledger.ports.extend(leases);
+                Ok(ports)
             },
         )
     }
@@ -325,6 +330,17 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Outcome> {
         Some(Command::Man(args)) => return man::run(out, args).map(|()| Outcome::Done),
         // Each tool call runs as a command of its own, in the repository it names.
         Some(Command::Mcp(_)) => return crate::mcp::serve().map(|()| Outcome::Done),
+        // The proxy serves every repository of the ledger, from wherever it runs.
+        Some(Command::Proxy(args)) => {
+            use crate::cli::ProxyCommand;
+            return match args.command {
+                None => crate::proxy::foreground(out).map(|()| Outcome::Done),
+                Some(ProxyCommand::Start) => crate::proxy::start(out).map(|()| Outcome::Done),
+                Some(ProxyCommand::Stop) => crate::proxy::stop(out).map(|()| Outcome::Done),
+                Some(ProxyCommand::Status { json }) => crate::proxy::status(out, json)
+                    .map(|running| if running { Outcome::Done } else { Outcome::Exited(1) }),
+            };
+        }
         Some(Command::Completions(args)) => {
             return completions::run(out, args).map(|()| Outcome::Done);
         }
@@ -394,8 +410,11 @@ fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<Outcome> {
         Command::Wait(args) => done(wait::run(ctx, args)),
         Command::Lease(args) => done(lease::run(ctx, args)),
         // Run by `run` before a repository is opened.
-        Command::Man(_) | Command::Completions(_) | Command::Complete(_) | Command::Mcp(_) => {
-            Ok(Outcome::Done)
-        }
+        Command::Point(args) => done(point::run(ctx, args)),
+        Command::Man(_)
+        | Command::Completions(_)
+        | Command::Complete(_)
+        | Command::Mcp(_)
+        | Command::Proxy(_) => Ok(Outcome::Done),
     }
 }

@@ -10,8 +10,18 @@ pub(super) struct Json {
     /// Live leases made from this repository's worktrees; absent when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     leases: Vec<super::leases::LeaseRow>,
+    /// The repository's origin and the worktree it points at, once it has a name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<Origin>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<Summary>,
+}
+
+/// `{repo}.localhost` and the worktree it serves.
+#[derive(Serialize)]
+pub(super) struct Origin {
+    pub host: String,
+    pub worktree: String,
 }
 
 #[derive(Serialize)]
@@ -25,6 +35,9 @@ pub(super) struct JsonWorktree {
     /// With `ports.align`: the offset all its ports share, if they share one.
     #[serde(skip_serializing_if = "Option::is_none")]
     slot: Option<usize>,
+    /// Its host name (`feature-x.shop.localhost`), once it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
     ports: BTreeMap<String, JsonPort>,
 }
 
@@ -77,6 +90,7 @@ pub(super) fn to_json(
     rows: Vec<Row>,
     summary: Option<Summary>,
     leases: Vec<super::leases::LeaseRow>,
+    origin: Option<Origin>,
 ) -> Json {
     let checked = summary.is_some();
     let worktrees: Vec<JsonWorktree> = rows.into_iter().map(|r| json_row(r, checked)).collect();
@@ -85,6 +99,7 @@ pub(super) fn to_json(
         total_allocations: worktrees.iter().map(|w| w.ports.len()).sum(),
         worktrees,
         leases,
+        origin,
         summary,
     }
 }
@@ -128,5 +143,6 @@ pub(super) fn json_row(r: Row, checked: bool) -> JsonWorktree {
         path: r.path,
         stale: r.stale.is_some(),
         slot: r.slot,
+        host: r.host,
     }
 }

@@ -63,6 +63,7 @@ pub(super) fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                 also: BTreeMap::new(),
                 owners: BTreeMap::new(),
                 slot: None,
+                host: ledger.names.host_of(&repo, key).map(str::to_string),
             });
         }
         groups.push(repo);

@@ -48,6 +48,8 @@ struct Row {
     owners: BTreeMap<u16, Owner>,
     /// With `ports.align`: the offset all its ports share.
     slot: Option<usize>,
+    /// Its host name, once it has one.
+    host: Option<String>,
 }
 
 /// A service, its allocation, and its health once checked.
@@ -131,8 +133,9 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         View::Worktree(name) => leases.retain(|l| &l.worktree == name),
         View::Service(s) => leases.retain(|l| &l.service == s),
     }
+    let origin = origin(ctx);
     if args.json {
-        let json = to_json(ctx, rows, summary, leases);
+        let json = to_json(ctx, rows, summary, leases, origin);
         ctx.out.json(&json);
     } else if registry.total() == 0 && matches!(view, View::All) && leases.is_empty() {
         ctx.out.line("No ports allocated yet.");
@@ -152,6 +155,9 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
             View::Service(s) => render_service(ctx, s, &rows, &registry),
         }
         leases::render(&mut ctx.out, &leases, false);
+        if matches!(view, View::All) {
+            render_names(ctx);
+        }
         if let Some(s) = &summary {
             render_summary(&mut ctx.out, s);
         }
@@ -180,6 +186,46 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
     }
 }
 
+/// Where this repository's origin points, once it has a name.
+fn origin(ctx: &Ctx) -> Option<json::Origin> {
+    let ledger = ctx.ledger.as_ref()?.load_for(&ctx.repo_id).ok()?;
+    let r = ledger.names.repo(&ctx.repo_id)?;
+    let key = r.point.clone().unwrap_or_else(|| crate::registry::MAIN_KEY.to_string());
+    Some(json::Origin {
+        host: crate::names::origin(&r.label),
+        worktree: ctx.repo.display_name(&key),
+    })
+}
+
+/// The names the proxy serves for this repository, when it runs.
+fn render_names(ctx: &mut Ctx) {
+    let Ok(setup) = crate::proxy::Setup::read() else {
+        return;
+    };
+    let Some(running) = setup.running() else {
+        return;
+    };
+    let here = tilde(&repo_dir(&ctx.repo_id));
+    let names: Vec<crate::proxy::Served> = crate::proxy::served(&setup.ledger, running.port)
+        .into_iter()
+        .filter(|n| n.repository == here)
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    ctx.out.blank();
+    ctx.out
+        .line(format!("Through git ports proxy (port {}):", running.port));
+    for n in names {
+        let what = if n.origin {
+            format!("origin, points at '{}'", n.worktree)
+        } else {
+            format!("'{}'", n.worktree)
+        };
+        ctx.out.line(format!("  {}  {what}", n.url));
+    }
+}
+
 /// A worktree's ports in service display order: the configured order, then by name.
 fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
     let mut ports: Vec<Port> = registry
@@ -199,6 +245,7 @@ fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
 /// The registry's worktrees in `git worktree list` order, then the stale ones by name.
 fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
     let ports_of = |key: &str| ports_of(&ctx.repo.settings, registry, key);
+    let hosts = ctx.hosts();
     let mut rows: Vec<Row> = Vec::new();
     for w in ctx.repo.worktrees() {
         if !registry.worktrees.contains_key(&w.key) {
@@ -216,6 +263,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
             also: BTreeMap::new(),
             owners: BTreeMap::new(),
             slot: None,
+            host: hosts.get(&w.key).cloned(),
         });
     }
     for (key, entry) in &registry.worktrees {
@@ -232,6 +280,7 @@ fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
                 also: BTreeMap::new(),
                 owners: BTreeMap::new(),
                 slot: None,
+                host: hosts.get(key).cloned(),
             });
         }
     }

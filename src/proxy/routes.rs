@@ -1,0 +1,234 @@
+//! Where a host name leads: the ledger's names and each repository's registry, read live (a
+//! file is read again only when its size, time or inode changed), so a new allocation or a
+//! re-pointed origin needs no restart.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::ledger::{Ledger, LedgerStore, repo_dir, tilde};
+use crate::names::{self, SUFFIX};
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// What a host name leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A port the registry holds: forward there.
+    To {
+        port: u16,
+        place: Place,
+    },
+    /// The worktree holds no port for the service.
+    NotHeld { place: Place },
+    /// The repository's registry cannot be read now.
+    Unreadable { repo: String, why: String },
+    /// No such name; the names there are.
+    Unknown { names: Vec<String> },
+}
+
+/// A worktree and service, as the pages name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub worktree: String,
+    /// The repository's top directory, `~/`-shortened.
+    pub repo: String,
+    /// The worktree's directory.
+    pub path: PathBuf,
+    pub service: String,
+    /// The name asked for.
+    pub host: String,
+}
+
+/// A file as last read: its identity on disk.
+type Stamp = Option<(u64, std::time::SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let m = fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((m.len(), m.modified().ok()?, ino))
+}
+
+struct Cached<T> {
+    stamp: Stamp,
+    value: T,
+}
+
+/// The table the proxy routes by.
+pub struct Routes {
+    ledger: Option<LedgerStore>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    ledger: Option<Cached<Ledger>>,
+    registries: HashMap<PathBuf, Cached<Result<Registry, String>>>,
+}
+
+/// `Host` as a name: lowercase, without a port or a trailing dot; `None` when it is no
+/// name at all (empty, not ASCII).
+pub fn normalize(host: &str) -> Option<String> {
+    let host = host.trim();
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(']') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    (!name.is_empty() && name.is_ascii()).then_some(name)
+}
+
+impl Routes {
+    pub fn new(ledger: Option<LedgerStore>) -> Routes {
+        Routes {
+            ledger,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Where `host` (already normalized) leads now.
+    pub fn resolve(&self, host: &str) -> Route {
+        let ledger_stamp = self.ledger.as_ref().and_then(|l| stamp(&l.path));
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.ledger.as_ref().is_none_or(|c| c.stamp != ledger_stamp) {
+            let value = self
+                .ledger
+                .as_ref()
+                .and_then(|l| l.load().ok())
+                .unwrap_or_default();
+            state.ledger = Some(Cached {
+                stamp: ledger_stamp,
+                value,
+            });
+        }
+        let Some(ledger) = state.ledger.as_ref().map(|c| &c.value) else {
+            return Route::Unknown { names: Vec::new() };
+        };
+        let Some((repo, key, service)) = find(ledger, host) else {
+            return Route::Unknown {
+                names: all_names(ledger),
+            };
+        };
+        let name = ledger
+            .ports
+            .values()
+            .find(|c| c.repo == repo && c.worktree == key)
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| crate::registry::display_key(&key));
+        let registry = registry_of(&mut state, &repo);
+        let shown = tilde(&repo_dir(&repo));
+        let registry = match registry {
+            Ok(r) => r,
+            Err(why) => return Route::Unreadable { repo: shown, why },
+        };
+        let entry = registry.worktrees.get(&key);
+        let place = Place {
+            worktree: name,
+            repo: shown,
+            path: entry.map(|e| e.path.clone()).unwrap_or_default(),
+            service: service.clone(),
+            host: host.to_string(),
+        };
+        match entry.and_then(|e| e.ports.get(&service)) {
+            Some(a) => Route::To {
+                port: a.port,
+                place,
+            },
+            None => Route::NotHeld { place },
+        }
+    }
+}
+
+/// The repository's registry, read again only when the file changed.
+fn registry_of(state: &mut State, repo: &Path) -> Result<Registry, String> {
+    let store = Store::new(repo);
+    let now = stamp(&store.path);
+    let fresh = state
+        .registries
+        .get(repo)
+        .is_some_and(|c| c.stamp == now);
+    if !fresh {
+        let value = store.load().map_err(|e| e.to_string());
+        state.registries.insert(
+            repo.to_path_buf(),
+            Cached {
+                stamp: now,
+                value,
+            },
+        );
+    }
+    state
+        .registries
+        .get(repo)
+        .map(|c| c.value.clone())
+        .unwrap_or_else(|| Err("not read".into()))
+}
+
+/// The repository, worktree key and service `host` names: a worktree's host (its default
+/// service), a service in front of one, a repository's origin (the worktree it points at),
+/// or a service in front of that.
+fn find(ledger: &Ledger, host: &str) -> Option<(PathBuf, String, String)> {
+    let n = &ledger.names;
+    let service_of = |repo: &Path| {
+        n.repo(repo)
+            .map_or(names::DEFAULT_SERVICE, |r| r.service())
+            .to_string()
+    };
+    if let Some(c) = n.hosts.get(host) {
+        return Some((c.repo.clone(), c.worktree.clone(), service_of(&c.repo)));
+    }
+    let origin = |h: &str| {
+        n.repos
+            .iter()
+            .find(|r| names::origin(&r.label) == h)
+            .map(|r| {
+                let key = r.point.clone().unwrap_or_else(|| crate::registry::MAIN_KEY.to_string());
+                (r.repo.clone(), key)
+            })
+    };
+    if let Some((repo, key)) = origin(host) {
+        let s = service_of(&repo);
+        return Some((repo, key, s));
+    }
+    let (service, rest) = host.split_once('.')?;
+    if !crate::config::is_service_name(service) {
+        return None;
+    }
+    if let Some(c) = n.hosts.get(rest) {
+        return Some((c.repo.clone(), c.worktree.clone(), service.to_string()));
+    }
+    origin(rest).map(|(repo, key)| (repo, key, service.to_string()))
+}
+
+/// Every name there is, for a 404 page: origins first, then worktrees.
+fn all_names(ledger: &Ledger) -> Vec<String> {
+    let mut out: Vec<String> = ledger
+        .names
+        .repos
+        .iter()
+        .map(|r| names::origin(&r.label))
+        .collect();
+    out.sort();
+    out.extend(ledger.names.hosts.keys().cloned());
+    out.retain(|h| h.ends_with(SUFFIX));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalized_as_browsers_send_them() {
+        assert_eq!(normalize("Feature-X.Shop.localhost:4480").as_deref(), Some("feature-x.shop.localhost"));
+        assert_eq!(normalize("shop.localhost.").as_deref(), Some("shop.localhost"));
+        assert_eq!(normalize("[::1]:4480").as_deref(), Some("[::1]"));
+        assert_eq!(normalize(""), None);
+        assert_eq!(normalize("bücher.localhost"), None);
+        assert_eq!(normalize("xn--bcher-kva.localhost").as_deref(), Some("xn--bcher-kva.localhost"));
+    }
+}
