@@ -183,7 +183,9 @@ pub enum Error {
     #[error("cannot tell which process the lease is for: {0}")]
     NoLeaseHolder(&'static str),
 
-    #[error("leases and names are recorded in the machine-wide ledger, which this repository does not use")]
+    #[error(
+        "leases and names are recorded in the machine-wide ledger, which this repository does not use"
+    )]
     LedgerOnly,
 
     #[error("health check met {0} error(s)")]

@@ -737,7 +737,9 @@ impl Change<'_> {
         let (repo, template) = (&self.naming.repo, &self.naming.template);
         let names = worktree_names(&registry, &name_of);
         let service = &self.naming.service;
-        ledger.names.name_all(self.repo_id, repo, &names, template, service);
+        ledger
+            .names
+            .name_all(self.repo_id, repo, &names, template, service);
         let out = f(&registry, &mut ledger)?;
         if ledger != loaded {
             let text = ledger.to_json().map_err(|reason| Error::LedgerCorrupt {

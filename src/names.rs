@@ -320,12 +320,14 @@ mod tests {
             b"shop",
             &wts(&["main", "Feature.X"]),
             &t,
+            "web",
         );
         n.name_all(
             Path::new("/b/shop/.git"),
             b"shop",
             &wts(&["main", "feature_x"]),
             &t,
+            "web",
         );
         assert_eq!(
             n.host_of(Path::new("/a/shop/.git"), "Feature.X"),
@@ -341,6 +343,7 @@ mod tests {
             b"shop",
             &wts(&["main", "Feature.X"]),
             &t,
+            "web",
         );
         assert_eq!(n, before, "names stay as they are");
         // Two worktrees whose names make one label.
@@ -349,6 +352,7 @@ mod tests {
             b"shop",
             &wts(&["main", "Feature.X", "feature x"]),
             &t,
+            "web",
         );
         assert_eq!(
             n.host_of(Path::new("/a/shop/.git"), "feature x"),

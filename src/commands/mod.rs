@@ -337,8 +337,15 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Outcome> {
                 None => crate::proxy::foreground(out).map(|()| Outcome::Done),
                 Some(ProxyCommand::Start) => crate::proxy::start(out).map(|()| Outcome::Done),
                 Some(ProxyCommand::Stop) => crate::proxy::stop(out).map(|()| Outcome::Done),
-                Some(ProxyCommand::Status { json }) => crate::proxy::status(out, json)
-                    .map(|running| if running { Outcome::Done } else { Outcome::Exited(1) }),
+                Some(ProxyCommand::Status { json }) => {
+                    crate::proxy::status(out, json).map(|running| {
+                        if running {
+                            Outcome::Done
+                        } else {
+                            Outcome::Exited(1)
+                        }
+                    })
+                }
             };
         }
         Some(Command::Completions(args)) => {

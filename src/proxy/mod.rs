@@ -186,7 +186,10 @@ fn bind(port: u16) -> Result<Vec<std::net::TcpListener>> {
 /// `git ports proxy`: runs the proxy in the foreground until killed.
 pub fn foreground(out: &mut Out) -> Result<()> {
     let setup = Setup::read()?;
-    if let Some(s) = setup.running().filter(|s| s.holder.pid != std::process::id()) {
+    if let Some(s) = setup
+        .running()
+        .filter(|s| s.holder.pid != std::process::id())
+    {
         return Err(Error::Usage(format!(
             "git ports proxy already runs (pid {}) on port {}",
             s.holder.pid, s.port

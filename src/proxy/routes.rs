@@ -16,10 +16,7 @@ use crate::store::Store;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// A port the registry holds: forward there.
-    To {
-        port: u16,
-        place: Place,
-    },
+    To { port: u16, place: Place },
     /// The worktree holds no port for the service.
     NotHeld { place: Place },
     /// The repository's registry cannot be read now.
@@ -74,8 +71,10 @@ struct State {
 /// name at all (empty, not ASCII).
 pub fn normalize(host: &str) -> Option<String> {
     let host = host.trim();
-    let name = match host.rsplit_once(':') {
-        Some((h, p)) if !h.contains(']') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+    let name = match (host.find(']'), host.rsplit_once(':')) {
+        // An IPv6 literal, `[::1]:4480`.
+        (Some(end), _) if host.starts_with('[') => &host[..=end],
+        (_, Some((h, p))) if p.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     };
     let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -94,7 +93,11 @@ impl Routes {
     pub fn resolve(&self, host: &str) -> Route {
         let ledger_stamp = self.ledger.as_ref().and_then(|l| stamp(&l.path));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.ledger.as_ref().is_none_or(|c| c.stamp != ledger_stamp) {
+        if state
+            .ledger
+            .as_ref()
+            .is_none_or(|c| c.stamp != ledger_stamp)
+        {
             let value = self
                 .ledger
                 .as_ref()
@@ -108,10 +111,13 @@ impl Routes {
         let Some(ledger) = state.ledger.as_ref().map(|c| &c.value) else {
             return Route::Unknown { names: Vec::new() };
         };
-        let Some((repo, key, service)) = find(ledger, host) else {
+        let Some((repo, key, service, prefixed)) = find(ledger, host) else {
             return Route::Unknown {
                 names: all_names(ledger),
             };
+        };
+        let unknown = Route::Unknown {
+            names: all_names(ledger),
         };
         let name = ledger
             .ports
@@ -125,6 +131,15 @@ impl Routes {
             Ok(r) => r,
             Err(why) => return Route::Unreadable { repo: shown, why },
         };
+        // A first label that is no service anyone here has (`nope.shop.localhost`) is a
+        // name that does not exist, not a service to allocate.
+        let known = crate::config::DEFAULT_SERVICES
+            .iter()
+            .any(|(s, _, _)| *s == service)
+            || registry.allocations().any(|h| h.service == service);
+        if prefixed && !known {
+            return unknown;
+        }
         let entry = registry.worktrees.get(&key);
         let place = Place {
             worktree: name,
@@ -147,19 +162,12 @@ impl Routes {
 fn registry_of(state: &mut State, repo: &Path) -> Result<Registry, String> {
     let store = Store::new(repo);
     let now = stamp(&store.path);
-    let fresh = state
-        .registries
-        .get(repo)
-        .is_some_and(|c| c.stamp == now);
+    let fresh = state.registries.get(repo).is_some_and(|c| c.stamp == now);
     if !fresh {
         let value = store.load().map_err(|e| e.to_string());
-        state.registries.insert(
-            repo.to_path_buf(),
-            Cached {
-                stamp: now,
-                value,
-            },
-        );
+        state
+            .registries
+            .insert(repo.to_path_buf(), Cached { stamp: now, value });
     }
     state
         .registries
@@ -170,8 +178,8 @@ fn registry_of(state: &mut State, repo: &Path) -> Result<Registry, String> {
 
 /// The repository, worktree key and service `host` names: a worktree's host (its default
 /// service), a service in front of one, a repository's origin (the worktree it points at),
-/// or a service in front of that.
-fn find(ledger: &Ledger, host: &str) -> Option<(PathBuf, String, String)> {
+/// or a service in front of that; and whether the service was in front.
+fn find(ledger: &Ledger, host: &str) -> Option<(PathBuf, String, String, bool)> {
     let n = &ledger.names;
     let service_of = |repo: &Path| {
         n.repo(repo)
@@ -179,29 +187,42 @@ fn find(ledger: &Ledger, host: &str) -> Option<(PathBuf, String, String)> {
             .to_string()
     };
     if let Some(c) = n.hosts.get(host) {
-        return Some((c.repo.clone(), c.worktree.clone(), service_of(&c.repo)));
+        return Some((
+            c.repo.clone(),
+            c.worktree.clone(),
+            service_of(&c.repo),
+            false,
+        ));
     }
     let origin = |h: &str| {
         n.repos
             .iter()
             .find(|r| names::origin(&r.label) == h)
             .map(|r| {
-                let key = r.point.clone().unwrap_or_else(|| crate::registry::MAIN_KEY.to_string());
+                let key = r
+                    .point
+                    .clone()
+                    .unwrap_or_else(|| crate::registry::MAIN_KEY.to_string());
                 (r.repo.clone(), key)
             })
     };
     if let Some((repo, key)) = origin(host) {
         let s = service_of(&repo);
-        return Some((repo, key, s));
+        return Some((repo, key, s, false));
     }
     let (service, rest) = host.split_once('.')?;
     if !crate::config::is_service_name(service) {
         return None;
     }
     if let Some(c) = n.hosts.get(rest) {
-        return Some((c.repo.clone(), c.worktree.clone(), service.to_string()));
+        return Some((
+            c.repo.clone(),
+            c.worktree.clone(),
+            service.to_string(),
+            true,
+        ));
     }
-    origin(rest).map(|(repo, key)| (repo, key, service.to_string()))
+    origin(rest).map(|(repo, key)| (repo, key, service.to_string(), true))
 }
 
 /// Every name there is, for a 404 page: origins first, then worktrees.
@@ -224,11 +245,20 @@ mod tests {
 
     #[test]
     fn hosts_are_normalized_as_browsers_send_them() {
-        assert_eq!(normalize("Feature-X.Shop.localhost:4480").as_deref(), Some("feature-x.shop.localhost"));
-        assert_eq!(normalize("shop.localhost.").as_deref(), Some("shop.localhost"));
+        assert_eq!(
+            normalize("Feature-X.Shop.localhost:4480").as_deref(),
+            Some("feature-x.shop.localhost")
+        );
+        assert_eq!(
+            normalize("shop.localhost.").as_deref(),
+            Some("shop.localhost")
+        );
         assert_eq!(normalize("[::1]:4480").as_deref(), Some("[::1]"));
         assert_eq!(normalize(""), None);
         assert_eq!(normalize("bücher.localhost"), None);
-        assert_eq!(normalize("xn--bcher-kva.localhost").as_deref(), Some("xn--bcher-kva.localhost"));
+        assert_eq!(
+            normalize("xn--bcher-kva.localhost").as_deref(),
+            Some("xn--bcher-kva.localhost")
+        );
     }
 }

@@ -92,6 +92,8 @@ pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        // A client has this long to send a whole request head.
+        let head_timeout = shared.answer_timeout.min(Duration::from_secs(10));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
@@ -100,7 +102,7 @@ pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 // A client that never sends a whole request head is dropped.
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(head_timeout)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
@@ -153,8 +155,10 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
         })
 }
 
@@ -179,7 +183,11 @@ fn forwarded(h: &mut HeaderMap, peer: SocketAddr, host: &str) {
     h.insert(LOOP_HEADER, HeaderValue::from_static("1"));
 }
 
-async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr) -> Response<Body> {
+async fn handle(
+    mut req: Request<Incoming>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let wants_html = req
         .headers()
         .get(header::ACCEPT)
@@ -224,7 +232,8 @@ async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAdd
             } else {
                 names.join(", ")
             };
-            let text = format!("git ports proxy: no worktree is named {host}; the names are: {list}");
+            let text =
+                format!("git ports proxy: no worktree is named {host}; the names are: {list}");
             return page(StatusCode::NOT_FOUND, wants_html, &text);
         }
     };
@@ -251,14 +260,22 @@ async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAdd
         .map_or("/", |p| p.as_str())
         .to_string();
     let Ok(uri) = format!("http://127.0.0.1:{port}{path}").parse::<Uri>() else {
-        return page(StatusCode::BAD_REQUEST, wants_html, "git ports proxy: a path it cannot forward");
+        return page(
+            StatusCode::BAD_REQUEST,
+            wants_html,
+            "git ports proxy: a path it cannot forward",
+        );
     };
     if is_upgrade(req.headers()) {
         return upgrade(req, uri, port, peer, &host, &shared, wants_html, &down).await;
     }
     *req.uri_mut() = uri;
     strip_hop_by_hop(req.headers_mut());
-    forwarded(req.headers_mut(), peer, raw_host.as_deref().unwrap_or(&host));
+    forwarded(
+        req.headers_mut(),
+        peer,
+        raw_host.as_deref().unwrap_or(&host),
+    );
     let req = req.map(|b| b.boxed());
     match tokio::time::timeout(shared.answer_timeout, shared.client.request(req)).await {
         Err(_) => page(
@@ -302,34 +319,72 @@ async fn upgrade(
 ) -> Response<Body> {
     let client_side = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
-    let mut up = Request::builder().method(parts.method).uri(uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut up = Request::builder()
+        .method(parts.method)
+        .uri(uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut headers = parts.headers;
     forwarded(&mut headers, peer, host);
     if let Some(h) = up.headers_mut() {
         *h = headers;
     }
     let Ok(up) = up.body(Empty::<Bytes>::new()) else {
-        return page(StatusCode::BAD_REQUEST, wants_html, "git ports proxy: an upgrade it cannot forward");
+        return page(
+            StatusCode::BAD_REQUEST,
+            wants_html,
+            "git ports proxy: an upgrade it cannot forward",
+        );
     };
     let conn = match tokio::time::timeout(shared.answer_timeout, connect(port)).await {
         Ok(Ok(c)) => c,
-        Ok(Err(_)) => return page(StatusCode::BAD_GATEWAY, wants_html, &down("the connection was refused")),
-        Err(_) => return page(StatusCode::GATEWAY_TIMEOUT, wants_html, &down("it did not accept the connection")),
+        Ok(Err(_)) => {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                wants_html,
+                &down("the connection was refused"),
+            );
+        }
+        Err(_) => {
+            return page(
+                StatusCode::GATEWAY_TIMEOUT,
+                wants_html,
+                &down("it did not accept the connection"),
+            );
+        }
     };
-    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(conn)).await else {
-        return page(StatusCode::BAD_GATEWAY, wants_html, &down("the connection failed"));
+    let Ok((mut sender, connection)) =
+        hyper::client::conn::http1::handshake(TokioIo::new(conn)).await
+    else {
+        return page(
+            StatusCode::BAD_GATEWAY,
+            wants_html,
+            &down("the connection failed"),
+        );
     };
     tokio::spawn(connection.with_upgrades());
-    let mut resp = match tokio::time::timeout(shared.answer_timeout, sender.send_request(up)).await {
+    let mut resp = match tokio::time::timeout(shared.answer_timeout, sender.send_request(up)).await
+    {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return page(StatusCode::BAD_GATEWAY, wants_html, &down(&format!("the connection failed ({e})"))),
-        Err(_) => return page(StatusCode::GATEWAY_TIMEOUT, wants_html, &down("it sent no answer")),
+        Ok(Err(e)) => {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                wants_html,
+                &down(&format!("the connection failed ({e})")),
+            );
+        }
+        Err(_) => {
+            return page(
+                StatusCode::GATEWAY_TIMEOUT,
+                wants_html,
+                &down("it sent no answer"),
+            );
+        }
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let server_side = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             if let (Ok(c), Ok(s)) = (client_side.await, server_side.await) {
-                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(s)).await;
+                let _ =
+                    tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(s)).await;
             }
         });
     }

@@ -14,6 +14,7 @@ mod newcomer;
 mod owner;
 mod ports;
 mod promise;
+mod proxy;
 mod robust;
 mod status;
 mod support;

@@ -21,6 +21,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("agents", 29300, 29399),
     ("leases", 29400, 29499),
     ("mcp", 29500, 29599),
+    ("proxy", 29600, 29699),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -49,6 +50,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("agents", include_str!("agents.rs")),
         ("leases", include_str!("leases.rs")),
         ("mcp", include_str!("mcp.rs")),
+        ("proxy", include_str!("proxy.rs")),
     ]
 }
 

@@ -297,6 +297,8 @@ fn change(s: &Scene, command: &str, vars: &[(&str, &str)]) -> Run {
             )
         }
         "uninstall" => run_with(s.env, &s.a.dir, &["hook", "uninstall"], vars),
+        // The origin pointed at a worktree: the ledger alone.
+        "point" => run_with(s.env, &s.a.dir, &["point", "a1"], vars),
         // A lease for this test's own process, which outlives every walk.
         "lease" => run_with(
             s.env,
@@ -462,6 +464,11 @@ fn crash_at_every_point_of_the_hook() {
 }
 
 #[test]
+fn crash_at_every_point_of_pointing_the_origin() {
+    crash_case("point", 27480, &[Target::LedgerPoint]);
+}
+
+#[test]
 fn crash_at_every_point_of_a_lease() {
     crash_case("lease", 27440, &[Target::LedgerLease]);
 }
@@ -483,6 +490,9 @@ fn every_crash_point_is_walked() {
         Target::EnvFile,
         Target::Hook,
         Target::LedgerLease,
+        Target::LedgerPoint,
+        // Walked in proxy.rs: a state file half-written never blocks the next start.
+        Target::ProxyState,
     ];
     assert_eq!(fault::all(), fault::points_of(&walked));
 }

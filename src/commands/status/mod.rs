@@ -190,7 +190,10 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
 fn origin(ctx: &Ctx) -> Option<json::Origin> {
     let ledger = ctx.ledger.as_ref()?.load_for(&ctx.repo_id).ok()?;
     let r = ledger.names.repo(&ctx.repo_id)?;
-    let key = r.point.clone().unwrap_or_else(|| crate::registry::MAIN_KEY.to_string());
+    let key = r
+        .point
+        .clone()
+        .unwrap_or_else(|| crate::registry::MAIN_KEY.to_string());
     Some(json::Origin {
         host: crate::names::origin(&r.label),
         worktree: ctx.repo.display_name(&key),
