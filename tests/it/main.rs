@@ -4,6 +4,7 @@ mod agents;
 mod allocate;
 mod anyrepo;
 mod bad_input;
+mod browser;
 mod choice;
 mod claims;
 mod envfiles;

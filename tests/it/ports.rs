@@ -22,6 +22,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("leases", 29400, 29499),
     ("mcp", 29500, 29599),
     ("proxy", 29600, 29699),
+    ("browser", 29700, 29799),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -51,6 +52,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("leases", include_str!("leases.rs")),
         ("mcp", include_str!("mcp.rs")),
         ("proxy", include_str!("proxy.rs")),
+        ("browser", include_str!("browser.rs")),
     ]
 }
 

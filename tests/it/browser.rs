@@ -1,0 +1,169 @@
+//! A real browser: headless Chromium (Debian's package), driven by playwright-core, against
+//! two worktrees' real servers: cookies stay with the worktree whose name set them, without
+//! the proxy and through it, and Vite's hot reload reaches the page through the proxy.
+//!
+//! `GIT_PORTS_TEST_WEB_TOOLS` names a directory whose `node_modules` holds playwright-core
+//! and vite (`.ci/run` installs them, and Chromium: `apt-get install chromium`).
+//!
+//! Ports: this module takes 29700-29799.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::proxy::{Proc, node, proxy, upstream};
+use crate::support::{Env, skip, wait_listening};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Where playwright-core and vite are, when this machine has them and Chromium.
+fn tools(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("GIT_PORTS_TEST_WEB_TOOLS").map(PathBuf::from);
+    let ok = dir.as_ref().is_some_and(|d| {
+        d.join("node_modules/playwright-core").is_dir() && d.join("node_modules/vite").is_dir()
+    });
+    if !ok || !Path::new(CHROMIUM).exists() || !node() {
+        skip(
+            test,
+            "needs node, Chromium (apt-get install chromium) and GIT_PORTS_TEST_WEB_TOOLS naming a directory with `npm i playwright-core vite` done in it",
+        );
+        return None;
+    }
+    dir
+}
+
+/// Runs a playwright-core script with node; its last line of output, as JSON.
+fn drive(env: &Env, tools: &Path, script: &str) -> serde_json::Value {
+    let file = env.path("drive.js");
+    let head = format!(
+        "const {{ chromium }} = require({:?});\nconst launch = () => chromium.launch({{ executablePath: {CHROMIUM:?}, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] }});\n",
+        tools
+            .join("node_modules/playwright-core")
+            .display()
+            .to_string()
+    );
+    std::fs::write(&file, format!("{head}{script}")).expect("script");
+    let out = Command::new("node")
+        .arg(&file)
+        .env("HOME", env.path("home"))
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "the browser script said no JSON ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn a_cookie_stays_with_the_worktree_whose_name_set_it() {
+    let Some(tools) = tools("a_cookie_stays_with_the_worktree_whose_name_set_it") else {
+        return;
+    };
+    let env = Env::new();
+    let repo = env.repo("shop");
+    repo.range("web", 29700, 29709);
+    let a = repo.worktree("a", "a");
+    let b = repo.worktree("b", "b");
+    env.run(&a, ["allocate", "web"]).ok();
+    env.run(&b, ["allocate", "web"]).ok();
+    let (pa, pb) = (29700, 29701);
+    let _sa = upstream(&a, pa);
+    let _sb = upstream(&b, pb);
+    let _proxy = proxy(&env, 29790);
+    let script = format!(
+        r##"
+(async () => {{
+  const browser = await launch();
+  const page = await browser.newPage();
+  const text = async (url) => (await (await page.goto(url)).text()).trim();
+  const out = {{}};
+  // By port on localhost: one cookie jar for every worktree (the problem).
+  await text("http://localhost:{pa}/set");
+  out.localhost_b = await text("http://localhost:{pb}/echo");
+  await page.context().clearCookies();
+  // By name, no proxy: each worktree's own.
+  out.name_set_a = await text("http://a.shop.localhost:{pa}/set");
+  out.name_a = await text("http://a.shop.localhost:{pa}/echo");
+  out.name_b = await text("http://b.shop.localhost:{pb}/echo");
+  await page.context().clearCookies();
+  // By name, through the proxy.
+  out.proxy_set_b = await text("http://b.shop.localhost:29790/set");
+  out.proxy_b = await text("http://b.shop.localhost:29790/echo");
+  out.proxy_a = await text("http://a.shop.localhost:29790/echo");
+  console.log(JSON.stringify(out));
+  await browser.close();
+}})().catch((e) => {{ console.log(JSON.stringify({{ error: String(e) }})); process.exit(1); }});
+"##
+    );
+    let out = drive(&env, &tools, &script);
+    assert_eq!(out["localhost_b"], format!("cookie=who={pa}"), "{out}");
+    assert_eq!(out["name_set_a"], format!("set {pa}"), "{out}");
+    assert_eq!(out["name_a"], format!("cookie=who={pa}"), "{out}");
+    assert_eq!(out["name_b"], "cookie=", "{out}");
+    assert_eq!(out["proxy_set_b"], format!("set {pb}"), "{out}");
+    assert_eq!(out["proxy_b"], format!("cookie=who={pb}"), "{out}");
+    assert_eq!(out["proxy_a"], "cookie=", "{out}");
+}
+
+#[test]
+fn vites_hot_reload_reaches_the_page_through_the_proxy() {
+    let Some(tools) = tools("vites_hot_reload_reaches_the_page_through_the_proxy") else {
+        return;
+    };
+    let env = Env::new();
+    let repo = env.repo("shop");
+    repo.range("web", 29710, 29719);
+    let a = repo.worktree("a", "a");
+    env.run(&a, ["allocate", "web"]).ok();
+    std::fs::write(
+        a.join("index.html"),
+        "<!doctype html><html><body><p id=\"app\">loading</p><script type=\"module\" src=\"/main.js\"></script></body></html>\n",
+    )
+    .expect("index");
+    let main = a.join("main.js");
+    std::fs::write(
+        &main,
+        "document.querySelector('#app').textContent = 'version 1';\nif (import.meta.hot) import.meta.hot.accept();\n",
+    )
+    .expect("main");
+    std::fs::write(
+        a.join("vite.config.mjs"),
+        "export default { server: { port: Number(process.env.WEB_PORT), strictPort: true, host: '127.0.0.1' } };\n",
+    )
+    .expect("config");
+    let vite = tools.join("node_modules/vite/bin/vite.js");
+    let mut cmd = env.cmd(&a);
+    cmd.args(["exec", "--", "node"])
+        .arg(&vite)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _vite = Proc(cmd.spawn().expect("vite"));
+    wait_listening(29710, true);
+    let _proxy = proxy(&env, 29791);
+    let script = format!(
+        r##"
+const fs = require("fs");
+(async () => {{
+  const browser = await launch();
+  const page = await browser.newPage();
+  await page.goto("http://a.shop.localhost:29791/");
+  await page.waitForFunction(() => document.querySelector("#app").textContent === "version 1", null, {{ timeout: 20 * 1000 }});
+  await page.evaluate(() => {{ window.kept = "same page"; }});
+  fs.writeFileSync({main:?}, "document.querySelector('#app').textContent = 'version 2';\nif (import.meta.hot) import.meta.hot.accept();\n");
+  await page.waitForFunction(() => document.querySelector("#app").textContent === "version 2", null, {{ timeout: 20 * 1000 }});
+  const kept = await page.evaluate(() => window.kept);
+  console.log(JSON.stringify({{ text: await page.textContent("#app"), kept }}));
+  await browser.close();
+}})().catch((e) => {{ console.log(JSON.stringify({{ error: String(e) }})); process.exit(1); }});
+"##,
+        main = main.display().to_string()
+    );
+    let out = drive(&env, &tools, &script);
+    assert_eq!(out["text"], "version 2", "{out}");
+    // Hot reload, not a page load: the page kept what it had.
+    assert_eq!(out["kept"], "same page", "{out}");
+}
