@@ -364,9 +364,10 @@ pub fn served(ledger: &LedgerStore, port: u16) -> Vec<Served> {
         .map(|h| (h.clone(), true))
         .chain(l.names.hosts.keys().map(|h| (h.clone(), false)))
         .filter_map(|(host, origin)| {
-            let (port_to, place) = match routes.resolve(&host) {
-                Route::To { port, place } => (Some(port), place),
-                Route::NotHeld { place } => (None, place),
+            let route = routes.resolve(&host);
+            let (port_to, place) = match &*route {
+                Route::To { port, place } => (Some(*port), place.clone()),
+                Route::NotHeld { place } => (None, place.clone()),
                 _ => return None,
             };
             Some(Served {

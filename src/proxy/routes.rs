@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::ledger::{Ledger, LedgerStore, repo_dir, tilde};
 use crate::names::{self, SUFFIX};
@@ -64,7 +64,17 @@ pub struct Routes {
 #[derive(Default)]
 struct State {
     ledger: Option<Cached<Ledger>>,
-    registries: HashMap<PathBuf, Cached<Result<Registry, String>>>,
+    registries: HashMap<PathBuf, Cached<Result<Arc<Registry>, String>>>,
+    /// Routes worked out, by host, with the files they were worked out from: a request
+    /// whose files have not changed costs two stats and a lookup.
+    routes: HashMap<String, Known>,
+}
+
+struct Known {
+    ledger: Stamp,
+    /// The registry the route read, and how it was then.
+    registry: Option<(PathBuf, Stamp)>,
+    route: Arc<Route>,
 }
 
 /// `Host` as a name: lowercase, without a port or a trailing dot; `None` when it is no
@@ -90,90 +100,122 @@ impl Routes {
     }
 
     /// Where `host` (already normalized) leads now.
-    pub fn resolve(&self, host: &str) -> Route {
+    pub fn resolve(&self, host: &str) -> Arc<Route> {
         let ledger_stamp = self.ledger.as_ref().and_then(|l| stamp(&l.path));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state
-            .ledger
-            .as_ref()
-            .is_none_or(|c| c.stamp != ledger_stamp)
+        if let Some(k) = state.routes.get(host)
+            && k.ledger == ledger_stamp
+            && k.registry.as_ref().is_none_or(|(p, s)| stamp(p) == *s)
         {
-            let value = self
-                .ledger
-                .as_ref()
-                .and_then(|l| l.load().ok())
-                .unwrap_or_default();
-            state.ledger = Some(Cached {
-                stamp: ledger_stamp,
-                value,
-            });
+            return k.route.clone();
         }
-        let Some(ledger) = state.ledger.as_ref().map(|c| &c.value) else {
-            return Route::Unknown { names: Vec::new() };
-        };
-        let Some((repo, key, service, prefixed)) = find(ledger, host) else {
-            return Route::Unknown {
-                names: all_names(ledger),
-            };
-        };
-        let unknown = Route::Unknown {
-            names: all_names(ledger),
-        };
-        let name = ledger
-            .ports
-            .values()
-            .find(|c| c.repo == repo && c.worktree == key)
-            .map(|c| c.name.clone())
-            .unwrap_or_else(|| crate::registry::display_key(&key));
-        let registry = registry_of(&mut state, &repo);
-        let shown = tilde(&repo_dir(&repo));
-        let registry = match registry {
-            Ok(r) => r,
-            Err(why) => return Route::Unreadable { repo: shown, why },
-        };
-        // A first label that is no service anyone here has (`nope.shop.localhost`) is a
-        // name that does not exist, not a service to allocate.
-        let known = crate::config::DEFAULT_SERVICES
-            .iter()
-            .any(|(s, _, _)| *s == service)
-            || registry.allocations().any(|h| h.service == service);
-        if prefixed && !known {
-            return unknown;
+        let (route, registry) = work_out(&mut state, &self.ledger, host, ledger_stamp);
+        let route = Arc::new(route);
+        if state.routes.len() > 4096 {
+            state.routes.clear();
         }
-        let entry = registry.worktrees.get(&key);
-        let place = Place {
-            worktree: name,
-            repo: shown,
-            path: entry.map(|e| e.path.clone()).unwrap_or_default(),
-            service: service.clone(),
-            host: host.to_string(),
-        };
-        match entry.and_then(|e| e.ports.get(&service)) {
-            Some(a) => Route::To {
-                port: a.port,
-                place,
+        state.routes.insert(
+            host.to_string(),
+            Known {
+                ledger: ledger_stamp,
+                registry,
+                route: route.clone(),
             },
-            None => Route::NotHeld { place },
-        }
+        );
+        route
     }
 }
 
-/// The repository's registry, read again only when the file changed.
-fn registry_of(state: &mut State, repo: &Path) -> Result<Registry, String> {
+/// The route of `host` from the files as they are, and the registry it read.
+fn work_out(
+    state: &mut State,
+    ledger_store: &Option<LedgerStore>,
+    host: &str,
+    ledger_stamp: Stamp,
+) -> (Route, Option<(PathBuf, Stamp)>) {
+    if state
+        .ledger
+        .as_ref()
+        .is_none_or(|c| c.stamp != ledger_stamp)
+    {
+        let value = ledger_store
+            .as_ref()
+            .and_then(|l| l.load().ok())
+            .unwrap_or_default();
+        state.ledger = Some(Cached {
+            stamp: ledger_stamp,
+            value,
+        });
+        // Routes worked out from the old ledger are worked out again as they are asked for.
+        state.routes.clear();
+    }
+    let Some(ledger) = state.ledger.as_ref().map(|c| &c.value) else {
+        return (Route::Unknown { names: Vec::new() }, None);
+    };
+    let Some((repo, key, service, prefixed)) = find(ledger, host) else {
+        let names = all_names(ledger);
+        return (Route::Unknown { names }, None);
+    };
+    let unknown = Route::Unknown {
+        names: all_names(ledger),
+    };
+    let name = ledger
+        .ports
+        .values()
+        .find(|c| c.repo == repo && c.worktree == key)
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| crate::registry::display_key(&key));
+    let (registry, registry_stamp) = registry_of(state, &repo);
+    let read = Some((Store::new(&repo).path, registry_stamp));
+    let shown = tilde(&repo_dir(&repo));
+    let registry = match registry {
+        Ok(r) => r,
+        Err(why) => return (Route::Unreadable { repo: shown, why }, read),
+    };
+    // A first label that is no service anyone here has (`nope.shop.localhost`) is a name
+    // that does not exist, not a service to allocate.
+    let known = crate::config::DEFAULT_SERVICES
+        .iter()
+        .any(|(s, _, _)| *s == service)
+        || registry.allocations().any(|h| h.service == service);
+    if prefixed && !known {
+        return (unknown, read);
+    }
+    let entry = registry.worktrees.get(&key);
+    let place = Place {
+        worktree: name,
+        repo: shown,
+        path: entry.map(|e| e.path.clone()).unwrap_or_default(),
+        service: service.clone(),
+        host: host.to_string(),
+    };
+    let route = match entry.and_then(|e| e.ports.get(&service)) {
+        Some(a) => Route::To {
+            port: a.port,
+            place,
+        },
+        None => Route::NotHeld { place },
+    };
+    (route, read)
+}
+
+/// The repository's registry, read again only when the file changed, and how the file was.
+fn registry_of(state: &mut State, repo: &Path) -> (Result<Arc<Registry>, String>, Stamp) {
     let store = Store::new(repo);
     let now = stamp(&store.path);
     let fresh = state.registries.get(repo).is_some_and(|c| c.stamp == now);
     if !fresh {
-        let value = store.load().map_err(|e| e.to_string());
+        let value = store.load().map(Arc::new).map_err(|e| e.to_string());
         state
             .registries
             .insert(repo.to_path_buf(), Cached { stamp: now, value });
     }
-    state
+    let value = state
         .registries
         .get(repo)
         .map(|c| c.value.clone())
-        .unwrap_or_else(|| Err("not read".into()))
+        .unwrap_or_else(|| Err("not read".into()));
+    (value, now)
 }
 
 /// The repository, worktree key and service `host` names: a worktree's host (its default

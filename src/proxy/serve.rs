@@ -4,19 +4,16 @@
 //! a registry holds for the name asked.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::pages;
@@ -35,44 +32,59 @@ pub struct Shared {
     pub port: u16,
     /// How long a server may take to answer before a 504.
     pub answer_timeout: Duration,
-    client: Client<Loopback, Body>,
 }
 
 impl Shared {
     pub fn new(routes: Routes, port: u16, answer_timeout: Duration) -> Shared {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .retry_canceled_requests(false)
-            .set_host(false)
-            .build(Loopback);
         Shared {
             routes,
             port,
             answer_timeout,
-            client,
         }
     }
 }
 
-/// Connects to a port on this machine: 127.0.0.1, else ::1 (a server bound to `localhost`
-/// may be on either).
-#[derive(Clone)]
-struct Loopback;
+/// The server connection a client connection last used. HTTP/1.1 carries one request at a
+/// time, so each client connection keeps one connection to the server of its own and reuses
+/// it while it asks for the same port: no pool, and no lock any other connection waits for.
+type Upstream = Arc<tokio::sync::Mutex<Option<(u16, SendRequest<Body>)>>>;
 
-impl tower_service::Service<Uri> for Loopback {
-    type Response = TokioIo<TcpStream>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+/// Why a request did not reach its server.
+enum SendError {
+    Connect,
+    Http(hyper::Error),
+}
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+/// Sends `req` to `port` on this client connection's server connection, or on a new one
+/// (also when the kept one turns out closed: the request comes back unsent, and goes again).
+async fn send(
+    slot: &Upstream,
+    port: u16,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, SendError> {
+    let mut kept = slot.lock().await;
+    let mut req = req;
+    if let Some((p, sender)) = kept.as_mut()
+        && *p == port
+        && !sender.is_closed()
+        && sender.ready().await.is_ok()
+    {
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok(resp),
+            Err(mut e) => match e.take_message() {
+                Some(again) => req = again,
+                None => return Err(SendError::Http(e.into_error())),
+            },
+        }
     }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let port = uri.port_u16().unwrap_or(80);
-        Box::pin(async move { connect(port).await.map(TokioIo::new) })
-    }
+    let stream = connect(port).await.map_err(|_| SendError::Connect)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(SendError::Http)?;
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(SendError::Http);
+    *kept = Some((port, sender));
+    resp
 }
 
 async fn connect(port: u16) -> std::io::Result<TcpStream> {
@@ -95,9 +107,10 @@ pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         // A client has this long to send a whole request head.
         let head_timeout = shared.answer_timeout.min(Duration::from_secs(10));
         tokio::spawn(async move {
+            let upstream: Upstream = Arc::default();
             let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(req, shared, peer).await) }
+                let (shared, upstream) = (shared.clone(), upstream.clone());
+                async move { Ok::<_, Infallible>(handle(req, shared, peer, upstream).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -187,6 +200,7 @@ async fn handle(
     mut req: Request<Incoming>,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    upstream: Upstream,
 ) -> Response<Body> {
     let wants_html = req
         .headers()
@@ -213,8 +227,9 @@ async fn handle(
             "git ports proxy: the request names no host: ask for a worktree's name, such as http://feature-x.shop.localhost:PORT/",
         );
     };
-    let (port, place) = match shared.routes.resolve(&host) {
-        Route::To { port, place } => (port, place),
+    let route = shared.routes.resolve(&host);
+    let (port, place) = match &*route {
+        Route::To { port, place } => (*port, place),
         Route::NotHeld { place } => {
             let text = format!(
                 "git ports proxy: worktree '{}' of {} holds no port for {}: run `git ports allocate {} --worktree {}`",
@@ -259,7 +274,8 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let Ok(uri) = format!("http://127.0.0.1:{port}{path}").parse::<Uri>() else {
+    // Origin form (`/path?query`), as a server expects it from a client.
+    let Ok(uri) = path.parse::<Uri>() else {
         return page(
             StatusCode::BAD_REQUEST,
             wants_html,
@@ -277,7 +293,7 @@ async fn handle(
         raw_host.as_deref().unwrap_or(&host),
     );
     let req = req.map(|b| b.boxed());
-    match tokio::time::timeout(shared.answer_timeout, shared.client.request(req)).await {
+    match tokio::time::timeout(shared.answer_timeout, send(&upstream, port, req)).await {
         Err(_) => page(
             StatusCode::GATEWAY_TIMEOUT,
             wants_html,
@@ -286,14 +302,16 @@ async fn handle(
                 shared.answer_timeout.as_secs_f64()
             )),
         ),
-        Ok(Err(e)) => {
-            let why = if e.is_connect() {
-                "the connection was refused".to_string()
-            } else {
-                format!("the connection failed ({e})")
-            };
-            page(StatusCode::BAD_GATEWAY, wants_html, &down(&why))
-        }
+        Ok(Err(SendError::Connect)) => page(
+            StatusCode::BAD_GATEWAY,
+            wants_html,
+            &down("the connection was refused"),
+        ),
+        Ok(Err(SendError::Http(e))) => page(
+            StatusCode::BAD_GATEWAY,
+            wants_html,
+            &down(&format!("the connection failed ({e})")),
+        ),
         Ok(Ok(resp)) => {
             let mut resp = resp.map(|b| b.boxed());
             strip_hop_by_hop(resp.headers_mut());
