@@ -208,28 +208,46 @@ pub fn foreground(out: &mut Out) -> Result<()> {
         std::process::id()
     );
     out.text.clear();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start the proxy's runtime: {e}")))?;
     let shared = Arc::new(serve::Shared::new(
         Routes::new(Some(setup.ledger.clone())),
         setup.port,
         setup.answer_timeout,
     ));
-    runtime.block_on(async move {
-        let mut tasks = Vec::new();
-        for l in listeners {
-            let l = tokio::net::TcpListener::from_std(l)
-                .map_err(|e| Error::Usage(format!("cannot listen: {e}")))?;
-            tasks.push(tokio::spawn(serve::accept(l, shared.clone())));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-        Ok(())
-    })
+    // One single-threaded runtime per core, each accepting from the same sockets: every task
+    // of a connection (the client's side and its server's) stays on the thread that took it,
+    // so a request never waits for a wake-up from another thread.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+    let cannot = |e: std::io::Error| Error::Usage(format!("cannot run the proxy: {e}"));
+    let mut running = Vec::new();
+    for _ in 0..threads {
+        let mine: Vec<std::net::TcpListener> = listeners
+            .iter()
+            .map(std::net::TcpListener::try_clone)
+            .collect::<std::io::Result<_>>()
+            .map_err(cannot)?;
+        let shared = shared.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(cannot)?;
+        running.push(std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let mut tasks = Vec::new();
+                for l in mine {
+                    if let Ok(l) = tokio::net::TcpListener::from_std(l) {
+                        tasks.push(tokio::spawn(serve::accept(l, shared.clone())));
+                    }
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+        }));
+    }
+    for t in running {
+        let _ = t.join();
+    }
+    Ok(())
 }
 
 /// `git ports proxy start`: the proxy in the background, unless one runs.
