@@ -123,6 +123,22 @@ impl Holder {
     }
 }
 
+/// The holder a lease for `pid` (or, without one, for the caller) is made to, or the error
+/// that says why there is none.
+pub fn holder(pid: Option<u32>) -> crate::error::Result<Holder> {
+    use crate::error::Error;
+    let pid = match pid {
+        Some(p) => p,
+        None => caller().ok_or(Error::NoLeaseHolder(
+            "no process above this one would ever end",
+        ))?,
+    };
+    Holder::of(pid).map_err(|r| Error::LeaseRefused {
+        pid,
+        reason: r.reason(),
+    })
+}
+
 /// Which lease holders are alive, each pid looked at once however many leases it holds:
 /// thousands of dead leases cost one failed open each, in one pass.
 #[derive(Default)]

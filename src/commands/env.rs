@@ -34,7 +34,7 @@ fn leased_vars(
             unique.push(s.clone());
         }
     }
-    let holder = super::lease::holder(Some(std::process::id()))?;
+    let holder = crate::lease::holder(Some(std::process::id()))?;
     let leased = ctx.lease(&wt, &unique, &holder)?;
     let mut registry = ctx.store.load()?;
     for (service, port) in leased {

@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::LeaseArgs;
-use crate::error::{Error, Result};
-use crate::lease::Holder;
+use crate::error::Result;
+use crate::lease::holder;
 
 #[derive(Debug, Serialize)]
 struct Report<'a> {
@@ -20,20 +20,6 @@ struct Report<'a> {
 struct Leased<'a> {
     service: &'a str,
     port: u16,
-}
-
-/// The holder a lease for `pid` (or, without one, for the caller) is made to.
-pub fn holder(pid: Option<u32>) -> Result<Holder> {
-    let pid = match pid {
-        Some(p) => p,
-        None => crate::lease::caller().ok_or(Error::NoLeaseHolder(
-            "no process above this one would ever end",
-        ))?,
-    };
-    Holder::of(pid).map_err(|r| Error::LeaseRefused {
-        pid,
-        reason: r.reason(),
-    })
 }
 
 pub fn run(ctx: &mut Ctx, args: LeaseArgs) -> Result<()> {
