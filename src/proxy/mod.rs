@@ -111,9 +111,7 @@ impl Setup {
     /// proxy that was killed names a process that is gone (or a pid now someone else's,
     /// whose start time differs): it is no obstacle.
     pub fn running(&self) -> Option<State> {
-        let text = std::fs::read_to_string(self.state_path()).ok()?;
-        let state: State = serde_json::from_str(&text).ok()?;
-        Alive::default().holds(&state.holder).then_some(state)
+        running(&self.ledger)
     }
 
     /// Records this process as the proxy, in one atomic write.
@@ -146,6 +144,14 @@ impl Setup {
         crate::store::write_atomic(&path, &text, &lock, crate::fault::Target::ProxyState)
             .map_err(io("cannot write"))
     }
+}
+
+/// The proxy that runs now, from its state file beside `ledger` (see [`Setup::running`]).
+pub fn running(ledger: &LedgerStore) -> Option<State> {
+    let path = ledger.path.parent()?.join(STATE_FILE);
+    let text = std::fs::read_to_string(path).ok()?;
+    let state: State = serde_json::from_str(&text).ok()?;
+    Alive::default().holds(&state.holder).then_some(state)
 }
 
 /// Binds both loopback addresses, the IPv4 one at least; a port taken is one line naming

@@ -17,12 +17,8 @@ pub(super) struct LeaseRow {
 }
 
 /// The live leases of this repository, or of every repository with `machine`.
-pub(super) fn live(ctx: &Ctx, machine: bool) -> Vec<LeaseRow> {
-    let Some(ledger) = ctx
-        .ledger
-        .as_ref()
-        .and_then(|l| l.load_for(&ctx.repo_id).ok())
-    else {
+pub(super) fn live(ctx: &Ctx, ledger: Option<&Ledger>, machine: bool) -> Vec<LeaseRow> {
+    let Some(ledger) = ledger else {
         return Vec::new();
     };
     ledger

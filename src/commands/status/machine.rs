@@ -89,7 +89,7 @@ pub(super) fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
         .health_check
         .then(|| check(ctx, &mut rows, args.timeout));
     let errors = summary.as_ref().map_or(0, |s| s.errors);
-    let leases = super::leases::live(ctx, true);
+    let leases = super::leases::live(ctx, Some(&ledger), true);
     if args.json {
         #[derive(Serialize)]
         struct MachineJson {

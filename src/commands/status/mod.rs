@@ -79,19 +79,25 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         return machine(ctx, &args);
     }
     let registry = ctx.store.load()?;
-    let mut rows = rows(ctx, &registry);
+    // The ledger, read once for everything the report takes from it.
+    let ledger = ctx
+        .ledger
+        .as_ref()
+        .and_then(|l| l.load_for(&ctx.repo_id).ok());
+    let hosts = ledger
+        .as_ref()
+        .map(|l| l.names.hosts_for(&ctx.repo_id))
+        .unwrap_or_default();
+    let mut rows = rows(ctx, &registry, &hosts);
     if ctx.repo.settings.choice.align {
         for r in &mut rows {
             r.slot = crate::policy::allocate::slot_of(&registry, &ctx.repo.settings, &r.key);
         }
     }
-    let conflicts = match &ctx.ledger {
-        Some(l) => l
-            .load_for(&ctx.repo_id)
-            .map(|ledger| ledger.conflicts(&ctx.repo_id, &registry))
-            .unwrap_or_default(),
-        None => BTreeMap::new(),
-    };
+    let conflicts = ledger
+        .as_ref()
+        .map(|l| l.conflicts(&ctx.repo_id, &registry))
+        .unwrap_or_default();
     for r in &mut rows {
         for (port, claim) in &conflicts {
             if r.ports.iter().any(|p| p.1.port == *port) {
@@ -127,13 +133,13 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         .health_check
         .then(|| check(ctx, &mut rows, args.timeout));
     let errors = summary.as_ref().map_or(0, |s| s.errors);
-    let mut leases = leases::live(ctx, false);
+    let mut leases = leases::live(ctx, ledger.as_ref(), false);
     match &view {
         View::All => {}
         View::Worktree(name) => leases.retain(|l| &l.worktree == name),
         View::Service(s) => leases.retain(|l| &l.service == s),
     }
-    let origin = origin(ctx);
+    let origin = origin(ctx, ledger.as_ref());
     if args.json {
         let json = to_json(ctx, rows, summary, leases, origin);
         ctx.out.json(&json);
@@ -145,7 +151,7 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         );
     } else {
         let drift = if matches!(view, View::All) {
-            crate::envfile::drifted(&ctx.repo, &registry, &ctx.hosts())
+            crate::envfile::drifted(&ctx.repo, &registry, &hosts)
         } else {
             Vec::new()
         };
@@ -187,9 +193,8 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
 }
 
 /// Where this repository's origin points, once it has a name.
-fn origin(ctx: &Ctx) -> Option<json::Origin> {
-    let ledger = ctx.ledger.as_ref()?.load_for(&ctx.repo_id).ok()?;
-    let r = ledger.names.repo(&ctx.repo_id)?;
+fn origin(ctx: &Ctx, ledger: Option<&Ledger>) -> Option<json::Origin> {
+    let r = ledger?.names.repo(&ctx.repo_id)?;
     let key = r
         .point
         .clone()
@@ -202,14 +207,14 @@ fn origin(ctx: &Ctx) -> Option<json::Origin> {
 
 /// The names the proxy serves for this repository, when it runs.
 fn render_names(ctx: &mut Ctx) {
-    let Ok(setup) = crate::proxy::Setup::read() else {
+    let Some(ledger) = ctx.ledger.clone() else {
         return;
     };
-    let Some(running) = setup.running() else {
+    let Some(running) = crate::proxy::running(&ledger) else {
         return;
     };
     let here = tilde(&repo_dir(&ctx.repo_id));
-    let names: Vec<crate::proxy::Served> = crate::proxy::served(&setup.ledger, running.port)
+    let names: Vec<crate::proxy::Served> = crate::proxy::served(&ledger, running.port)
         .into_iter()
         .filter(|n| n.repository == here)
         .collect();
@@ -246,9 +251,8 @@ fn ports_of(settings: &Settings, registry: &Registry, key: &str) -> Vec<Port> {
 }
 
 /// The registry's worktrees in `git worktree list` order, then the stale ones by name.
-fn rows(ctx: &Ctx, registry: &Registry) -> Vec<Row> {
+fn rows(ctx: &Ctx, registry: &Registry, hosts: &crate::names::Hosts) -> Vec<Row> {
     let ports_of = |key: &str| ports_of(&ctx.repo.settings, registry, key);
-    let hosts = ctx.hosts();
     let mut rows: Vec<Row> = Vec::new();
     for w in ctx.repo.worktrees() {
         if !registry.worktrees.contains_key(&w.key) {
