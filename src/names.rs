@@ -250,10 +250,17 @@ impl Names {
                 chosen
             }
         };
-        for (key, raw) in worktrees {
-            if self.host_of(repo, key).is_some() {
-                continue;
-            }
+        let named: std::collections::HashSet<&str> = self
+            .hosts
+            .values()
+            .filter(|c| c.repo == repo)
+            .map(|c| c.worktree.as_str())
+            .collect();
+        let new: Vec<&(String, Vec<u8>)> = worktrees
+            .iter()
+            .filter(|(k, _)| !named.contains(k.as_str()))
+            .collect();
+        for (key, raw) in new {
             let base = label(raw);
             let host = std::iter::once(base.clone())
                 .chain((2..10_000).map(|n| numbered(&base, n)))
