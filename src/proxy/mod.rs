@@ -214,14 +214,10 @@ pub fn foreground(out: &mut Out) -> Result<()> {
         std::process::id()
     );
     out.text.clear();
-    let shared = Arc::new(serve::Shared::new(
-        Routes::new(Some(setup.ledger.clone())),
-        setup.port,
-        setup.answer_timeout,
-    ));
     // One single-threaded runtime per core, each accepting from the same sockets: every task
     // of a connection (the client's side and its server's) stays on the thread that took it,
-    // so a request never waits for a wake-up from another thread.
+    // so a request never waits for a wake-up from another thread; and each thread has its own
+    // routes, so no lookup waits for another thread's.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
     let cannot = |e: std::io::Error| Error::Usage(format!("cannot run the proxy: {e}"));
     let mut running = Vec::new();
@@ -231,7 +227,11 @@ pub fn foreground(out: &mut Out) -> Result<()> {
             .map(std::net::TcpListener::try_clone)
             .collect::<std::io::Result<_>>()
             .map_err(cannot)?;
-        let shared = shared.clone();
+        let shared = Arc::new(serve::Shared::new(
+            Routes::new(Some(setup.ledger.clone())),
+            setup.port,
+            setup.answer_timeout,
+        ));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
