@@ -17,12 +17,7 @@ struct Report<'a> {
 }
 
 pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
-    let mut services: Vec<String> = Vec::new();
-    for s in args.services.into_iter().chain(args.service_flags) {
-        if !services.contains(&s) {
-            services.push(s);
-        }
-    }
+    let services = super::unique(args.services.into_iter().chain(args.service_flags));
     if services.is_empty() {
         return Err(Error::Usage(
             "name a service to allocate, such as `git ports allocate web`".into(),

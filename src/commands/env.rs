@@ -28,14 +28,9 @@ fn leased_vars(
     services: &[String],
 ) -> Result<(Worktree, Vec<Var>)> {
     let wt = ctx.repo.target(query)?;
-    let mut unique: Vec<String> = Vec::new();
-    for s in services {
-        if !unique.contains(s) {
-            unique.push(s.clone());
-        }
-    }
+    let services = super::unique(services.iter().cloned());
     let holder = crate::lease::holder(Some(std::process::id()))?;
-    let leased = ctx.lease(&wt, &unique, &holder)?;
+    let leased = ctx.lease(&wt, &services, &holder)?;
     let mut registry = ctx.store.load()?;
     for (service, port) in leased {
         let allocation = crate::registry::Allocation {

@@ -23,12 +23,7 @@ struct Leased<'a> {
 }
 
 pub fn run(ctx: &mut Ctx, args: LeaseArgs) -> Result<()> {
-    let mut services: Vec<String> = Vec::new();
-    for s in args.services {
-        if !services.contains(&s) {
-            services.push(s);
-        }
-    }
+    let services = super::unique(args.services);
     let wt = ctx.repo.target(args.worktree.as_deref())?;
     let holder = holder(args.pid)?;
     let ports = ctx.lease(&wt, &services, &holder)?;

@@ -286,6 +286,17 @@ impl Ctx {
     }
 }
 
+/// Services as named on the command line, each once, in the order first named.
+pub fn unique(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
 /// The name a repository goes by: its top directory's (`shop` for `/src/shop/.git`, and for
 /// a bare `/srv/shop.git`), as bytes.
 fn repo_name(common: &std::path::Path) -> Vec<u8> {
