@@ -94,15 +94,10 @@ impl Holder {
         if !running(state) {
             return Err(Refused::NoProcess);
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let uid = |p: PathBuf| fs::metadata(p).map(|m| m.uid());
-            match (uid(proc_dir(pid)), uid(PathBuf::from("/proc/self"))) {
-                (Ok(theirs), Ok(ours)) if theirs == ours => {}
-                (Ok(_), Ok(_)) => return Err(Refused::OtherUser),
-                _ => return Err(Refused::NoProcess),
-            }
+        match same_user(pid) {
+            Some(true) => {}
+            Some(false) => return Err(Refused::OtherUser),
+            None => return Err(Refused::NoProcess),
         }
         Ok(Holder {
             pid,
@@ -120,6 +115,22 @@ impl Holder {
             .map(|w| String::from_utf8_lossy(w).into_owned())
             .collect();
         (!words.is_empty()).then(|| words.join(" "))
+    }
+}
+
+/// Whether process `pid` runs as this process's user; `None` when it cannot be told (no such
+/// process, or no `/proc`). Root is no exception: another user's process is theirs.
+pub fn same_user(pid: u32) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = |p: PathBuf| fs::metadata(p).map(|m| m.uid()).ok();
+        Some(uid(proc_dir(pid))? == uid(PathBuf::from("/proc/self"))?)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        None
     }
 }
 

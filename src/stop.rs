@@ -95,10 +95,20 @@ pub fn stop(owner: &Owner, grace: Duration) -> Ending {
     Ending::Killed
 }
 
-/// Whether the process runs in `dir` now: a check just before signalling, so a pid reused
-/// since the lookup is never signalled.
+/// Whether the process is this user's: another user's is never stopped, even by root.
+pub fn ours(owner: &Owner) -> bool {
+    owner
+        .pid
+        .is_some_and(|p| crate::lease::same_user(p) == Some(true))
+}
+
+/// Whether the process is this user's and runs in `dir` now: a check just before signalling,
+/// so a pid reused since the lookup, or another user's process, is never signalled.
 pub fn still_in(owner: &Owner, dir: &Path) -> bool {
     let Some(pid) = owner.pid else { return false };
+    if !ours(owner) {
+        return false;
+    }
     let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
         return false;
     };

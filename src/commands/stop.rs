@@ -72,6 +72,10 @@ pub fn run(ctx: &mut Ctx, args: StopArgs) -> Result<()> {
             (Some(o), Some(e)) => {
                 format!("{}: {}", o.process().unwrap_or_default(), e.describe(grace))
             }
+            (Some(o), None) if o.is_own() && !crate::stop::ours(o) => format!(
+                "left alone: {} runs as another user",
+                o.process().unwrap_or_default()
+            ),
             (Some(o), None) => format!("left alone: served by {}", o.describe()),
         };
         ctx.out.line(format!("{} ({}): {line}", d.service, d.port));

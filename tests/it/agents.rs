@@ -193,3 +193,66 @@ fn claude_code_worktrees_get_their_ports_from_the_hook_and_keep_their_own_server
     assert!(stop.stdout.contains("left alone"), "{}", stop.stdout);
     wait_listening(29340, true);
 }
+
+/// A server of another user in this worktree is never stopped, root or not.
+#[test]
+fn stop_never_stops_another_users_server() {
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if !root {
+        crate::support::skip(
+            "stop_never_stops_another_users_server",
+            "only root can start a process as another user here",
+        );
+        return;
+    }
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.range("web", 29360, 29369);
+    let wt = repo.worktree("wt", "wt");
+    env.run(&wt, ["allocate", "web"]).ok();
+    // A program the other user can run: the system's own, not one under root's home.
+    let (program, code) = if Path::new("/usr/bin/python3").exists() {
+        (
+            "/usr/bin/python3",
+            "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',29360))\ns.listen()\ntime.sleep(60)",
+        )
+    } else {
+        (
+            "/usr/bin/node",
+            "require('net').createServer().listen(29360, '127.0.0.1'); setTimeout(() => {}, 60000)",
+        )
+    };
+    let flag = if program.ends_with("node") {
+        "-e"
+    } else {
+        "-c"
+    };
+    let mut theirs = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            program,
+            flag,
+            code,
+        ])
+        .current_dir(&wt)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("setpriv");
+    wait_listening(29360, true);
+    let run = env.run(&wt, ["stop", "--grace", "0.5"]);
+    run.ok();
+    let said = run.stdout.replace(&theirs.id().to_string(), "PID");
+    assert!(
+        said.starts_with("web (29360): left alone: pid PID (")
+            && said.ends_with(") runs as another user\n"),
+        "{said}"
+    );
+    assert!(theirs.try_wait().expect("wait").is_none(), "it still runs");
+    let _ = theirs.kill();
+    let _ = theirs.wait();
+}
