@@ -488,9 +488,9 @@ impl LedgerStore {
         }
     }
 
-    /// Locks the ledger, creating its directory private to this user (0700): the ledger is
-    /// one user's, and nobody else may replace it.
-    pub fn lock(&self, timeout: f64, start: std::time::Instant) -> Result<Lock> {
+    /// Creates the ledger's directory, private to this user (0700): the ledger is one user's,
+    /// and nobody else may replace it, nor the proxy's files beside it.
+    pub fn make_dir(&self) -> Result<()> {
         if let Some(dir) = self.path.parent() {
             let mut b = fs::DirBuilder::new();
             b.recursive(true);
@@ -502,6 +502,12 @@ impl LedgerStore {
             b.create(dir)
                 .map_err(self.io("cannot create the directory of"))?;
         }
+        Ok(())
+    }
+
+    /// Locks the ledger, creating its directory (see [`LedgerStore::make_dir`]).
+    pub fn lock(&self, timeout: f64, start: std::time::Instant) -> Result<Lock> {
+        self.make_dir()?;
         store::lock(&self.path, timeout, start).map_err(|e| match e {
             LockError::Io(e) => self.io("cannot lock")(e),
             LockError::Timeout { secs, holder } => Error::LockTimeout {

@@ -84,6 +84,8 @@ impl Setup {
                 .filter(|s| (0.001..=3600.0).contains(s))
                 .ok_or_else(|| bad(KEY_PROXY_TIMEOUT, &v, "expected seconds from 0.001 to 3600"))?,
         };
+        // The proxy's state and log go beside the ledger, which may not exist yet.
+        ledger.make_dir()?;
         Ok(Setup {
             port,
             answer_timeout: Duration::from_secs_f64(secs),

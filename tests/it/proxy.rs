@@ -519,6 +519,25 @@ fn start_stop_status_and_a_killed_proxy_never_block_the_next_start() {
         &proxy_cmd(&env, &["stop"]).stdout,
         "git ports proxy is not running\n",
     );
+    // A user with no ledger yet: its directory is made, private, for the proxy's files.
+    let fresh = env.path("fresh/ports");
+    let in_fresh = |args: &[&str]| {
+        let mut cmd = env.cmd(env.root());
+        cmd.arg("proxy").args(args).env("GIT_PORTS_HOME", &fresh);
+        Run::from(cmd.output().expect("proxy"))
+    };
+    in_fresh(&["start"]).ok();
+    wait_listening(29693, true);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&fresh)
+            .expect("made")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+    in_fresh(&["stop"]).ok();
+    wait_listening(29693, false);
     // Its port taken by someone else: one line that names who.
     let holder = listen_in(env.root(), 29693);
     let taken = proxy_cmd(&env, &["start"]);
