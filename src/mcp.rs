@@ -227,14 +227,7 @@ impl Server {
                 ));
             }
             // The repository is the directory's, not the one git named for this process.
-            for v in [
-                "GIT_DIR",
-                "GIT_WORK_TREE",
-                "GIT_COMMON_DIR",
-                "GIT_INDEX_FILE",
-            ] {
-                cmd.env_remove(v);
-            }
+            crate::repo::in_other_repository(cmd.as_std_mut());
             cmd.current_dir(dir);
         }
         let out = cmd

@@ -16,22 +16,21 @@ struct Report {
 
 pub fn run(ctx: &mut Ctx, args: PointArgs) -> Result<()> {
     let wt = ctx.repo.target(args.worktree.as_deref())?;
-    let registry = ctx.registry()?;
-    if !registry.worktrees.contains_key(&wt.key) {
-        return Err(Error::Usage(format!(
-            "worktree '{}' holds no port to serve: run `git ports allocate {} --worktree {}` first",
-            wt.name,
-            ctx.repo.settings.host_service,
-            crate::output::worktree_arg(&wt.name)
-        )));
-    }
     let repo_id = ctx.repo_id.clone();
     let repo = &ctx.repo;
     let key = wt.key.clone();
     let origin = ctx.change_of()?.on_ledger(
         |k| repo.display_name(k),
         crate::fault::Target::LedgerPoint,
-        |_, ledger| {
+        |registry, ledger| {
+            if !registry.worktrees.contains_key(&key) {
+                return Err(Error::Usage(format!(
+                    "worktree '{}' holds no port to serve: run `git ports allocate {} {}` first",
+                    wt.name,
+                    repo.settings.host_service,
+                    crate::output::worktree_arg(&wt.name)
+                )));
+            }
             let entry = ledger.names.repos.iter_mut().find(|r| r.repo == repo_id);
             let Some(entry) = entry else {
                 return Err(Error::Usage("this repository has no name yet".into()));

@@ -232,8 +232,12 @@ async fn handle(
         Route::To { port, place } => (*port, place),
         Route::NotHeld { place } => {
             let text = format!(
-                "git ports proxy: worktree '{}' of {} holds no port for {}: run `git ports allocate {} --worktree {}`",
-                place.worktree, place.repo, place.service, place.service, place.worktree
+                "git ports proxy: worktree '{}' of {} holds no port for {}: run `git ports allocate {} {}`",
+                place.worktree,
+                place.repo,
+                place.service,
+                place.service,
+                crate::output::worktree_arg(&place.worktree)
             );
             return page(StatusCode::BAD_GATEWAY, wants_html, &text);
         }

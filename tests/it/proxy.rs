@@ -170,6 +170,17 @@ fn every_worktree_has_a_name_in_env_and_status() {
     env.run(&late, ["allocate", "web"]).ok();
     let text = env.run(&late, ["env"]).ok().stdout.clone();
     assert!(text.contains("WEB_HOST=shop-late.localhost\n"), "{text}");
+    // The origin points only at a worktree that holds a port; a refusal changes nothing.
+    let idle = repo.worktree("idle", "idle");
+    let ledger = std::fs::read(crate::promise::ledger_path(&env)).expect("ledger");
+    let run = env.run(&idle, ["point"]);
+    run.code(1);
+    assert!(run.stderr.contains("worktree 'idle' holds no port to serve: run `git ports allocate web --worktree idle` first"), "{}", run.stderr);
+    repo.run(["point", "nosuch"]).code(2);
+    assert_eq!(
+        std::fs::read(crate::promise::ledger_path(&env)).expect("ledger"),
+        ledger
+    );
     // Names already given stay as they were.
     assert!(
         env.run(&fx, ["env"])
