@@ -366,7 +366,7 @@ pub struct LeaseArgs {
 /// Serve coding agents over MCP (stdio)
 ///
 /// An MCP server on stdin and stdout, for Claude Code, Codex and other agents: the tools
-/// allocate, get, env, status, wait, check, release, lease, stop and doctor answer with the
+/// allocate, get, env, status, wait, check, release, lease, stop, point and doctor answer with the
 /// fields of the commands' --json. It serves the repository it is started in; every tool
 /// also takes a repository directory and a worktree. Configure it as the command
 /// `git-ports` with the argument `mcp`.

@@ -471,6 +471,21 @@ impl Server {
     }
 
     #[tool(
+        name = "point",
+        description = "Point the repository's origin, {repo}.localhost (served through `git ports proxy`), at the worktree, so a fixed URL (an OAuth redirect, a webhook) reaches it. Same fields as `git ports point --json`: {origin, worktree, path}."
+    )]
+    async fn point(
+        &self,
+        Parameters(p): Parameters<Place>,
+    ) -> std::result::Result<CallToolResult, ErrorData> {
+        let mut call = Call::new(&["point", "--json"], p.repository.clone());
+        if let Some(w) = &p.worktree {
+            call = call.words(["--", w.as_str()]);
+        }
+        self.json(call).await
+    }
+
+    #[tool(
         name = "doctor",
         description = "Check the registry, the machine-wide ledger, the hook and git config, and say how to fix each problem; with fix, repair what is safe. Same fields as `git ports doctor --json`."
     )]

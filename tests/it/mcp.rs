@@ -106,8 +106,8 @@ fn the_mcp_inspector_lists_the_tools_and_calls_each() {
     assert_eq!(
         names,
         [
-            "allocate", "check", "doctor", "env", "get", "lease", "release", "status", "stop",
-            "wait"
+            "allocate", "check", "doctor", "env", "get", "lease", "point", "release", "status",
+            "stop", "wait"
         ]
     );
     for t in list["tools"].as_array().into_iter().flatten() {
@@ -201,6 +201,10 @@ fn the_mcp_inspector_lists_the_tools_and_calls_each() {
     let text = failed(&g);
     assert!(text.contains("holds no port for service 'api'"), "{text}");
     assert!(text.contains("\nhint: allocate one with"), "{text}");
+    // The origin, pointed at this worktree.
+    let pt = call(&env, &tools, &repo.dir, "point", &["worktree=wt"]);
+    assert_eq!(ok(&pt)["origin"], "app.localhost", "{pt:#}");
+    assert_eq!(ok(&pt)["worktree"], "wt");
     let d = call(&env, &tools, &wt, "doctor", &[]);
     assert!(ok(&d).to_string().contains("ledger"), "{d:#}");
 
