@@ -130,27 +130,44 @@ pub fn allocate_all(
     } else {
         Vec::new()
     };
+    let search = Search {
+        elsewhere,
+        repo,
+        wt,
+        want,
+        now,
+        keys,
+    };
     let slot = match want {
-        None if repo.settings.choice.align => {
-            choose_slot(reg, elsewhere, repo, wt, services, &keys)?
-        }
+        None if repo.settings.choice.align => choose_slot(reg, &search, services)?,
         _ => None,
     };
     services
         .iter()
-        .map(|s| allocate_with(reg, elsewhere, repo, wt, s, want, now, &keys, slot))
+        .map(|s| allocate_with(reg, &search, s, slot))
         .collect()
 }
 
+/// What one allocation's searches share: who else holds what, the worktree, the port asked
+/// for, the time, and the worktree's memory keys.
+struct Search<'a> {
+    elsewhere: &'a Elsewhere,
+    repo: &'a Repo,
+    wt: &'a Worktree,
+    want: Option<u16>,
+    now: chrono::DateTime<chrono::Utc>,
+    keys: Vec<String>,
+}
+
 /// The slot for the services `wt` does not hold yet, if one is free in all of them.
-fn choose_slot(
-    reg: &Registry,
-    elsewhere: &Elsewhere,
-    repo: &Repo,
-    wt: &Worktree,
-    services: &[String],
-    keys: &[String],
-) -> Result<Option<usize>> {
+fn choose_slot(reg: &Registry, search: &Search, services: &[String]) -> Result<Option<usize>> {
+    let &Search {
+        elsewhere,
+        repo,
+        wt,
+        ref keys,
+        ..
+    } = search;
     let held = reg.worktrees.get(&wt.key);
     let new: Vec<&String> = services
         .iter()
@@ -207,18 +224,20 @@ pub fn allocate_one(
 /// Allocates `service` to `wt`, skipping ports this registry holds, ports other repositories
 /// hold and ports in use on this machine, trying them in the order the worktree's wishes give
 /// (its remembered port or slot first; see [`crate::allocator::order`]).
-#[allow(clippy::too_many_arguments)]
 fn allocate_with(
     reg: &mut Registry,
-    elsewhere: &Elsewhere,
-    repo: &Repo,
-    wt: &Worktree,
+    search: &Search,
     service: &str,
-    want: Option<u16>,
-    now: chrono::DateTime<chrono::Utc>,
-    keys: &[String],
     slot: Option<usize>,
 ) -> Result<Allocated> {
+    let &Search {
+        elsewhere,
+        repo,
+        wt,
+        want,
+        now,
+        ref keys,
+    } = search;
     let name_of = |k: &str| repo.display_name(k);
     let svc = repo.settings.service(service)?;
     let range = svc.range;
