@@ -119,3 +119,31 @@ pub fn still_in(owner: &Owner, dir: &Path) -> bool {
     };
     listener.runs_in(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_that_already_exited_is_said_so_and_not_signalled() {
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let pid = child.id();
+        // Exited but not reaped: a zombie, which is gone too.
+        std::thread::sleep(Duration::from_millis(100));
+        let owner = Owner {
+            pid: Some(pid),
+            ..Owner::unknown()
+        };
+        assert!(!alive(pid));
+        assert_eq!(
+            stop(&owner, Duration::from_millis(100)),
+            Ending::AlreadyGone
+        );
+        let _ = child.wait();
+        assert_eq!(
+            stop(&owner, Duration::from_millis(100)),
+            Ending::AlreadyGone
+        );
+    }
+}
