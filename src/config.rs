@@ -99,6 +99,10 @@ pub struct Settings {
     pub host_service: String,
     /// `ports.hostVars`: export `<SERVICE>_HOST` and `<SERVICE>_URL` (default true).
     pub host_vars: bool,
+    /// `ports.proxyPort`: the port `git ports proxy` listens on, never handed to a worktree.
+    pub proxy_port: u16,
+    /// `ports.proxyTimeout`: seconds the proxy waits for a server's answer.
+    pub proxy_timeout: f64,
     /// Values that are wrong, each kept until a command needs its key: one bad `ports.*`
     /// value stops only the commands that use it.
     pub problems: Vec<Problem>,
@@ -319,6 +323,26 @@ const SETTINGS: &[(&str, Read)] = &[
         s.choice.reserve_main = flag(KEY_RESERVE_MAIN, v)?;
         Ok(())
     }),
+    (KEY_PROXY_PORT, |s, v| {
+        s.proxy_port = v
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| config_error(KEY_PROXY_PORT, v, "expected a port from 1 to 65535"))?;
+        Ok(())
+    }),
+    (KEY_PROXY_TIMEOUT, |s, v| {
+        s.proxy_timeout = v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|t| (0.001..=3600.0).contains(t))
+            .ok_or_else(|| {
+                config_error(KEY_PROXY_TIMEOUT, v, "expected seconds from 0.001 to 3600")
+            })?;
+        Ok(())
+    }),
 ];
 
 /// A service's name in a key, or the error that says how names are made.
@@ -386,6 +410,8 @@ impl Settings {
             host_template: crate::names::Template::default(),
             host_service: "web".to_string(),
             host_vars: true,
+            proxy_port: DEFAULT_PROXY_PORT,
+            proxy_timeout: DEFAULT_PROXY_TIMEOUT_SECS,
             problems: Vec::new(),
         }
     }
@@ -639,6 +665,13 @@ impl Settings {
             }
         };
         Ok(())
+    }
+
+    /// Whom `port` is kept for, if it is never to be handed to a worktree or a lease: the
+    /// proxy's port (`ports.proxyPort`), which a server would otherwise find taken the
+    /// moment the proxy starts.
+    pub fn fenced(&self, port: u16) -> Option<String> {
+        (port == self.proxy_port).then(|| format!("git ports proxy ({KEY_PROXY_PORT})"))
     }
 
     /// The service called `name`. Unknown names, names without a range and names whose range

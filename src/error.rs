@@ -102,6 +102,10 @@ pub enum Error {
     #[error("port {port} is held by another repository: {holder}")]
     PortHeldElsewhere { port: u16, holder: String },
 
+    /// A port no worktree or lease is ever given (the proxy's).
+    #[error("port {port} is kept for {holder}")]
+    PortFenced { port: u16, holder: String },
+
     #[error("port {port} is already served by {who}")]
     PortServedByOther { port: u16, who: String },
 
@@ -134,6 +138,16 @@ pub enum Error {
         action: &'static str,
         #[source]
         source: std::io::Error,
+    },
+
+    /// A directory or file of git-ports' own that another user owns or can write: whoever
+    /// can write it could hand out ports or name the process `proxy stop` signals.
+    #[error("{} {reason}: git-ports uses only a {what} of this user's that nobody else can write", path.display())]
+    NotPrivate {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+        fix: String,
     },
 
     #[error("hook {}: {reason}", path.display())]
@@ -278,13 +292,13 @@ impl Error {
             (WorktreeNotFound { .. } | AmbiguousWorktree { .. }, _) => 2,
             (NoSuchAllocation { .. }, _) => 2,
             (RangeExhausted { .. }, _) => 3,
-            (PortTaken { .. } | PortHeldElsewhere { .. }, _) => 4,
+            (PortTaken { .. } | PortHeldElsewhere { .. } | PortFenced { .. }, _) => 4,
             (HealthErrors(_) | PortServedByOther { .. } | WaitTimeout { .. }, _) => 4,
             (Unwritable { .. } | UserFile { .. }, _) => 5,
             (RegistryCorrupt { .. } | RegistryIo { .. }, Family::Status) => 2,
             (RegistryCorrupt { .. } | RegistryIo { .. }, Family::Allocate) => 5,
-            (LedgerCorrupt { .. } | LedgerIo { .. }, Family::Status) => 2,
-            (LedgerCorrupt { .. } | LedgerIo { .. }, Family::Allocate) => 5,
+            (LedgerCorrupt { .. } | LedgerIo { .. } | NotPrivate { .. }, Family::Status) => 2,
+            (LedgerCorrupt { .. } | LedgerIo { .. } | NotPrivate { .. }, Family::Allocate) => 5,
         }
     }
 
@@ -322,6 +336,11 @@ impl Error {
             RegistryCorrupt { .. } => {
                 Some("the file was left as it is; fix or remove it by hand".into())
             }
+            NotPrivate { fix, .. } => Some(fix.clone()),
+            PortFenced { .. } => Some(format!(
+                "ask for another port, or move the proxy with `git config --global {} PORT`",
+                crate::keys::KEY_PROXY_PORT
+            )),
             NotARepo(_) => Some("run git ports inside a repository or one of its worktrees".into()),
             Ownership { fix, .. } => Some(match fix {
                 Some(f) => format!("if you trust it, run `{f}`"),

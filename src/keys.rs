@@ -63,6 +63,8 @@ pub const KEY_PROXY_PORT: &str = "ports.proxyPort";
 pub const DEFAULT_PROXY_PORT: u16 = 4480;
 /// `ports.proxyTimeout`: seconds the proxy waits for a server's answer before a 504.
 pub const KEY_PROXY_TIMEOUT: &str = "ports.proxyTimeout";
+/// How long the proxy waits for a server's answer when `ports.proxyTimeout` is not set.
+pub const DEFAULT_PROXY_TIMEOUT_SECS: f64 = 60.0;
 /// `ports.lockTimeout`: seconds to wait for another git-ports to finish before giving up.
 pub const KEY_LOCK_TIMEOUT: &str = "ports.lockTimeout";
 /// How long to wait for a lock when `ports.lockTimeout` is not set.

@@ -20,7 +20,7 @@ use crate::bytes::os_path;
 use crate::config::ENV_HOME;
 use crate::error::{Error, Result};
 use crate::lease::{Alive, Holder};
-use crate::names::{Names, Template};
+use crate::names::Names;
 use crate::registry::{Registry, unique};
 use crate::store::{self, Lock, LockError, Store};
 
@@ -326,6 +326,14 @@ impl Ledger {
         let mut witness = Witness::default();
         self.ports
             .retain(|&port, claim| claim.is_registry(except) || witness.backs(port, claim));
+        // An origin pointed at a worktree its registry no longer has points at the main one.
+        for r in self.names.repos.iter_mut().filter(|r| r.repo != except) {
+            if let (Some(k), Seen::Registry(reg)) = (&r.point, witness.seen(&r.repo))
+                && !reg.worktrees.contains_key(k)
+            {
+                r.point = None;
+            }
+        }
         // Names go with their repository, and a worktree's with the worktree.
         self.names.retain(|repo, worktree| {
             repo == except
@@ -404,13 +412,16 @@ impl Ledger {
             .collect()
     }
 
-    /// The leases whose process is alive now, by port.
-    pub fn live_leases(&self) -> Vec<(u16, &Claim)> {
+    /// The leases whose process is alive now (or cannot be seen from here, and so is kept),
+    /// by port, with what can be told of each.
+    pub fn live_leases(&self) -> Vec<(u16, &Claim, crate::lease::Life)> {
         let mut alive = Alive::default();
         self.ports
             .iter()
-            .filter(|(_, c)| c.lease.as_ref().is_some_and(|h| alive.holds(h)))
-            .map(|(p, c)| (*p, c))
+            .filter_map(|(p, c)| {
+                let life = alive.life(c.lease.as_ref()?);
+                (life != crate::lease::Life::Gone).then_some((*p, c, life))
+            })
             .collect()
     }
 
@@ -455,6 +466,7 @@ impl LedgerStore {
                 None => return Ok(None),
             },
         };
+        private(&dir, "directory")?;
         Ok(Some(LedgerStore {
             path: dir.join(LEDGER_FILE),
         }))
@@ -530,6 +542,45 @@ impl LedgerStore {
     }
 }
 
+/// Refuses `path` (the ledger's directory, or a file in it such as the proxy's state) when it
+/// is another user's or others can write it, as git's `safe.directory` refuses a repository
+/// another user owns: whoever can write there could hand out ports, or name the process that
+/// `proxy stop` signals. A path that is not there yet is made private by whoever makes it.
+pub fn private(path: &Path, what: &'static str) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(m) = fs::metadata(path) else {
+            return Ok(());
+        };
+        let shown = crate::output::shell_quote(&path.display().to_string());
+        let me = crate::owner::my_uid();
+        if let Some(me) = me
+            && m.uid() != me
+        {
+            return Err(Error::NotPrivate {
+                path: path.to_path_buf(),
+                what,
+                reason: format!("belongs to uid {}, not to this user (uid {me})", m.uid()),
+                fix: format!(
+                    "set {ENV_HOME} to a directory of your own, or, if this one is yours, `chown -R {me} {shown}`"
+                ),
+            });
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err(Error::NotPrivate {
+                path: path.to_path_buf(),
+                what,
+                reason: "can be written by other users".into(),
+                fix: format!("`chmod go-w {shown}`"),
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+    Ok(())
+}
+
 /// Claims of other repositories, by port.
 pub type Elsewhere = HashMap<u16, Claim>;
 
@@ -549,15 +600,7 @@ pub struct Change<'a> {
     pub naming: &'a Naming,
 }
 
-/// What names a repository's worktrees: the template, and the repository's own name.
-#[derive(Debug, Clone, Default)]
-pub struct Naming {
-    pub template: Template,
-    /// The repository's name as people know it (its directory's), as bytes.
-    pub repo: Vec<u8>,
-    /// The service a bare host name means (`ports.hostService`).
-    pub service: String,
-}
+pub use crate::names::Naming;
 
 /// What a change did besides its result: things that took effect but deserve a word.
 pub type Warnings = Vec<String>;
@@ -629,19 +672,19 @@ impl Change<'_> {
                 self.repo_id,
                 &self.naming.repo,
                 &worktree_names(&registry, &name_of),
-                &self.naming.template,
-                &self.naming.service,
+                self.naming,
             );
         }
         let mut released = claimed.clone();
-        if self.machine_wide {
+        let mut warnings = Vec::new();
+        let unpointed = if self.machine_wide {
             released.release_rest(self.repo_id, &registry);
             let held = |k: &str| registry.worktrees.contains_key(k);
-            released.names.release_rest(self.repo_id, held);
+            released.names.release_rest(self.repo_id, held)
         } else {
             released.release_rest(self.repo_id, &Registry::default());
-            released.names.release_rest(self.repo_id, |_| false);
-        }
+            released.names.release_rest(self.repo_id, |_| false)
+        };
         let registry_guard = match registry_guard {
             Ok(g) => g,
             // A read-only registry: only an answer that changes nothing here can be given.
@@ -689,7 +732,12 @@ impl Change<'_> {
                     e => e,
                 })?;
         }
-        let mut warnings = Vec::new();
+        if let Some((origin, key)) = unpointed {
+            warnings.push(format!(
+                "{origin} pointed at worktree '{}', which holds no port now: it serves the main worktree again (`git ports point WORKTREE` aims it elsewhere)",
+                name_of(&key)
+            ));
+        }
         if let Some(text) = &released_text
             && let Err(e) = ledger_store.write(
                 text,
@@ -740,12 +788,10 @@ impl Change<'_> {
         ledger.adopt_aliases(self.repo_id);
         ledger.mend(self.repo_id);
         ledger.claim_all(self.repo_id, &registry, &name_of);
-        let (repo, template) = (&self.naming.repo, &self.naming.template);
         let names = worktree_names(&registry, &name_of);
-        let service = &self.naming.service;
         ledger
             .names
-            .name_all(self.repo_id, repo, &names, template, service);
+            .name_all(self.repo_id, &self.naming.repo, &names, self.naming);
         let out = f(&registry, &mut ledger)?;
         if ledger != loaded {
             let text = ledger.to_json().map_err(|reason| Error::LedgerCorrupt {

@@ -207,6 +207,8 @@ pub struct Server {
     tool_router: ToolRouter<Self>,
     /// This binary.
     exe: PathBuf,
+    /// One permit per call running ([`MAX_CALLS`]).
+    calls: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Server {
@@ -230,10 +232,23 @@ impl Server {
             crate::repo::in_other_repository(cmd.as_std_mut());
             cmd.current_dir(dir);
         }
-        let out = cmd
-            .output()
-            .await
-            .map_err(|e| failure(&format!("cannot run {}: {e}", self.exe.display()), None, 1))?;
+        // Calls beyond MAX_CALLS wait here for their turn.
+        let _turn = self.calls.acquire().await;
+        // A moment without descriptors or processes passes: the call waits for it, within
+        // a bound, rather than failing.
+        let mut pause = std::time::Duration::from_millis(20);
+        let mut tries = 0;
+        let out = loop {
+            match cmd.output().await {
+                Err(e) if starved(&e) && tries < 30 => {
+                    tries += 1;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+                other => break other,
+            }
+        }
+        .map_err(|e| failure(&format!("cannot run {}: {e}", self.exe.display()), None, 1))?;
         Ok(Ran {
             code: out.status.code().unwrap_or(1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -271,6 +286,12 @@ impl Server {
             Ok(ran) => error_of(&ran),
         })
     }
+}
+
+/// Whether starting a process failed for want of something only time brings back
+/// (descriptors: EMFILE, ENFILE; processes: EAGAIN; memory: ENOMEM).
+fn starved(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(24 | 23 | 11 | 12))
 }
 
 /// A tool error: the command's one-line message and its hint, as text and as fields.
@@ -316,6 +337,7 @@ impl Server {
         Server {
             tool_router: Self::tool_router(),
             exe,
+            calls: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CALLS)),
         }
     }
 
@@ -540,31 +562,169 @@ pub fn serve() -> Result<()> {
     done
 }
 
-/// JSON-RPC 2.0's answer to a line that is not JSON at all.
-const PARSE_ERROR: &str =
-    r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error: not JSON"}}"#;
+/// The longest line the server reads: a request far larger than any tool call needs, and
+/// well under the SDK's own limit, so every line gets an answer. A longer line is read
+/// through to its end without being kept, and answered with an error.
+pub const MAX_LINE: usize = 1 << 20;
+/// The deepest nesting of arrays and objects a request may have (the SDK's JSON reader
+/// stops at 128, silently).
+pub const MAX_DEPTH: usize = 64;
+/// The most tool calls that run at once, each a command of its own; the rest wait their
+/// turn, and every one is answered.
+pub const MAX_CALLS: usize = 8;
 
-/// Carries stdin's lines to the SDK and the SDK's lines to stdout, whole lines only: a line
-/// that is not JSON, which the SDK would drop without a word, is answered with JSON-RPC's
-/// parse error instead. When stdin ends, the SDK sees its input end; this returns once the
+/// JSON-RPC 2.0's error answer, with the request's id where it could be read.
+fn rpc_error(id: Option<Value>, code: i64, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id.unwrap_or(Value::Null), "error": {"code": code, "message": message}})
+        .to_string()
+}
+
+/// How deep a line's arrays and objects nest, and the `id` of the object it holds, if its
+/// top level has one that is a number or a string: read without parsing, so a line too deep
+/// for any parser is still answered with its id.
+fn shape(line: &[u8]) -> (usize, Option<Value>) {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut id = None;
+    // At the top level of an object: the next string is a key; the key just read was `id`;
+    // its value comes next.
+    let (mut want_key, mut key_is_id, mut id_next) = (false, false, false);
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < line.len() && line[i] != b'"' {
+                    i += if line[i] == b'\\' { 2 } else { 1 };
+                }
+                let text = line.get(start..=i.min(line.len() - 1)).unwrap_or_default();
+                if depth == 1 && want_key {
+                    key_is_id = text == b"\"id\"";
+                    want_key = false;
+                } else if id_next {
+                    id = serde_json::from_slice(text).ok();
+                    id_next = false;
+                }
+            }
+            b'{' | b'[' => {
+                id_next = false;
+                depth += 1;
+                deepest = deepest.max(depth);
+                want_key = depth == 1 && line[i] == b'{';
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => want_key = true,
+            b':' if depth == 1 => id_next = key_is_id,
+            b'-' | b'0'..=b'9' if id_next => {
+                let start = i;
+                while i + 1 < line.len()
+                    && matches!(line[i + 1], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                id = serde_json::from_slice(&line[start..=i]).ok();
+                id_next = false;
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => id_next = false,
+        }
+        i += 1;
+    }
+    (deepest, id)
+}
+
+/// What the server makes of one line before the SDK sees it: the line to pass on, or the
+/// error to answer it with.
+fn judge(line: &[u8]) -> Result<(), String> {
+    let (depth, id) = shape(line);
+    if depth > MAX_DEPTH {
+        return Err(rpc_error(
+            id,
+            -32600,
+            &format!("Invalid request: nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Err(rpc_error(id, -32700, "Parse error: not UTF-8"));
+    };
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+        return Err(rpc_error(id, -32700, "Parse error: not JSON"));
+    }
+    Ok(())
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes into `buf` (without its newline). `Ok(false)`
+/// at the end of input; a longer line is read to its end and dropped, leaving `buf` holding
+/// its first bytes and `long` set.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    input: &mut R,
+    buf: &mut Vec<u8>,
+    long: &mut bool,
+) -> std::io::Result<bool> {
+    use tokio::io::AsyncBufReadExt;
+    buf.clear();
+    *long = false;
+    let mut any = false;
+    loop {
+        let chunk = input.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(any);
+        }
+        any = true;
+        let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(n) => (&chunk[..n], n + 1),
+            None => (chunk, chunk.len()),
+        };
+        if buf.len() + part.len() > MAX_LINE {
+            *long = true;
+            let room = MAX_LINE.saturating_sub(buf.len());
+            buf.extend_from_slice(&part[..room.min(part.len())]);
+        } else {
+            buf.extend_from_slice(part);
+        }
+        let ended = done > part.len();
+        input.consume(done);
+        if ended {
+            return Ok(true);
+        }
+    }
+}
+
+/// Carries stdin's lines to the SDK and the SDK's lines to stdout, whole lines only. A line
+/// the SDK would drop without a word (not UTF-8, not JSON, too long, too deep) is answered
+/// here instead, with JSON-RPC's error and the request's id where it can be read, and the
+/// session goes on. When stdin ends, the SDK sees its input end; this returns once the
 /// SDK's last line is out.
 async fn relay(sdk: tokio::io::DuplexStream) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let (from_sdk, mut to_sdk) = tokio::io::split(sdk);
-    let (errors, mut parse_errors) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // Bounded: a client that floods bad lines and reads no answers stops being read.
+    let (errors, mut answers_here) = tokio::sync::mpsc::channel::<String>(64);
     let input = async move {
-        let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = stdin.next_line().await {
-            if line.trim().is_empty() {
+        let mut stdin = BufReader::new(tokio::io::stdin());
+        let mut line = Vec::new();
+        let mut long = false;
+        while let Ok(true) = read_line(&mut stdin, &mut line, &mut long).await {
+            if line.trim_ascii().is_empty() && !long {
                 continue;
             }
-            if serde_json::from_str::<serde::de::IgnoredAny>(&line).is_err() {
-                let _ = errors.send(());
+            let verdict = if long {
+                Err(rpc_error(
+                    shape(&line).1,
+                    -32600,
+                    &format!("Invalid request: a line over {MAX_LINE} bytes"),
+                ))
+            } else {
+                judge(&line)
+            };
+            if let Err(answer) = verdict {
+                if errors.send(answer).await.is_err() {
+                    break;
+                }
                 continue;
             }
-            let mut bytes = line.into_bytes();
-            bytes.push(b'\n');
-            if to_sdk.write_all(&bytes).await.is_err() {
+            line.push(b'\n');
+            if to_sdk.write_all(&line).await.is_err() {
                 break;
             }
         }
@@ -580,8 +740,8 @@ async fn relay(sdk: tokio::io::DuplexStream) {
                     Ok(Some(l)) => l,
                     _ => break,
                 },
-                e = parse_errors.recv(), if open => match e {
-                    Some(()) => PARSE_ERROR.to_string(),
+                e = answers_here.recv(), if open => match e {
+                    Some(e) => e,
                     None => {
                         open = false;
                         continue;
@@ -599,4 +759,26 @@ async fn relay(sdk: tokio::io::DuplexStream) {
     // the output, which ends with the session, is waited for.
     tokio::spawn(input);
     output.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_judged_before_the_sdk_sees_it() {
+        assert_eq!(judge(br#"{"jsonrpc":"2.0","id":3,"method":"x"}"#), Ok(()));
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":7,"params":{}1{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let e = judge(deep.as_bytes()).expect_err("too deep");
+        assert!(e.contains(r#""id":7"#) && e.contains("-32600"), "{e}");
+        let e = judge(b"{\"id\":\"a\",\"x\":\"\xff\"}").expect_err("not UTF-8");
+        assert!(e.contains(r#""id":"a""#) && e.contains("-32700"), "{e}");
+        assert_eq!(shape(br#"{"params":{"id":5},"id":-2}"#).1, Some(json!(-2)));
+        assert_eq!(shape(br#"{"a":"id","b":[{"id":1}]}"#).1, None);
+        assert_eq!(shape(br#"{"s":"\"}","id":9}"#), (1, Some(json!(9))));
+    }
 }

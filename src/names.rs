@@ -15,6 +15,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::bytes::os_path;
 
+/// What names a repository's worktrees: the template, the repository's own name, and its
+/// services (whose names in front of the origin are the origin's).
+#[derive(Debug, Clone, Default)]
+pub struct Naming {
+    pub template: Template,
+    /// The repository's name as people know it (its directory's), as bytes.
+    pub repo: Vec<u8>,
+    /// The service a bare host name means (`ports.hostService`).
+    pub service: String,
+    /// Every service the repository knows.
+    pub services: Vec<String>,
+}
+
 /// The suffix every name ends with.
 pub const SUFFIX: &str = "localhost";
 /// The shape of a worktree's host when `ports.hostTemplate` is not set.
@@ -22,7 +35,7 @@ pub const DEFAULT_TEMPLATE: &str = "{worktree}.{repo}.localhost";
 /// A DNS label's limit, in bytes.
 const LABEL_MAX: usize = 63;
 /// A DNS name's limit, in bytes.
-const NAME_MAX: usize = 253;
+pub const NAME_MAX: usize = 253;
 
 /// `raw` as a DNS label: lowercase ASCII letters, digits and `-`, no `-` at either end, at
 /// most 63 bytes. Anything else becomes `-` (runs of them one); a name with nothing DNS-safe
@@ -51,15 +64,23 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
-/// `label` with `-N` at its end, still within 63 bytes.
-fn numbered(label: &str, n: usize) -> String {
+/// `label` with `-N` at its end, within `max` bytes.
+fn numbered(label: &str, n: usize, max: usize) -> String {
     let tail = format!("-{n}");
-    let keep = label.len().min(LABEL_MAX - tail.len());
+    let keep = label.len().min(max.saturating_sub(tail.len()));
     format!("{}{tail}", label[..keep].trim_end_matches('-'))
 }
 
+/// `label` cut to at most `max` bytes, without a `-` at its end.
+fn within(label: &str, max: usize) -> String {
+    label[..label.len().min(max)]
+        .trim_end_matches('-')
+        .to_string()
+}
+
 /// A validated `ports.hostTemplate`: `{worktree}` and `{repo}` in DNS-safe text that ends in
-/// `.localhost`.
+/// `.localhost`, each label within 63 bytes and the whole within 253 however short the
+/// names put in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template(String);
 
@@ -93,6 +114,19 @@ impl std::str::FromStr for Template {
         {
             return Err("is not a DNS name: use lowercase letters, digits, '-' and '.'".into());
         }
+        // With a one-byte name in each place: what the template itself takes up.
+        if let Some(l) = bare.split('.').find(|l| l.len() > LABEL_MAX) {
+            return Err(format!(
+                "has a label of {} bytes ({l}); DNS allows {LABEL_MAX}",
+                l.len()
+            ));
+        }
+        if bare.len() > NAME_MAX {
+            return Err(format!(
+                "is {} bytes long; a DNS name may have {NAME_MAX}",
+                bare.len()
+            ));
+        }
         Ok(Template(t.to_string()))
     }
 }
@@ -105,6 +139,13 @@ impl Template {
             .replace("{worktree}", worktree)
             .replace("{repo}", repo);
         (host.len() <= NAME_MAX && host.split('.').all(|l| l.len() <= LABEL_MAX)).then_some(host)
+    }
+
+    /// The longest worktree label that fits with repository label `repo`: every label of
+    /// the host within 63 bytes, the host within 253.
+    pub fn room(&self, repo: &str) -> usize {
+        let fits = |n: usize| self.render(&"w".repeat(n), repo).is_some();
+        (0..=LABEL_MAX).rev().find(|&n| fits(n)).unwrap_or(0)
     }
 }
 
@@ -205,10 +246,28 @@ impl Names {
 
     /// Drops the hosts of `repo`'s worktrees other than `keep` (registry keys): a change
     /// makes its new names before it writes the registry, and drops names after, as it does
-    /// claims.
-    pub fn release_rest(&mut self, repo: &Path, keep: impl Fn(&str) -> bool) {
+    /// claims. An origin pointed at a worktree that is not kept points at the main worktree
+    /// again (the next worktree git gives that name may be anything): its host is returned,
+    /// with the worktree it pointed at, so the change can say so.
+    pub fn release_rest(
+        &mut self,
+        repo: &Path,
+        keep: impl Fn(&str) -> bool,
+    ) -> Option<(String, String)> {
         self.hosts
             .retain(|_, c| c.repo != repo || keep(&c.worktree));
+        let r = self.repos.iter_mut().find(|r| r.repo == repo)?;
+        let gone = r.point.as_deref().filter(|k| !keep(k))?.to_string();
+        r.point = None;
+        Some((origin(&r.label), gone))
+    }
+
+    /// Whether `host` lies under the origin of a repository other than `repo`
+    /// (`x.shop.localhost` under `shop.localhost`): only shop's template makes such names.
+    fn under_other_origin(&self, host: &str, repo: &Path) -> bool {
+        self.repos
+            .iter()
+            .any(|r| r.repo != repo && host.ends_with(&format!(".{}", origin(&r.label))))
     }
 
     /// Gives `repo` a label (its own, or the first `-N` of it nobody has) and every one of
@@ -220,9 +279,9 @@ impl Names {
         repo: &Path,
         repo_raw: &[u8],
         worktrees: &[(String, Vec<u8>)],
-        template: &Template,
-        service: &str,
+        naming: &Naming,
     ) {
+        let (template, service) = (&naming.template, naming.service.as_str());
         if worktrees.is_empty() {
             return;
         }
@@ -234,11 +293,19 @@ impl Names {
             Some(r) => r.label.clone(),
             None => {
                 let base = label(repo_raw);
+                // A label whose origin is someone's name, or would put another repository's
+                // names under it, is taken.
                 let free = |l: &str| {
-                    !self.repos.iter().any(|r| r.label == l) && !self.hosts.contains_key(&origin(l))
+                    let o = origin(l);
+                    let under = format!(".{o}");
+                    !self.repos.iter().any(|r| r.label == l)
+                        && !self
+                            .hosts
+                            .iter()
+                            .any(|(h, c)| *h == o || (c.repo != repo && h.ends_with(&under)))
                 };
                 let chosen = std::iter::once(base.clone())
-                    .chain((2..).map(|n| numbered(&base, n)))
+                    .chain((2..10_000).map(|n| numbered(&base, n, LABEL_MAX)))
                     .find(|l| free(l))
                     .unwrap_or(base);
                 self.repos.push(RepoName {
@@ -260,12 +327,27 @@ impl Names {
             .iter()
             .filter(|(k, _)| !named.contains(k.as_str()))
             .collect();
+        // `{service}.{origin}` is the origin's service: never a worktree's name.
+        let own_origin = format!(".{}", origin(&repo_label));
+        let reserved = |h: &str| {
+            h.strip_suffix(&own_origin)
+                .is_some_and(|first| naming.services.iter().any(|s| s == first))
+        };
+        let room = template.room(&repo_label);
         for (key, raw) in new {
-            let base = label(raw);
+            if room == 0 {
+                break;
+            }
+            let base = within(&label(raw), room);
+            let base = if base.is_empty() {
+                "w".to_string()
+            } else {
+                base
+            };
             let host = std::iter::once(base.clone())
-                .chain((2..10_000).map(|n| numbered(&base, n)))
+                .chain((2..10_000).map(|n| numbered(&base, n, room)))
                 .filter_map(|l| template.render(&l, &repo_label))
-                .find(|h| !self.taken(h));
+                .find(|h| !self.taken(h) && !reserved(h) && !self.under_other_origin(h, repo));
             if let Some(host) = host {
                 self.hosts.insert(
                     host,
@@ -298,7 +380,8 @@ mod tests {
         assert!(label("日本".as_bytes()).starts_with("x-"));
         assert_ne!(label("日本".as_bytes()), label("中国".as_bytes()));
         assert_eq!(label(&[b'a'; 100]).len(), 63);
-        assert_eq!(numbered(&"a".repeat(63), 12).len(), 63);
+        assert_eq!(numbered(&"a".repeat(63), 12, LABEL_MAX).len(), 63);
+        assert_eq!(within("ab-cd", 3), "ab");
     }
 
     #[test]
@@ -310,11 +393,28 @@ mod tests {
         assert!("{worktree}.{branch}.localhost".parse::<Template>().is_err());
         assert!("{worktree}..localhost".parse::<Template>().is_err());
         assert!("{worktree}.Shop.localhost".parse::<Template>().is_err());
+        let long = format!("{{worktree}}-{}.localhost", "a".repeat(62));
+        assert!(
+            long.parse::<Template>()
+                .is_err_and(|e| e.contains("DNS allows 63"))
+        );
+        let fits = format!("{{worktree}}-{}.localhost", "a".repeat(60));
+        let t: Template = fits.parse().expect("fits");
+        assert_eq!(t.room("r"), 2);
+        assert!(
+            "{worktree}.{repo}.localhost"
+                .parse::<Template>()
+                .is_ok_and(|t| t.room("shop") == 63)
+        );
     }
 
     #[test]
     fn colliding_names_get_distinct_hosts_that_stick() {
-        let t = Template::default();
+        let t = Naming {
+            service: "web".into(),
+            services: vec!["web".into(), "api".into()],
+            ..Naming::default()
+        };
         let mut n = Names::default();
         let wts = |names: &[&str]| -> Vec<(String, Vec<u8>)> {
             names
@@ -327,14 +427,12 @@ mod tests {
             b"shop",
             &wts(&["main", "Feature.X"]),
             &t,
-            "web",
         );
         n.name_all(
             Path::new("/b/shop/.git"),
             b"shop",
             &wts(&["main", "feature_x"]),
             &t,
-            "web",
         );
         assert_eq!(
             n.host_of(Path::new("/a/shop/.git"), "Feature.X"),
@@ -350,7 +448,6 @@ mod tests {
             b"shop",
             &wts(&["main", "Feature.X"]),
             &t,
-            "web",
         );
         assert_eq!(n, before, "names stay as they are");
         // Two worktrees whose names make one label.
@@ -359,7 +456,6 @@ mod tests {
             b"shop",
             &wts(&["main", "Feature.X", "feature x"]),
             &t,
-            "web",
         );
         assert_eq!(
             n.host_of(Path::new("/a/shop/.git"), "feature x"),
@@ -368,5 +464,36 @@ mod tests {
         n.release_rest(Path::new("/a/shop/.git"), |k| k == "main");
         assert_eq!(n.host_of(Path::new("/a/shop/.git"), "Feature.X"), None);
         assert!(n.host_of(Path::new("/b/shop/.git"), "feature_x").is_some());
+        // A worktree named after a service does not take the origin's name for it.
+        n.name_all(
+            Path::new("/a/shop/.git"),
+            b"shop",
+            &wts(&["main", "api"]),
+            &t,
+        );
+        assert_eq!(
+            n.host_of(Path::new("/a/shop/.git"), "api"),
+            Some("api-2.shop.localhost")
+        );
+        // Another repository's template cannot put names under shop's origin.
+        let fixed = Naming {
+            template: "{worktree}.shop.localhost".parse().expect("template"),
+            ..t.clone()
+        };
+        n.name_all(Path::new("/c/other/.git"), b"other", &wts(&["zz"]), &fixed);
+        assert_eq!(n.host_of(Path::new("/c/other/.git"), "zz"), None);
+        // An origin pointed at a worktree that goes points at the main worktree again.
+        if let Some(r) = n.repos.iter_mut().find(|r| r.label == "shop") {
+            r.point = Some("api".into());
+        }
+        assert_eq!(
+            n.release_rest(Path::new("/a/shop/.git"), |k| k == "main"),
+            Some(("shop.localhost".into(), "api".into()))
+        );
+        assert_eq!(
+            n.repo(Path::new("/a/shop/.git"))
+                .and_then(|r| r.point.clone()),
+            None
+        );
     }
 }

@@ -74,15 +74,20 @@ fn describe(e: &io::Error) -> String {
 /// How many sockets one check may hold open at once: the process's limit on open files, less
 /// a margin. Past it, ports are checked in waves, each bounded by the timeout.
 fn socket_budget() -> usize {
-    let soft = std::fs::read_to_string("/proc/self/limits")
+    open_file_limit().saturating_sub(64).max(64)
+}
+
+/// How many files this process may have open (its soft limit), where the system says;
+/// 1024, the common default, where it does not.
+pub fn open_file_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|t| {
             t.lines()
                 .find(|l| l.starts_with("Max open files"))
                 .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
         })
-        .unwrap_or(1024);
-    soft.saturating_sub(64).max(64)
+        .unwrap_or(1024)
 }
 
 /// Checks every port on both address families at once, one timeout for all: every connect

@@ -1,29 +1,73 @@
-//! Who listens on a port: the process (pid, command, working directory) and whose worktree
-//! that is. Only listening sockets count, never a client's connection. The lookup reads
+//! Who listens on a port: every listening socket on it, one per address it is bound to, with
+//! the user whose socket it is and the process holding it (pid, command, working directory)
+//! where the system tells; and whose worktree that is. A port is a worktree's own only when
+//! every one of its listeners is: a server on `[::1]:P` beside another user's on
+//! `127.0.0.1:P` is FOREIGN, since half of the clients that ask for `localhost:P` reach the
+//! other one. Only listening sockets count, never a client's connection. The lookup reads
 //! `/proc` on Linux; elsewhere nothing is known, and callers say "another process".
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::bytes::{os_bytes, show_bytes};
 
-/// A process listening on a port.
+/// One listening socket on a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
+    /// The address it is bound to: `127.0.0.1`, `::1`, `0.0.0.0`, `::`, …
+    pub addr: IpAddr,
+    /// The user whose socket it is, as the socket table gives it.
+    pub uid: Option<u32>,
+    /// The socket's identity (its inode): the same number while the socket lives, a new one
+    /// for every socket bound since.
+    pub socket: u64,
+    /// The process holding it, where the system tells (another user's processes are hidden
+    /// from all but root).
+    pub process: Option<Process>,
+}
+
+/// A process, as the system shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
     pub pid: u32,
     /// Its name as the system gives it: bytes, kept exactly.
     pub command: OsString,
     /// Its working directory, where the system tells.
-    pub cwd: Option<PathBuf>,
+    pub cwd: Option<Cwd>,
 }
 
-/// The processes listening on `ports`, found in one pass over the socket tables and the
-/// processes. A port whose listener cannot be told (another user's process, or not Linux) is
-/// absent.
-pub fn listeners(ports: &[u16]) -> HashMap<u16, Listener> {
+/// A process's working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cwd {
+    /// The directory's path; for a deleted one, the path it had.
+    pub path: PathBuf,
+    /// It was deleted (a removed worktree's server runs on in it). Told by the file system
+    /// (the directory has no links left), never by the text the system shows: a directory
+    /// may well be named `wt (deleted)`.
+    pub deleted: bool,
+}
+
+/// The user this process runs as (its effective uid, as `/proc/self` shows it).
+pub fn my_uid() -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        static UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+        *UID.get_or_init(|| std::fs::metadata("/proc/self").ok().map(|m| m.uid()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// Every socket listening on each of `ports`, found in one pass over the socket tables and
+/// the processes. A port nothing listens on is absent.
+pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
     #[cfg(target_os = "linux")]
     {
         linux::listeners(ports)
@@ -35,101 +79,335 @@ pub fn listeners(ports: &[u16]) -> HashMap<u16, Listener> {
     }
 }
 
+/// The sockets listening on `port` (address, user, socket), from the socket tables alone,
+/// without looking for their processes: cheap enough to ask before every connection.
+pub fn sockets(port: u16) -> Vec<(IpAddr, Option<u32>, u64)> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::sockets(&[port])
+            .into_iter()
+            .map(|s| (s.addr, s.uid, s.inode))
+            .collect()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = port;
+        Vec::new()
+    }
+}
+
+/// The working directory of process `pid` now.
+pub fn cwd_of(pid: u32) -> Option<Cwd> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::cwd(pid)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// Whether process `pid` holds a socket listening on `port` now.
+pub fn listens(pid: u32, port: u16) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        linux::listens(pid, port)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (pid, port);
+        false
+    }
+}
+
+/// The file name of the program process `pid` runs (`git-ports`), and its arguments after
+/// the program's own name, where the system tells.
+pub fn program(pid: u32) -> Option<(OsString, Vec<OsString>)> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::program(pid)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod linux {
     use super::*;
+    use std::collections::HashSet;
     use std::fs;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
-    /// Socket inode → port, for sockets in the LISTEN state (0A) on the given ports.
-    fn listening_inodes(ports: &[u16]) -> HashMap<String, u16> {
-        let mut inodes = HashMap::new();
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            let Ok(text) = fs::read_to_string(table) else {
-                continue;
-            };
-            for line in text.lines().skip(1) {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
-                    continue;
-                };
-                let port = local
-                    .rsplit(':')
-                    .next()
-                    .and_then(|h| u16::from_str_radix(h, 16).ok());
-                if let Some(p) = port.filter(|p| ports.contains(p))
-                    && *state == "0A"
-                    && *inode != "0"
-                {
-                    inodes.insert(format!("socket:[{inode}]"), p);
-                }
-            }
-        }
-        inodes
+    /// A listening socket from `/proc/net/tcp{,6}`.
+    pub struct Socket {
+        pub port: u16,
+        pub addr: IpAddr,
+        pub uid: Option<u32>,
+        pub inode: u64,
     }
 
-    pub fn listeners(ports: &[u16]) -> HashMap<u16, Listener> {
-        let inodes = listening_inodes(ports);
-        let mut found = HashMap::new();
-        if inodes.is_empty() {
-            return found;
-        }
-        let Ok(procs) = fs::read_dir("/proc") else {
-            return found;
+    /// `0100007F` (IPv4) or 32 hex digits (IPv6) as the kernel prints them: each 32-bit word
+    /// in the machine's byte order.
+    fn address(hex: &str) -> Option<IpAddr> {
+        let word = |i: usize| -> Option<[u8; 4]> {
+            let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+            Some(w.to_ne_bytes())
         };
-        for proc in procs.flatten() {
-            let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(fds) = fs::read_dir(proc.path().join("fd")) else {
-                continue;
-            };
-            for fd in fds.flatten() {
-                let Ok(target) = fs::read_link(fd.path()) else {
-                    continue;
-                };
-                let Some(&port) = target.to_str().and_then(|t| inodes.get(t)) else {
-                    continue;
-                };
-                found.entry(port).or_insert_with(|| Listener {
-                    pid,
-                    command: fs::read(proc.path().join("comm"))
-                        .map(|mut c| {
-                            while c.last() == Some(&b'\n') {
-                                c.pop();
-                            }
-                            crate::bytes::os_from_bytes(&c)
-                        })
-                        .unwrap_or_default(),
-                    cwd: fs::read_link(proc.path().join("cwd")).ok(),
-                });
+        match hex.len() {
+            8 => Some(IpAddr::V4(Ipv4Addr::from(word(0)?))),
+            32 => {
+                let mut b = [0u8; 16];
+                for i in 0..4 {
+                    b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+                }
+                let v6 = Ipv6Addr::from(b);
+                // `::ffff:127.0.0.1` is an IPv4 address reached through an IPv6 socket.
+                Some(match v6.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(v6),
+                })
             }
-            if found.len()
-                == inodes
-                    .values()
-                    .collect::<std::collections::HashSet<_>>()
-                    .len()
-            {
-                break;
+            _ => None,
+        }
+    }
+
+    /// The sockets in the LISTEN state (0A) on the given ports. The kernel lists listening
+    /// sockets first, then every connection (walking a table that may have a million
+    /// buckets): reading stops at the first line that is not a listener, which keeps a look
+    /// under a millisecond where reading the whole file takes tens.
+    pub fn sockets(ports: &[u16]) -> Vec<Socket> {
+        use std::io::Read;
+        let mut found = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(mut file) = fs::File::open(table) else {
+                continue;
+            };
+            let mut text: Vec<u8> = Vec::with_capacity(8192);
+            let mut chunk = [0u8; 8192];
+            let mut header = true;
+            'read: loop {
+                let n = match file.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                text.extend_from_slice(&chunk[..n]);
+                while let Some(end) = text.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = text.drain(..=end).collect();
+                    if std::mem::take(&mut header) {
+                        continue;
+                    }
+                    let line = String::from_utf8_lossy(&line);
+                    match parse(&line, ports) {
+                        Line::Listener(s) => found.push(s),
+                        Line::OtherPort => {}
+                        Line::Connection => break 'read,
+                    }
+                }
             }
         }
         found
     }
-}
 
-impl Listener {
-    /// Whether the listener runs in `dir` or below it, even once `dir` is deleted (the system
-    /// then shows its working directory as `DIR (deleted)`): a server a removed worktree
-    /// left running.
-    pub fn runs_in(&self, dir: &Path) -> bool {
-        // Every path starts with an empty or relative one: no such dir ever matches.
-        let Some(cwd) = self.cwd.as_ref().filter(|_| dir.is_absolute()) else {
+    enum Line {
+        Listener(Socket),
+        OtherPort,
+        /// Not a listener: the listeners are all read.
+        Connection,
+    }
+
+    fn parse(line: &str, ports: &[u16]) -> Line {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state), Some(uid), Some(inode)) =
+            (f.get(1), f.get(3), f.get(7), f.get(9))
+        else {
+            return Line::OtherPort;
+        };
+        if *state != "0A" {
+            return Line::Connection;
+        }
+        let Some((host, port)) = local.rsplit_once(':') else {
+            return Line::OtherPort;
+        };
+        let Some(port) = u16::from_str_radix(port, 16)
+            .ok()
+            .filter(|p| ports.contains(p))
+        else {
+            return Line::OtherPort;
+        };
+        let (Some(addr), Ok(inode)) = (address(host), inode.parse::<u64>()) else {
+            return Line::OtherPort;
+        };
+        Line::Listener(Socket {
+            port,
+            addr,
+            uid: uid.parse().ok(),
+            inode,
+        })
+    }
+
+    pub fn cwd(pid: u32) -> Option<Cwd> {
+        use std::os::unix::fs::MetadataExt;
+        let link = format!("/proc/{pid}/cwd");
+        let text = fs::read_link(&link).ok()?;
+        // The link itself leads to the directory, deleted or not: a directory that has been
+        // removed has no links left.
+        let deleted = fs::metadata(&link).is_ok_and(|m| m.nlink() == 0);
+        let path = if deleted {
+            let raw = os_bytes(text.as_os_str());
+            let raw = raw.strip_suffix(b" (deleted)").unwrap_or(&raw).to_vec();
+            PathBuf::from(crate::bytes::os_from_bytes(&raw))
+        } else {
+            text
+        };
+        Some(Cwd { path, deleted })
+    }
+
+    pub fn listens(pid: u32, port: u16) -> bool {
+        let inodes: HashSet<u64> = sockets(&[port]).iter().map(|s| s.inode).collect();
+        if inodes.is_empty() {
+            return false;
+        }
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
             return false;
         };
-        let raw = os_bytes(cwd.as_os_str());
-        let raw = raw.strip_suffix(b" (deleted)").unwrap_or(&raw);
-        let cwd = PathBuf::from(crate::bytes::os_from_bytes(raw));
-        cwd.starts_with(dir) || std::fs::canonicalize(dir).is_ok_and(|d| cwd.starts_with(d))
+        fds.flatten().any(|fd| {
+            fs::read_link(fd.path()).ok().is_some_and(|t| {
+                t.to_str()
+                    .and_then(|t| t.strip_prefix("socket:["))
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .is_some_and(|i| inodes.contains(&i))
+            })
+        })
     }
+
+    pub fn program(pid: u32) -> Option<(OsString, Vec<OsString>)> {
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        // A binary replaced since it started (a rebuild, an upgrade) shows as `NAME (deleted)`.
+        let name = os_bytes(exe.file_name()?);
+        let name = name.strip_suffix(b" (deleted)").unwrap_or(&name).to_vec();
+        let args = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args = args
+            .split(|&b| b == 0)
+            .skip(1)
+            .filter(|a| !a.is_empty())
+            .map(crate::bytes::os_from_bytes)
+            .collect();
+        Some((crate::bytes::os_from_bytes(&name), args))
+    }
+
+    fn command(pid: u32) -> OsString {
+        fs::read(format!("/proc/{pid}/comm"))
+            .map(|mut c| {
+                while c.last() == Some(&b'\n') {
+                    c.pop();
+                }
+                crate::bytes::os_from_bytes(&c)
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
+        let sockets = sockets(ports);
+        let mut found: HashMap<u16, Vec<Listener>> = HashMap::new();
+        if sockets.is_empty() {
+            return found;
+        }
+        let wanted: HashSet<u64> = sockets
+            .iter()
+            .map(|s| s.inode)
+            .filter(|&i| i != 0)
+            .collect();
+        let mut holders: HashMap<u64, u32> = HashMap::new();
+        if let Ok(procs) = fs::read_dir("/proc") {
+            for proc in procs.flatten() {
+                let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let Ok(fds) = fs::read_dir(proc.path().join("fd")) else {
+                    continue;
+                };
+                for fd in fds.flatten() {
+                    let Ok(target) = fs::read_link(fd.path()) else {
+                        continue;
+                    };
+                    let inode = target
+                        .to_str()
+                        .and_then(|t| t.strip_prefix("socket:["))
+                        .and_then(|t| t.strip_suffix(']'))
+                        .and_then(|t| t.parse::<u64>().ok());
+                    if let Some(i) = inode.filter(|i| wanted.contains(i)) {
+                        holders.entry(i).or_insert(pid);
+                    }
+                }
+                if holders.len() == wanted.len() {
+                    break;
+                }
+            }
+        }
+        let mut seen: HashMap<u32, Process> = HashMap::new();
+        for s in sockets {
+            let process = holders.get(&s.inode).map(|&pid| {
+                seen.entry(pid)
+                    .or_insert_with(|| Process {
+                        pid,
+                        command: command(pid),
+                        cwd: cwd(pid),
+                    })
+                    .clone()
+            });
+            found.entry(s.port).or_default().push(Listener {
+                addr: s.addr,
+                uid: s.uid,
+                socket: s.inode,
+                process,
+            });
+        }
+        found
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn addresses_read_as_the_kernel_prints_them() {
+            let lo = u32::from_ne_bytes([127, 0, 0, 1]);
+            assert_eq!(
+                address(&format!("{lo:08X}")),
+                Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            );
+            let one = u32::from_ne_bytes([0, 0, 0, 1]);
+            assert_eq!(
+                address(&format!("000000000000000000000000{one:08X}")),
+                Some(IpAddr::V6(Ipv6Addr::LOCALHOST))
+            );
+            let ffff = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+            assert_eq!(
+                address(&format!("0000000000000000{ffff:08X}{lo:08X}")),
+                Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            );
+            assert_eq!(address("xyz"), None);
+        }
+    }
+}
+
+/// Whether a directory whose working directory is `cwd` is in `dir` or below it; a deleted
+/// one by the path it had (a server a removed worktree left running). A `dir` that is empty,
+/// relative or a symlink contains nothing: a worktree directory replaced by a link to an
+/// ancestor would otherwise claim every process below that ancestor.
+pub fn runs_in(cwd: &Cwd, dir: &Path) -> bool {
+    if !dir.is_absolute()
+        || std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return false;
+    }
+    cwd.path.starts_with(dir) || std::fs::canonicalize(dir).is_ok_and(|d| cwd.path.starts_with(d))
 }
 
 #[cfg(test)]
@@ -137,16 +415,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_listener_runs_in_its_directory_deleted_or_not_and_never_in_no_directory() {
-        let l = Listener {
-            pid: 1,
-            command: "x".into(),
-            cwd: Some(PathBuf::from("/src/app-wt/server (deleted)")),
+    fn a_directory_runs_in_its_worktree_deleted_or_not_and_never_in_no_directory() {
+        let deleted = Cwd {
+            path: PathBuf::from("/src/app-wt/server"),
+            deleted: true,
         };
-        assert!(l.runs_in(Path::new("/src/app-wt")));
-        assert!(!l.runs_in(Path::new("/src/app")));
-        assert!(!l.runs_in(Path::new("")));
-        assert!(!l.runs_in(Path::new("relative")));
+        assert!(runs_in(&deleted, Path::new("/src/app-wt")));
+        assert!(!runs_in(&deleted, Path::new("/src/app")));
+        assert!(!runs_in(&deleted, Path::new("")));
+        assert!(!runs_in(&deleted, Path::new("relative")));
+        // A directory that exists and is named so is not in `/src/app-wt`.
+        let named = Cwd {
+            path: PathBuf::from("/src/app-wt (deleted)"),
+            deleted: false,
+        };
+        assert!(!runs_in(&named, Path::new("/src/app-wt")));
     }
 }
 
@@ -172,16 +455,27 @@ pub enum Kind {
     Worktree,
     /// A worktree of another repository on this machine.
     Repository,
-    /// A program in no known worktree (or whose directory cannot be read).
+    /// A program of this user's in no known worktree (or whose directory cannot be read).
     Other,
-    /// Something listens, but the system does not say what (another user's process, or a
-    /// system without `/proc`): never taken for the worktree's own server.
+    /// Another user's process: never this user's worktree's, wherever it runs.
+    User,
+    /// Something listens, but the system does not say what (a system without `/proc`, or a
+    /// socket no process visible here holds): never taken for the worktree's own server.
     Unknown,
+}
+
+/// The directory of a worktree that may own processes: one that is there, is not a symlink
+/// and is not one git would prune. `None` for any other.
+fn place_dir(path: &Path, prunable: bool) -> Option<PathBuf> {
+    if prunable || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return None;
+    }
+    std::fs::canonicalize(path).ok()
 }
 
 /// The worktrees a listener may run in: `ours` (this repository's), and the worktrees of the
 /// other repositories the ledger names (one place per worktree, however many ports it
-/// holds).
+/// holds). A worktree whose directory is gone (prunable) or is a symlink owns no process.
 pub fn places(
     ours: &[crate::repo::Worktree],
     ledger: Option<&crate::ledger::Ledger>,
@@ -191,7 +485,7 @@ pub fn places(
         .iter()
         .filter_map(|w| {
             Some(Place {
-                path: std::fs::canonicalize(&w.path).ok()?,
+                path: place_dir(&w.path, w.prunable)?,
                 worktree: w.name.clone(),
                 repository: None,
             })
@@ -206,7 +500,7 @@ pub fn places(
         if !seen.insert((&c.repo, &c.worktree)) {
             continue;
         }
-        if let Ok(path) = std::fs::canonicalize(&c.path) {
+        if let Some(path) = place_dir(&c.path, false) {
             places.push(Place {
                 path,
                 worktree: c.name.clone(),
@@ -215,6 +509,25 @@ pub fn places(
         }
     }
     places
+}
+
+/// The places of a registry's worktrees, for a caller that knows no more than the registry
+/// (the proxy): each worktree whose directory is there and is not a symlink.
+pub fn places_of(
+    registry: &crate::registry::Registry,
+    display: impl Fn(&str) -> String,
+) -> Vec<Place> {
+    registry
+        .worktrees
+        .iter()
+        .filter_map(|(k, e)| {
+            Some(Place {
+                path: place_dir(&e.path, false)?,
+                worktree: display(k),
+                repository: None,
+            })
+        })
+        .collect()
 }
 
 /// Who serves each of `ports` now, each against the directory of the worktree that holds it;
@@ -229,31 +542,76 @@ pub fn who_serves(
         return HashMap::new();
     }
     let places = places();
+    let me = my_uid();
     ports
         .iter()
         .filter_map(|(port, holder)| {
-            let l = found.get(port)?;
-            Some((*port, Owner::of(l, holder.as_deref(), &places)))
+            let ls = found.get(port)?;
+            Some((*port, Owner::of(ls, holder.as_deref(), &places, me)))
         })
         .collect()
 }
 
-/// Who serves a port, for people and for JSON.
+/// The processes among `ls` that are this user's and run in `dir`: a server a removed
+/// worktree left running on its port. `None` when there is none.
+pub fn left_in(ls: &[Listener], dir: &Path) -> Option<Owner> {
+    let me = my_uid();
+    let mine: Vec<&Listener> = ls
+        .iter()
+        .filter(|l| me.is_some() && l.uid == me)
+        .filter(|l| {
+            l.process
+                .as_ref()
+                .and_then(|p| p.cwd.as_ref())
+                .is_some_and(|c| runs_in(c, dir))
+        })
+        .collect();
+    let first = mine.first()?;
+    let mut o = Owner::one(first, Kind::Other, None);
+    o.pids = pids(mine.iter().copied());
+    Some(o)
+}
+
+fn pids<'a>(ls: impl Iterator<Item = &'a Listener>) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    for p in ls.filter_map(|l| l.process.as_ref()).map(|p| p.pid) {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Who serves a port, for people and for JSON: the listener that decides (the first that is
+/// not the worktree's own, else the first), and how many listen.
 #[derive(Debug, Clone, Serialize)]
 pub struct Owner {
-    /// `null` for an unknown listener.
+    /// `null` for a listener whose process is not known.
     pub pid: Option<u32>,
     /// Exact in JSON: a string, or `{"hex": …}` for a name that is not UTF-8.
     #[serde(with = "crate::bytes::os_path_opt")]
     pub command: Option<PathBuf>,
     #[serde(with = "crate::bytes::os_path_opt")]
     pub cwd: Option<PathBuf>,
-    /// `self`, `worktree`, `repository`, `other` or `unknown`.
+    /// `self`, `worktree`, `repository`, `other`, `user` or `unknown`.
     pub owner: Kind,
     /// The worktree it runs in, for `self`, `worktree` and `repository`.
     pub worktree: Option<String>,
     /// The other repository, for `repository`.
     pub repository: Option<String>,
+    /// The address it listens on.
+    pub address: Option<IpAddr>,
+    /// The user whose socket it is.
+    pub uid: Option<u32>,
+    /// The worktree's own server listens on the port too, on another address.
+    pub beside_own: bool,
+    /// Every process listening on the port (for stopping: all of them are the worktree's own
+    /// when `owner` is `self`).
+    #[serde(skip)]
+    pub pids: Vec<u32>,
+    /// The addresses the port is listened on, in the order found.
+    #[serde(skip)]
+    pub addresses: Vec<IpAddr>,
 }
 
 impl Owner {
@@ -266,43 +624,93 @@ impl Owner {
             owner: Kind::Unknown,
             worktree: None,
             repository: None,
+            address: None,
+            uid: None,
+            beside_own: false,
+            pids: Vec::new(),
+            addresses: Vec::new(),
         }
     }
 
-    /// Classifies `l` by the deepest known worktree its working directory is in; `holder` is
-    /// the directory of the worktree that holds the port, if one does.
-    pub fn of(l: &Listener, holder: Option<&Path>, places: &[Place]) -> Owner {
-        let cwd = l.cwd.as_deref().and_then(|c| std::fs::canonicalize(c).ok());
-        let place = cwd.as_deref().and_then(|c| {
-            places
-                .iter()
-                .filter(|p| c.starts_with(&p.path))
-                .max_by_key(|p| p.path.components().count())
-        });
-        let holder = holder.and_then(|h| std::fs::canonicalize(h).ok());
-        let owner = match place {
+    fn one(l: &Listener, owner: Kind, place: Option<&Place>) -> Owner {
+        let p = l.process.as_ref();
+        Owner {
+            pid: p.map(|p| p.pid),
+            command: p.map(|p| PathBuf::from(&p.command)),
+            cwd: p.and_then(|p| p.cwd.as_ref()).map(|c| c.path.clone()),
+            owner,
+            worktree: place.map(|p| p.worktree.clone()),
+            repository: place.and_then(|p| p.repository.clone()),
+            address: Some(l.addr),
+            uid: l.uid,
+            beside_own: false,
+            pids: pids(std::iter::once(l)),
+            addresses: vec![l.addr],
+        }
+    }
+
+    /// What one listener is, by the deepest known worktree its working directory is in;
+    /// `holder` is the directory of the worktree that holds the port, if one does.
+    fn kind<'p>(
+        l: &Listener,
+        holder: Option<&Path>,
+        places: &'p [Place],
+        me: Option<u32>,
+    ) -> (Kind, Option<&'p Place>) {
+        if l.uid.is_none() || l.uid != me {
+            return (Kind::User, None);
+        }
+        let Some(p) = &l.process else {
+            return (Kind::Unknown, None);
+        };
+        let Some(cwd) = &p.cwd else {
+            return (Kind::Other, None);
+        };
+        let path = if cwd.deleted {
+            cwd.path.clone()
+        } else {
+            std::fs::canonicalize(&cwd.path).unwrap_or_else(|_| cwd.path.clone())
+        };
+        let place = places
+            .iter()
+            .filter(|p| path.starts_with(&p.path))
+            .max_by_key(|p| p.path.components().count());
+        let holder = holder.and_then(|h| place_dir(h, false));
+        let kind = match place {
             Some(p) if holder.as_deref() == Some(p.path.as_path()) => Kind::Own,
             Some(p) if p.repository.is_none() => Kind::Worktree,
             Some(_) => Kind::Repository,
             None => Kind::Other,
         };
-        Owner {
-            pid: Some(l.pid),
-            command: Some(PathBuf::from(&l.command)),
-            cwd: l.cwd.clone(),
-            owner,
-            worktree: place.map(|p| p.worktree.clone()),
-            repository: place.and_then(|p| p.repository.clone()),
-        }
+        (kind, place)
     }
 
-    /// Whether the holder's own worktree serves the port.
+    /// Classifies the listeners of one port against the worktree that holds it (`holder`,
+    /// its directory, if one does): the worktree's own only if every listener is.
+    pub fn of(ls: &[Listener], holder: Option<&Path>, places: &[Place], me: Option<u32>) -> Owner {
+        let kinds: Vec<(Kind, Option<&Place>)> = ls
+            .iter()
+            .map(|l| Owner::kind(l, holder, places, me))
+            .collect();
+        let deciding = kinds.iter().position(|(k, _)| *k != Kind::Own).unwrap_or(0);
+        let Some(l) = ls.get(deciding) else {
+            return Owner::unknown();
+        };
+        let (kind, place) = kinds[deciding];
+        let mut o = Owner::one(l, kind, place);
+        o.beside_own = kind != Kind::Own && kinds.iter().any(|(k, _)| *k == Kind::Own);
+        o.pids = pids(ls.iter());
+        o.addresses = ls.iter().map(|l| l.addr).collect();
+        o
+    }
+
+    /// Whether the holder's own worktree serves the port, on every address it listens on.
     pub fn is_own(&self) -> bool {
         self.owner == Kind::Own
     }
 
     /// `pid 4242 (node)`, the process as people read it (bytes that are not UTF-8 as
-    /// `\ooo`); `None` for an unknown listener.
+    /// `\ooo`); `None` for a listener whose process is not known.
     pub fn process(&self) -> Option<String> {
         let pid = self.pid?;
         let command = self
@@ -315,10 +723,22 @@ impl Owner {
 
     /// `pid 4242 (node) in worktree 'feature-y'`, as every command says it.
     pub fn describe(&self) -> String {
-        let Some(who) = self.process() else {
-            return "a process git-ports cannot identify (another user's, or one the system does not show)".into();
+        let who = match (self.process(), self.owner) {
+            (Some(who), Kind::User) => match self.uid {
+                Some(u) => format!("{who} of another user (uid {u})"),
+                None => format!("{who} of another user"),
+            },
+            (None, Kind::User) => match self.uid {
+                Some(u) => format!("a process of another user (uid {u})"),
+                None => "a process of another user".into(),
+            },
+            (Some(who), _) => who,
+            (None, _) => {
+                "a process git-ports cannot identify (the system does not show which holds the socket)".into()
+            }
         };
-        match (self.owner, &self.worktree, &self.repository) {
+        let base = match (self.owner, &self.worktree, &self.repository) {
+            (Kind::User | Kind::Unknown, _, _) => who,
             (Kind::Own, _, _) => format!("{who}, this worktree's own server"),
             (Kind::Worktree, Some(w), _) => format!("{who} in worktree '{w}'"),
             (Kind::Repository, Some(w), Some(r)) => format!("{who} in {r} ({w})"),
@@ -329,6 +749,10 @@ impl Owner {
                 ),
                 None => who,
             },
+        };
+        match (self.beside_own, self.address) {
+            (true, Some(a)) => format!("{base}, on {a}, beside this worktree's own server"),
+            _ => base,
         }
     }
 }

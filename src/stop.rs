@@ -65,11 +65,12 @@ fn signal(pid: u32, sig: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Stops the process `owner` names: SIGTERM, up to `grace` for it to end, then SIGKILL.
-pub fn stop(owner: &Owner, grace: Duration) -> Ending {
-    let Some(pid) = owner.pid else {
+/// Stops process `pid`: SIGTERM, up to `grace` for it to end, then SIGKILL. Pid 1 (the
+/// system's, or a pid namespace's first process) is never signalled.
+pub fn stop(pid: u32, grace: Duration) -> Ending {
+    if pid <= 1 {
         return Ending::NotPermitted;
-    };
+    }
     if !alive(pid) {
         return Ending::AlreadyGone;
     }
@@ -95,29 +96,41 @@ pub fn stop(owner: &Owner, grace: Duration) -> Ending {
     Ending::Killed
 }
 
-/// Whether the process is this user's: another user's is never stopped, even by root.
-pub fn ours(owner: &Owner) -> bool {
-    owner
-        .pid
-        .is_some_and(|p| crate::lease::same_user(p) == Some(true))
+/// Stops every process of `owner` (a port may be listened on by one process per address),
+/// and says how the hardest of them ended.
+pub fn stop_owner(owner: &Owner, grace: Duration) -> Ending {
+    let rank = |e: &Ending| match e {
+        Ending::AlreadyGone => 0,
+        Ending::Stopped => 1,
+        Ending::Killed => 2,
+        Ending::NotPermitted => 3,
+    };
+    let endings: Vec<Ending> = owner.pids.iter().map(|&p| stop(p, grace)).collect();
+    endings
+        .into_iter()
+        .max_by_key(rank)
+        .unwrap_or(Ending::NotPermitted)
 }
 
-/// Whether the process is this user's and runs in `dir` now: a check just before signalling,
-/// so a pid reused since the lookup, or another user's process, is never signalled.
+/// Whether every process of `owner` is this user's: another user's is never stopped, even
+/// by root.
+pub fn ours(owner: &Owner) -> bool {
+    !owner.pids.is_empty()
+        && owner
+            .pids
+            .iter()
+            .all(|&p| crate::lease::same_user(p) == Some(true))
+}
+
+/// Whether every process of `owner` is this user's and runs in `dir` now: a check just
+/// before signalling, so a pid reused since the lookup, or another user's process, is never
+/// signalled.
 pub fn still_in(owner: &Owner, dir: &Path) -> bool {
-    let Some(pid) = owner.pid else { return false };
-    if !ours(owner) {
-        return false;
-    }
-    let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
-        return false;
-    };
-    let listener = crate::owner::Listener {
-        pid,
-        command: Default::default(),
-        cwd: Some(cwd),
-    };
-    listener.runs_in(dir)
+    ours(owner)
+        && owner
+            .pids
+            .iter()
+            .all(|&pid| crate::owner::cwd_of(pid).is_some_and(|c| crate::owner::runs_in(&c, dir)))
 }
 
 #[cfg(test)]
@@ -131,19 +144,10 @@ mod tests {
         let pid = child.id();
         // Exited but not reaped: a zombie, which is gone too.
         std::thread::sleep(Duration::from_millis(100));
-        let owner = Owner {
-            pid: Some(pid),
-            ..Owner::unknown()
-        };
         assert!(!alive(pid));
-        assert_eq!(
-            stop(&owner, Duration::from_millis(100)),
-            Ending::AlreadyGone
-        );
+        assert_eq!(stop(pid, Duration::from_millis(100)), Ending::AlreadyGone);
         let _ = child.wait();
-        assert_eq!(
-            stop(&owner, Duration::from_millis(100)),
-            Ending::AlreadyGone
-        );
+        assert_eq!(stop(pid, Duration::from_millis(100)), Ending::AlreadyGone);
+        assert_eq!(stop(1, Duration::from_millis(100)), Ending::NotPermitted);
     }
 }

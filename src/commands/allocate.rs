@@ -105,7 +105,11 @@ fn render(ctx: &mut Ctx, wt: &Worktree, results: &[Allocated]) {
                     (None, Some(p)) => p.describe(),
                     (None, None) => "another process".into(),
                 };
-                out.line(format!("Port {}: In use by {by}", s.port));
+                if s.reason == crate::policy::allocate::SkipReason::Fenced {
+                    out.line(format!("Port {}: Kept for {by}", s.port));
+                } else {
+                    out.line(format!("Port {}: In use by {by}", s.port));
+                }
             }
             out.line(format!("Port {}: Available", a.port));
         }

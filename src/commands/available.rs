@@ -37,7 +37,7 @@ pub fn run(ctx: &mut Ctx, args: AvailableArgs) -> Result<()> {
     let holder = |p: u16| match (held.get(&p), elsewhere.get(&p)) {
         (Some(h), _) => Some(ctx.repo.display_name(h.worktree)),
         (None, Some(c)) => Some(c.describe()),
-        (None, None) => None,
+        (None, None) => ctx.repo.settings.fenced(p),
     };
     let allocated: Vec<Held> = svc
         .range

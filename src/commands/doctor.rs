@@ -34,7 +34,7 @@ struct Report<'a> {
 }
 
 /// What a finding is about; in JSON, `registry`, `ledger`, `conflict`, `unclaimed`,
-/// `stale-claim`, `unreachable`, `env-file`, `hook`, `lock` or `config`.
+/// `stale-claim`, `unreachable`, `env-file`, `hook`, `lock`, `config` or `names`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum Check {
@@ -48,6 +48,7 @@ enum Check {
     Hook,
     Lock,
     Config,
+    Names,
 }
 
 impl Check {
@@ -63,6 +64,7 @@ impl Check {
             Check::Hook => "hook",
             Check::Lock => "lock",
             Check::Config => "config",
+            Check::Names => "names",
         }
     }
 }
@@ -132,29 +134,6 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
             }
         },
     };
-    #[cfg(unix)]
-    if let Some(dir) = ctx.ledger.as_ref().and_then(|l| l.path.parent()) {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(dir)
-            && m.permissions().mode() & 0o022 != 0
-        {
-            findings.push(Finding {
-                fix: Some(format!(
-                    "chmod 700 {}",
-                    crate::output::shell_quote(&dir.display().to_string())
-                )),
-                ..finding(
-                    Check::Ledger,
-                    Status::Problem,
-                    format!(
-                        "{} can be written by other users, who could replace the ledger",
-                        dir.display()
-                    ),
-                )
-            });
-        }
-    }
-
     findings.extend(fixed);
     if let (Some(registry), Some(ledger)) = (&registry, &ledger) {
         check_claims(ctx, registry, ledger, &mut findings);
@@ -383,6 +362,34 @@ fn check_claims(ctx: &Ctx, registry: &Registry, ledger: &Ledger, findings: &mut 
             Status::Ok,
             "no port held here is held by another repository".into(),
         ));
+    }
+
+    // Every worktree holding a port has a name, unless the template leaves it none.
+    if machine_wide {
+        let hosts = ledger.names.hosts_for(&ctx.repo_id);
+        for key in registry
+            .worktrees
+            .keys()
+            .filter(|k| !hosts.contains_key(*k))
+        {
+            findings.push(Finding {
+                fix: Some(format!(
+                    "put {{repo}} in {} (`git config {} '{}'`), so its names are this repository's own",
+                    crate::keys::KEY_HOST_TEMPLATE,
+                    crate::keys::KEY_HOST_TEMPLATE,
+                    crate::names::DEFAULT_TEMPLATE
+                )),
+                ..finding(
+                    Check::Names,
+                    Status::Problem,
+                    format!(
+                        "worktree '{}' has no host name: every name {} gives it is taken, or lies under another repository's origin",
+                        ctx.repo.display_name(key),
+                        crate::keys::KEY_HOST_TEMPLATE
+                    ),
+                )
+            });
+        }
     }
 
     // Claims the ledger keeps for repositories that cannot be read now.

@@ -70,6 +70,7 @@ impl Ctx {
             template: repo.settings.host_template.clone(),
             repo: repo_name(&repo_id),
             service: repo.settings.host_service.clone(),
+            services: repo.settings.known(),
         };
         Ok(Ctx {
             naming,

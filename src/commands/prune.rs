@@ -24,13 +24,12 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
     for p in &mut pruned {
         p.listener = left
             .get(&p.port)
-            .filter(|l| l.runs_in(&p.path))
-            .map(|l| crate::owner::Owner::of(l, None, &[]));
+            .and_then(|ls| crate::owner::left_in(ls, &p.path));
         if args.stop
             && let Some(o) = &p.listener
             && crate::stop::still_in(o, &p.path)
         {
-            p.stopped = Some(crate::stop::stop(o, GRACE));
+            p.stopped = Some(crate::stop::stop_owner(o, GRACE));
         }
     }
     if args.json {

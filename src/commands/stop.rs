@@ -7,8 +7,8 @@ use serde::Serialize;
 use super::Ctx;
 use crate::cli::StopArgs;
 use crate::error::{Error, Result};
-use crate::owner::Owner;
-use crate::stop::{Ending, stop};
+use crate::owner::{Kind, Owner};
+use crate::stop::{Ending, stop_owner};
 
 /// One port of the worktree, and what was done about who serves it.
 #[derive(Debug, Serialize)]
@@ -46,7 +46,7 @@ pub fn run(ctx: &mut Ctx, args: StopArgs) -> Result<()> {
         let ending = listener
             .as_ref()
             .filter(|o| o.is_own() && crate::stop::still_in(o, &wt.path))
-            .map(|o| stop(o, grace));
+            .map(|o| stop_owner(o, grace));
         done.push(Stopped {
             service,
             port,
@@ -72,7 +72,7 @@ pub fn run(ctx: &mut Ctx, args: StopArgs) -> Result<()> {
             (Some(o), Some(e)) => {
                 format!("{}: {}", o.process().unwrap_or_default(), e.describe(grace))
             }
-            (Some(o), None) if o.is_own() && !crate::stop::ours(o) => format!(
+            (Some(o), None) if o.owner == Kind::User && o.pid.is_some() => format!(
                 "left alone: {} runs as another user",
                 o.process().unwrap_or_default()
             ),

@@ -27,6 +27,8 @@ pub enum SkipReason {
     Repository,
     /// Something on this machine is bound to it.
     InUse,
+    /// It is kept for something that is not a worktree (the proxy's port).
+    Fenced,
 }
 
 /// One port the search passed over, and why.
@@ -202,7 +204,13 @@ fn choose_slot(reg: &Registry, search: &Search, services: &[String]) -> Result<O
         ..wishes_of(repo, wt, len)
     };
     let by_port = reg.by_port();
-    let free = |p: u16| !by_port.contains_key(&p) && !elsewhere.contains_key(&p) && !net::in_use(p);
+    let settings = &repo.settings;
+    let free = |p: u16| {
+        !by_port.contains_key(&p)
+            && !elsewhere.contains_key(&p)
+            && settings.fenced(p).is_none()
+            && !net::in_use(p)
+    };
     Ok(first_free_slot(&ranges, order(len, &wishes), free))
 }
 
@@ -293,6 +301,9 @@ fn allocate_with(
                     holder: c.describe(),
                 });
             }
+            if let Some(holder) = repo.settings.fenced(port) {
+                return Err(Error::PortFenced { port, holder });
+            }
             (port, Vec::new(), net::in_use(port))
         }
         None => {
@@ -326,7 +337,7 @@ fn allocate_with(
             let holder = |p: u16| match (held.get(&p), elsewhere.get(&p)) {
                 (Some(h), _) => Some((SkipReason::Worktree, name_of(h.worktree))),
                 (None, Some(c)) => Some((SkipReason::Repository, c.describe())),
-                (None, None) => None,
+                (None, None) => repo.settings.fenced(p).map(|f| (SkipReason::Fenced, f)),
             };
             let search = first_free(port_order(range, &wishes), holder, net::in_use);
             let skipped = search
@@ -348,7 +359,11 @@ fn allocate_with(
                 })
                 .collect();
             let Some(port) = search.chosen else {
-                let taken = |p: &u16| held.contains_key(p) || elsewhere.contains_key(p);
+                let taken = |p: &u16| {
+                    held.contains_key(p)
+                        || elsewhere.contains_key(p)
+                        || repo.settings.fenced(*p).is_some()
+                };
                 let reserved = wishes
                     .reserved
                     .and_then(|k| range.iter().nth(k))

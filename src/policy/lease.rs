@@ -27,7 +27,10 @@ pub fn pick(
     for service in services {
         let range = repo.settings.lease_range(service)?;
         let held = |p: u16| {
-            registry.holder(p).is_some() || elsewhere.contains_key(&p) || taken.contains(&p)
+            registry.holder(p).is_some()
+                || elsewhere.contains_key(&p)
+                || taken.contains(&p)
+                || repo.settings.fenced(p).is_some()
         };
         let Some(port) = range.iter().rev().find(|&p| !held(p) && !net::in_use(p)) else {
             let held = range.iter().filter(|&p| held(p)).count();

@@ -8,6 +8,7 @@
 mod pages;
 pub mod routes;
 mod serve;
+mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,20 +17,18 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::keys::{DEFAULT_PROXY_PORT, KEY_PROXY_PORT, KEY_PROXY_TIMEOUT};
+use crate::keys::{KEY_PROXY_PORT, KEY_PROXY_TIMEOUT};
 use crate::lease::{Alive, Holder};
 use crate::ledger::LedgerStore;
 use crate::output::Out;
 use routes::{Route, Routes};
 
-pub use serve::LOOP_HEADER;
+pub use serve::{BODY_IDLE, LOOP_HEADER, MAX_CONNECTIONS};
 
 /// The file, beside the ledger, that says which process runs the proxy and on which port.
 pub const STATE_FILE: &str = "proxy.json";
 /// The background proxy's log, beside the ledger.
 pub const LOG_FILE: &str = "proxy.log";
-/// How long a server may take to answer when `ports.proxyTimeout` is not set.
-const DEFAULT_ANSWER_SECS: f64 = 60.0;
 
 /// The running proxy, as its state file records it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +38,77 @@ pub struct State {
     pub port: u16,
 }
 
+/// Why the process a state file names is not this user's git-ports proxy: the file is never
+/// taken at its word before anything is signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotProxy {
+    /// The process is gone (or its pid is someone else's now).
+    Gone,
+    /// Pid 1: the system's first process, or a pid namespace's.
+    First,
+    /// Another user's process.
+    OtherUser,
+    /// A process that does not run `git-ports proxy`.
+    Program,
+    /// A git-ports proxy that does not listen on the port the file names.
+    NotListening,
+    /// A process of another pid namespace, whose pid means another process here.
+    Elsewhere,
+}
+
+impl NotProxy {
+    fn describe(self) -> &'static str {
+        match self {
+            NotProxy::Gone => "which is no longer running",
+            NotProxy::First => "the first process of its system or pid namespace",
+            NotProxy::OtherUser => "a process of another user",
+            NotProxy::Program => "a process that is not `git-ports proxy`",
+            NotProxy::NotListening => "which does not listen on the proxy's port",
+            NotProxy::Elsewhere => "a process of another pid namespace",
+        }
+    }
+}
+
+/// Whether `state` names this user's git-ports proxy, running: the process that started
+/// then (its start time and boot), not pid 1, this user's, running `git-ports proxy`, and
+/// listening on the port. Only then is it signalled, or taken for the proxy.
+pub fn proven(state: &State) -> std::result::Result<(), NotProxy> {
+    let pid = state.holder.pid;
+    if pid <= 1 {
+        return Err(NotProxy::First);
+    }
+    // A pid counted in another pid namespace names another process here.
+    if !state.holder.counted_here() {
+        return Err(NotProxy::Elsewhere);
+    }
+    if !matches!(
+        Alive::default().life(&state.holder),
+        crate::lease::Life::Alive(p) if p == pid
+    ) {
+        return Err(NotProxy::Gone);
+    }
+    if crate::lease::same_user(pid) != Some(true) {
+        return Err(NotProxy::OtherUser);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let Some((name, args)) = crate::owner::program(pid) else {
+            return Err(NotProxy::Gone);
+        };
+        let own = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.file_name().map(std::ffi::OsStr::to_os_string));
+        let named = name == "git-ports" || own.is_some_and(|o| o == name);
+        if !named || args.first().is_none_or(|a| a != "proxy") || args.len() > 1 {
+            return Err(NotProxy::Program);
+        }
+        if !crate::owner::listens(pid, state.port) {
+            return Err(NotProxy::NotListening);
+        }
+    }
+    Ok(())
+}
+
 /// How the proxy is set up: git config (global, or the repository's where it runs).
 pub struct Setup {
     pub port: u16,
@@ -46,49 +116,26 @@ pub struct Setup {
     pub ledger: LedgerStore,
 }
 
-fn git_config(key: &str) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["config", "--get", key])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 impl Setup {
     pub fn read() -> Result<Setup> {
         let ledger = LedgerStore::locate()?.ok_or_else(|| {
             Error::Usage("no data directory for the ledger: set GIT_PORTS_HOME".into())
         })?;
-        let bad = |key: &str, value: &str, reason: &str| Error::Config {
-            key: key.into(),
-            value: value.into(),
-            reason: reason.into(),
+        // The repository's config where the command runs, else the user's.
+        let settings = match crate::repo::Repo::open() {
+            Ok(r) => r.settings,
+            Err(_) => crate::repo::Repo::outside()?.settings,
         };
-        let port = match git_config(KEY_PROXY_PORT) {
-            None => DEFAULT_PROXY_PORT,
-            Some(v) => v
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p > 0)
-                .ok_or_else(|| bad(KEY_PROXY_PORT, &v, "expected a port from 1 to 65535"))?,
-        };
-        let secs = match git_config(KEY_PROXY_TIMEOUT) {
-            None => DEFAULT_ANSWER_SECS,
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
-                .filter(|s| (0.001..=3600.0).contains(s))
-                .ok_or_else(|| bad(KEY_PROXY_TIMEOUT, &v, "expected seconds from 0.001 to 3600"))?,
-        };
+        for key in [KEY_PROXY_PORT, KEY_PROXY_TIMEOUT] {
+            if let Some(e) = settings.problem(key) {
+                return Err(e);
+            }
+        }
         // The proxy's state and log go beside the ledger, which may not exist yet.
         ledger.make_dir()?;
         Ok(Setup {
-            port,
-            answer_timeout: Duration::from_secs_f64(secs),
+            port: settings.proxy_port,
+            answer_timeout: Duration::from_secs_f64(settings.proxy_timeout),
             ledger,
         })
     }
@@ -109,16 +156,32 @@ impl Setup {
         self.dir().join(LOG_FILE)
     }
 
-    /// The proxy that runs now, if its state file names a live process. A file left by a
-    /// proxy that was killed names a process that is gone (or a pid now someone else's,
-    /// whose start time differs): it is no obstacle.
-    pub fn running(&self) -> Option<State> {
-        running(&self.ledger)
+    /// The state file and whether it names the running proxy; `None` when there is none.
+    /// A file another user owns or can write is refused.
+    fn state(&self) -> Result<Option<(State, std::result::Result<(), NotProxy>)>> {
+        let path = self.state_path();
+        crate::ledger::private(&path, "file")?;
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let Ok(state) = serde_json::from_str::<State>(&text) else {
+            return Ok(None);
+        };
+        let proof = proven(&state);
+        Ok(Some((state, proof)))
+    }
+
+    /// The proxy that runs now, if the state file names it (see [`proven`]). A file left
+    /// by a proxy that was killed, or naming any other process, is no obstacle.
+    pub fn running(&self) -> Result<Option<State>> {
+        Ok(self
+            .state()?
+            .and_then(|(s, proof)| proof.is_ok().then_some(s)))
     }
 
     /// Records this process as the proxy, in one atomic write.
     fn record(&self) -> Result<()> {
-        let holder = Holder::of(std::process::id()).map_err(|r| Error::LeaseRefused {
+        let holder = Holder::of_self().map_err(|r| Error::LeaseRefused {
             pid: std::process::id(),
             reason: r.reason(),
         })?;
@@ -146,14 +209,30 @@ impl Setup {
         crate::store::write_atomic(&path, &text, &lock, crate::fault::Target::ProxyState)
             .map_err(io("cannot write"))
     }
+
+    /// Refuses a port the ledger gives to a worktree or a lease: the proxy would take it
+    /// from under that server.
+    fn check_port_free(&self) -> Result<()> {
+        let ledger = self.ledger.load()?;
+        if let Some(c) = ledger.ports.get(&self.port) {
+            return Err(Error::Usage(format!(
+                "port {} is held by {} in the ledger: give the proxy another port with `git config --global {KEY_PROXY_PORT} PORT`",
+                self.port,
+                c.describe()
+            )));
+        }
+        Ok(())
+    }
 }
 
-/// The proxy that runs now, from its state file beside `ledger` (see [`Setup::running`]).
+/// The proxy that runs now, from its state file beside `ledger`, for reports: `None` when
+/// the file is missing, not this user's, or names anything but this user's running proxy.
 pub fn running(ledger: &LedgerStore) -> Option<State> {
     let path = ledger.path.parent()?.join(STATE_FILE);
+    crate::ledger::private(&path, "file").ok()?;
     let text = std::fs::read_to_string(path).ok()?;
     let state: State = serde_json::from_str(&text).ok()?;
-    Alive::default().holds(&state.holder).then_some(state)
+    proven(&state).is_ok().then_some(state)
 }
 
 /// Binds both loopback addresses, the IPv4 one at least; a port taken is one line naming
@@ -163,7 +242,7 @@ fn bind(port: u16) -> Result<Vec<std::net::TcpListener>> {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             let who = crate::owner::listeners(&[port])
                 .get(&port)
-                .map(|l| crate::owner::Owner::of(l, None, &[]).describe())
+                .map(|ls| crate::owner::Owner::of(ls, None, &[], crate::owner::my_uid()).describe())
                 .unwrap_or_else(|| "another process".into());
             Error::Usage(format!(
                 "port {port} is already in use by {who}: stop it, or give the proxy another port with `git config --global {KEY_PROXY_PORT} PORT`"
@@ -195,7 +274,7 @@ fn bind(port: u16) -> Result<Vec<std::net::TcpListener>> {
 pub fn foreground(out: &mut Out) -> Result<()> {
     let setup = Setup::read()?;
     if let Some(s) = setup
-        .running()
+        .running()?
         .filter(|s| s.holder.pid != std::process::id())
     {
         return Err(Error::Usage(format!(
@@ -203,8 +282,16 @@ pub fn foreground(out: &mut Out) -> Result<()> {
             s.holder.pid, s.port
         )));
     }
+    setup.check_port_free()?;
     let listeners = bind(setup.port)?;
     setup.record()?;
+    // A daemon keeps no directory: in a worktree, it would count as that worktree's server
+    // (and keep a removed worktree's directory alive).
+    std::env::set_current_dir("/").map_err(|source| Error::Io {
+        path: PathBuf::from("/"),
+        action: "cannot change to",
+        source,
+    })?;
     let addrs: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -222,6 +309,7 @@ pub fn foreground(out: &mut Out) -> Result<()> {
     // routes, so no lookup waits for another thread's.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
     let cannot = |e: std::io::Error| Error::Usage(format!("cannot run the proxy: {e}"));
+    let connections = Arc::new(tokio::sync::Semaphore::new(serve::connection_limit()));
     let mut running = Vec::new();
     for _ in 0..threads {
         let mine: Vec<std::net::TcpListener> = listeners
@@ -233,6 +321,7 @@ pub fn foreground(out: &mut Out) -> Result<()> {
             Routes::new(Some(setup.ledger.clone())),
             setup.port,
             setup.answer_timeout,
+            connections.clone(),
         ));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -261,7 +350,7 @@ pub fn foreground(out: &mut Out) -> Result<()> {
 /// `git ports proxy start`: the proxy in the background, unless one runs.
 pub fn start(out: &mut Out) -> Result<()> {
     let setup = Setup::read()?;
-    if let Some(s) = setup.running() {
+    if let Some(s) = setup.running()? {
         out.line(format!(
             "git ports proxy already runs (pid {}) on port {}",
             s.holder.pid, s.port
@@ -288,7 +377,9 @@ pub fn start(out: &mut Out) -> Result<()> {
         source,
     })?;
     let mut cmd = std::process::Command::new(exe);
+    setup.check_port_free()?;
     cmd.arg("proxy")
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(err);
@@ -305,7 +396,7 @@ pub fn start(out: &mut Out) -> Result<()> {
     let pid = child.id();
     let start = Instant::now();
     loop {
-        if let Some(s) = setup.running().filter(|s| s.holder.pid == pid) {
+        if let Some(s) = setup.running()?.filter(|s| s.holder.pid == pid) {
             out.line(format!(
                 "✓ git ports proxy runs (pid {pid}) on http://127.0.0.1:{} and http://[::1]:{}",
                 s.port, s.port
@@ -333,19 +424,29 @@ pub fn start(out: &mut Out) -> Result<()> {
     }
 }
 
-/// `git ports proxy stop`.
+/// `git ports proxy stop`: stops the process the state file names, once it is proven to be
+/// this user's running proxy (see [`proven`]); anything else is left alone, and said so.
 pub fn stop(out: &mut Out) -> Result<()> {
     let setup = Setup::read()?;
-    let Some(s) = setup.running() else {
-        out.line("git ports proxy is not running");
-        let _ = std::fs::remove_file(setup.state_path());
-        return Ok(());
+    let state = setup.state()?;
+    let s = match state {
+        None | Some((_, Err(NotProxy::Gone))) => {
+            out.line("git ports proxy is not running");
+            let _ = std::fs::remove_file(setup.state_path());
+            return Ok(());
+        }
+        Some((s, Err(why))) => {
+            out.line(format!(
+                "git ports proxy is not running: its state file names pid {}, {}; nothing was signalled",
+                s.holder.pid,
+                why.describe()
+            ));
+            let _ = std::fs::remove_file(setup.state_path());
+            return Ok(());
+        }
+        Some((s, Ok(()))) => s,
     };
-    let owner = crate::owner::Owner {
-        pid: Some(s.holder.pid),
-        ..crate::owner::Owner::unknown()
-    };
-    let ending = crate::stop::stop(&owner, Duration::from_secs(5));
+    let ending = crate::stop::stop(s.holder.pid, Duration::from_secs(5));
     let _ = std::fs::remove_file(setup.state_path());
     out.line(format!(
         "✓ git ports proxy (pid {}) {}",
@@ -392,7 +493,9 @@ pub fn served(ledger: &LedgerStore, port: u16) -> Vec<Served> {
         .filter_map(|(host, origin)| {
             let route = routes.resolve(&host);
             let (port_to, place) = match &*route {
-                Route::To { port, place } => (Some(*port), place.clone()),
+                Route::To { port, place } | Route::Conflict { port, place, .. } => {
+                    (Some(*port), place.clone())
+                }
                 Route::NotHeld { place } => (None, place.clone()),
                 _ => return None,
             };
@@ -412,7 +515,7 @@ pub fn served(ledger: &LedgerStore, port: u16) -> Vec<Served> {
 /// `git ports proxy status`.
 pub fn status(out: &mut Out, json: bool) -> Result<bool> {
     let setup = Setup::read()?;
-    let running = setup.running();
+    let running = setup.running()?;
     let port = running.as_ref().map_or(setup.port, |s| s.port);
     let names = served(&setup.ledger, port);
     if json {

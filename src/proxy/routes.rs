@@ -1,6 +1,8 @@
 //! Where a host name leads: the ledger's names and each repository's registry, read live (a
 //! file is read again only when its size, time or inode changed), so a new allocation or a
-//! re-pointed origin needs no restart.
+//! re-pointed origin needs no restart. A file that cannot be read now is an answer of its
+//! own (503), asked again on the next request, never remembered as "no names"; only names
+//! that lead somewhere are remembered, a bounded number of them.
 
 use std::collections::HashMap;
 use std::fs;
@@ -12,17 +14,28 @@ use crate::names::{self, SUFFIX};
 use crate::registry::Registry;
 use crate::store::Store;
 
+/// How many names' routes each thread remembers at most: far more than a machine's
+/// worktrees, and small whatever clients ask for.
+const REMEMBERED: usize = 1024;
+
 /// What a host name leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// A port the registry holds: forward there.
+    /// A port the registry holds: forward there, to the worktree's own server only.
     To { port: u16, place: Place },
     /// The worktree holds no port for the service.
     NotHeld { place: Place },
-    /// The repository's registry cannot be read now.
-    Unreadable { repo: String, why: String },
-    /// No such name; the names there are.
-    Unknown { names: Vec<String> },
+    /// The registry holds the port, but the ledger gives it to another holder (a copied
+    /// repository, a registry restored from a backup): the server there may be theirs.
+    Conflict {
+        port: u16,
+        place: Place,
+        holder: String,
+    },
+    /// The ledger or the repository's registry cannot be read now.
+    Unreadable { what: String, why: String },
+    /// No such name.
+    Unknown,
 }
 
 /// A worktree and service, as the pages name them.
@@ -33,6 +46,9 @@ pub struct Place {
     pub repo: String,
     /// The worktree's directory.
     pub path: PathBuf,
+    /// The directories of the repository's other worktrees inside this one (nested
+    /// worktrees): a server running there is theirs, not this worktree's.
+    pub nested: Vec<PathBuf>,
     pub service: String,
     /// The name asked for.
     pub host: String,
@@ -64,7 +80,7 @@ pub struct Routes {
 #[derive(Default)]
 struct State {
     ledger: Option<Cached<Ledger>>,
-    registries: HashMap<PathBuf, Cached<Result<Arc<Registry>, String>>>,
+    registries: HashMap<PathBuf, Cached<Arc<Registry>>>,
     /// Routes worked out, by host, with the files they were worked out from: a request
     /// whose files have not changed costs two stats and a lookup.
     routes: HashMap<String, Known>,
@@ -78,7 +94,7 @@ struct Known {
 }
 
 /// `Host` as a name: lowercase, without a port or a trailing dot; `None` when it is no
-/// name at all (empty, not ASCII).
+/// name at all (empty, not ASCII, longer than DNS allows).
 pub fn normalize(host: &str) -> Option<String> {
     let host = host.trim();
     let name = match (host.find(']'), host.rsplit_once(':')) {
@@ -88,7 +104,20 @@ pub fn normalize(host: &str) -> Option<String> {
         _ => host,
     };
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    (!name.is_empty() && name.is_ascii()).then_some(name)
+    (!name.is_empty() && name.is_ascii() && name.len() <= names::NAME_MAX).then_some(name)
+}
+
+/// Whether a page may list this machine's names to whoever asked for `host`: a name under
+/// `localhost` or a loopback address, which only this machine's own clients send. A page
+/// of another site that rebinds its name to 127.0.0.1 asks with its own name, and learns
+/// nothing.
+pub fn is_local(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host == SUFFIX
+        || host.ends_with(&format!(".{SUFFIX}"))
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 impl Routes {
@@ -111,18 +140,36 @@ impl Routes {
         }
         let (route, registry) = work_out(&mut state, &self.ledger, host, ledger_stamp);
         let route = Arc::new(route);
-        if state.routes.len() > 4096 {
-            state.routes.clear();
-        }
-        state.routes.insert(
-            host.to_string(),
-            Known {
-                ledger: ledger_stamp,
-                registry,
-                route: route.clone(),
-            },
+        // Only a name that leads somewhere is remembered: a client asking for names nobody
+        // has fills nothing.
+        let lasting = matches!(
+            &*route,
+            Route::To { .. } | Route::NotHeld { .. } | Route::Conflict { .. }
         );
+        if lasting {
+            if state.routes.len() >= REMEMBERED {
+                state.routes.clear();
+            }
+            state.routes.insert(
+                host.to_string(),
+                Known {
+                    ledger: ledger_stamp,
+                    registry,
+                    route: route.clone(),
+                },
+            );
+        }
         route
+    }
+
+    /// Every name there is, for a page to a local client: origins first, then worktrees.
+    pub fn names(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .ledger
+            .as_ref()
+            .map(|c| all_names(&c.value))
+            .unwrap_or_default()
     }
 }
 
@@ -133,31 +180,42 @@ fn work_out(
     host: &str,
     ledger_stamp: Stamp,
 ) -> (Route, Option<(PathBuf, Stamp)>) {
+    let Some(store) = ledger_store else {
+        return (Route::Unknown, None);
+    };
     if state
         .ledger
         .as_ref()
         .is_none_or(|c| c.stamp != ledger_stamp)
     {
-        let value = ledger_store
-            .as_ref()
-            .and_then(|l| l.load().ok())
-            .unwrap_or_default();
-        state.ledger = Some(Cached {
-            stamp: ledger_stamp,
-            value,
-        });
         // Routes worked out from the old ledger are worked out again as they are asked for.
         state.routes.clear();
+        state.ledger = None;
+        match store.load() {
+            Ok(value) => {
+                state.ledger = Some(Cached {
+                    stamp: ledger_stamp,
+                    value,
+                });
+            }
+            // Not remembered: the next request reads it again.
+            Err(e) => {
+                let what = store.path.display().to_string();
+                return (
+                    Route::Unreadable {
+                        what,
+                        why: e.to_string(),
+                    },
+                    None,
+                );
+            }
+        }
     }
     let Some(ledger) = state.ledger.as_ref().map(|c| &c.value) else {
-        return (Route::Unknown { names: Vec::new() }, None);
+        return (Route::Unknown, None);
     };
     let Some((repo, key, service, prefixed)) = find(ledger, host) else {
-        let names = all_names(ledger);
-        return (Route::Unknown { names }, None);
-    };
-    let unknown = Route::Unknown {
-        names: all_names(ledger),
+        return (Route::Unknown, None);
     };
     let name = ledger
         .ports
@@ -165,12 +223,14 @@ fn work_out(
         .find(|c| c.repo == repo && c.worktree == key)
         .map(|c| c.name.clone())
         .unwrap_or_else(|| crate::registry::display_key(&key));
-    let (registry, registry_stamp) = registry_of(state, &repo);
-    let read = Some((Store::new(&repo).path, registry_stamp));
     let shown = tilde(&repo_dir(&repo));
-    let registry = match registry {
+    let (registry, registry_stamp) = match registry_of(state, &repo) {
         Ok(r) => r,
-        Err(why) => return (Route::Unreadable { repo: shown, why }, read),
+        Err(why) => return (Route::Unreadable { what: shown, why }, None),
+    };
+    let read = Some((Store::new(&repo).path, registry_stamp));
+    let Some(ledger) = state.ledger.as_ref().map(|c| &c.value) else {
+        return (Route::Unknown, None);
     };
     // A first label that is no service anyone here has (`nope.shop.localhost`) is a name
     // that does not exist, not a service to allocate.
@@ -179,43 +239,62 @@ fn work_out(
         .any(|(s, _, _)| *s == service)
         || registry.allocations().any(|h| h.service == service);
     if prefixed && !known {
-        return (unknown, read);
+        return (Route::Unknown, read);
     }
     let entry = registry.worktrees.get(&key);
+    let path = entry.map(|e| e.path.clone()).unwrap_or_default();
+    let nested = registry
+        .worktrees
+        .iter()
+        .filter(|(k, e)| **k != key && e.path.starts_with(&path) && e.path != path)
+        .map(|(_, e)| e.path.clone())
+        .collect();
     let place = Place {
         worktree: name,
         repo: shown,
-        path: entry.map(|e| e.path.clone()).unwrap_or_default(),
+        path,
+        nested,
         service: service.clone(),
         host: host.to_string(),
     };
     let route = match entry.and_then(|e| e.ports.get(&service)) {
-        Some(a) => Route::To {
-            port: a.port,
-            place,
+        Some(a) => match ledger.ports.get(&a.port) {
+            // The ledger gives the port to someone else: whatever serves it may be theirs.
+            Some(c) if !c.is_registry(&repo) => Route::Conflict {
+                port: a.port,
+                place,
+                holder: c.describe(),
+            },
+            _ => Route::To {
+                port: a.port,
+                place,
+            },
         },
         None => Route::NotHeld { place },
     };
     (route, read)
 }
 
-/// The repository's registry, read again only when the file changed, and how the file was.
-fn registry_of(state: &mut State, repo: &Path) -> (Result<Arc<Registry>, String>, Stamp) {
+/// The repository's registry, read again only when the file changed, and how the file was;
+/// or why it cannot be read now (never remembered).
+fn registry_of(state: &mut State, repo: &Path) -> Result<(Arc<Registry>, Stamp), String> {
     let store = Store::new(repo);
     let now = stamp(&store.path);
-    let fresh = state.registries.get(repo).is_some_and(|c| c.stamp == now);
-    if !fresh {
-        let value = store.load().map(Arc::new).map_err(|e| e.to_string());
-        state
-            .registries
-            .insert(repo.to_path_buf(), Cached { stamp: now, value });
+    if let Some(c) = state.registries.get(repo).filter(|c| c.stamp == now) {
+        return Ok((c.value.clone(), now));
     }
-    let value = state
-        .registries
-        .get(repo)
-        .map(|c| c.value.clone())
-        .unwrap_or_else(|| Err("not read".into()));
-    (value, now)
+    let value = store.load().map(Arc::new).map_err(|e| e.to_string())?;
+    if state.registries.len() >= REMEMBERED {
+        state.registries.clear();
+    }
+    state.registries.insert(
+        repo.to_path_buf(),
+        Cached {
+            stamp: now,
+            value: value.clone(),
+        },
+    );
+    Ok((value, now))
 }
 
 /// The repository, worktree key and service `host` names: a worktree's host (its default

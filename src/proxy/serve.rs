@@ -1,45 +1,89 @@
 //! The proxy's HTTP side, on hyper: HTTP/1.1 with keep-alive both ways, bodies streamed as
-//! they come (server-sent events, uploads of any size), WebSocket and other upgrades spliced
-//! byte for byte, `X-Forwarded-*` added, and a loop guard. It forwards only to loopback ports
-//! a registry holds for the name asked.
+//! they come (server-sent events, uploads of any size), WebSocket upgrades spliced byte for
+//! byte, `X-Forwarded-*` set (the proxy is the edge: what a client sent under those names is
+//! replaced), and a loop guard. It forwards only to loopback ports a registry holds for the
+//! name asked, and only to the worktree's own server there (see `upstream.rs`).
+//!
+//! Every peer is taken for hostile: connections are capped ([`connection_limit`]), a request
+//! head must arrive within 10 s, a request body may pause at most [`BODY_IDLE`], a `Host`
+//! longer than a DNS name is refused, a moment without file descriptors slows accepting down
+//! instead of spinning, and nothing a client names is remembered unless it leads somewhere.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use super::pages;
-use super::routes::{Route, Routes, normalize};
+use super::routes::{Route, Routes, is_local, normalize};
+use super::upstream::{Guard, Refusal};
 
-type Body = BoxBody<Bytes, hyper::Error>;
+/// A body's error, whichever side it came from.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BodyError>;
 
 /// The header the proxy adds to what it forwards: a request that arrives with it came
 /// round in a loop.
 pub const LOOP_HEADER: &str = "x-git-ports-proxy";
 
-/// What every connection shares.
+/// The most client connections the proxy serves at once (each also holds one to a server):
+/// far more than a browser opens (six per name, a few hundred in all), and within the open
+/// files a process may have. Connections past it wait in the kernel's queue.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How long a request body may send nothing before the request is answered 408 and its
+/// connection closed (or `ports.proxyTimeout`, if that is shorter): a client that stops
+/// halfway never holds a server connection forever.
+pub const BODY_IDLE: Duration = Duration::from_secs(30);
+
+/// How long a client has to send a whole request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// [`MAX_CONNECTIONS`], or fewer where the open-file limit would not hold that many (two
+/// descriptors a connection, and a margin for the files the proxy reads).
+pub fn connection_limit() -> usize {
+    let files = crate::net::open_file_limit();
+    MAX_CONNECTIONS.min(files.saturating_sub(64) / 2).max(8)
+}
+
+/// What every connection of one thread shares.
 pub struct Shared {
     pub routes: Routes,
+    /// Who the proxy may connect to, per port.
+    pub guard: Guard,
     /// The proxy's own port: never an upstream.
     pub port: u16,
     /// How long a server may take to answer before a 504.
     pub answer_timeout: Duration,
+    /// One permit per client connection, shared by every thread.
+    pub connections: Arc<Semaphore>,
 }
 
 impl Shared {
-    pub fn new(routes: Routes, port: u16, answer_timeout: Duration) -> Shared {
+    pub fn new(
+        routes: Routes,
+        port: u16,
+        answer_timeout: Duration,
+        connections: Arc<Semaphore>,
+    ) -> Shared {
         Shared {
             routes,
+            guard: Guard::default(),
             port,
             answer_timeout,
+            connections,
         }
     }
 }
@@ -51,15 +95,21 @@ type Upstream = Arc<tokio::sync::Mutex<Option<(u16, SendRequest<Body>)>>>;
 
 /// Why a request did not reach its server.
 enum SendError {
+    /// The proxy will not connect: nothing listens, or not only the worktree's own server.
+    Refused(Refusal),
+    /// The connection was refused.
     Connect,
     Http(hyper::Error),
 }
 
 /// Sends `req` to `port` on this client connection's server connection, or on a new one
 /// (also when the kept one turns out closed: the request comes back unsent, and goes again).
+/// A new connection goes only where [`Guard::target`] allows.
 async fn send(
+    shared: &Shared,
     slot: &Upstream,
     port: u16,
+    place: &super::routes::Place,
     req: Request<Body>,
 ) -> Result<Response<Incoming>, SendError> {
     let mut kept = slot.lock().await;
@@ -77,7 +127,7 @@ async fn send(
             },
         }
     }
-    let stream = connect(port).await.map_err(|_| SendError::Connect)?;
+    let stream = connect(shared, port, place).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(SendError::Http)?;
@@ -87,26 +137,56 @@ async fn send(
     resp
 }
 
-async fn connect(port: u16) -> std::io::Result<TcpStream> {
-    let s = match TcpStream::connect(("127.0.0.1", port)).await {
-        Ok(s) => s,
-        Err(first) => TcpStream::connect(("::1", port)).await.map_err(|_| first)?,
-    };
+/// A new connection to the worktree's own server on `port`.
+async fn connect(
+    shared: &Shared,
+    port: u16,
+    place: &super::routes::Place,
+) -> Result<TcpStream, SendError> {
+    let addr = shared
+        .guard
+        .target(port, place)
+        .map_err(SendError::Refused)?;
+    let s = TcpStream::connect(addr)
+        .await
+        .map_err(|_| SendError::Connect)?;
     let _ = s.set_nodelay(true);
     Ok(s)
 }
 
+/// Whether accepting failed for want of a resource (descriptors, buffers, memory), which
+/// only time brings back: the loop waits instead of asking again at once.
+fn starved(e: &std::io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
 /// Serves one listener until the process ends.
 pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    let mut pause = Duration::from_millis(10);
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
+        // A connection is taken only when there is room for it.
+        let Ok(permit) = shared.connections.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => {
+                pause = Duration::from_millis(10);
+                c
+            }
+            Err(e) => {
+                if starved(&e) {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        // A client has this long to send a whole request head.
-        let head_timeout = shared.answer_timeout.min(Duration::from_secs(10));
+        let head_timeout = shared.answer_timeout.min(HEAD_TIMEOUT);
         tokio::spawn(async move {
+            let _permit = permit;
             let upstream: Upstream = Arc::default();
             let service = hyper::service::service_fn(move |req| {
                 let (shared, upstream) = (shared.clone(), upstream.clone());
@@ -122,6 +202,107 @@ pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 .await;
         });
     }
+}
+
+/// What became of a client's request body.
+const BODY_OK: u8 = 0;
+const BODY_MALFORMED: u8 = 1;
+const BODY_IDLE_TOO_LONG: u8 = 2;
+
+/// A client's request body, cut off once it sends nothing for [`BODY_IDLE`] while the
+/// server waits for more; what went wrong is kept in `fault` for the answer.
+struct Watched {
+    inner: Incoming,
+    limit: Duration,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    /// A frame went out since the last poll: the idle time starts again.
+    fresh: bool,
+    fault: Arc<AtomicU8>,
+    /// The whole body has gone through.
+    finished: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug)]
+struct BodyFault(&'static str);
+
+impl std::fmt::Display for BodyFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for BodyFault {}
+
+impl hyper::body::Body for Watched {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if this.fresh {
+            this.fresh = false;
+            this.idle
+                .as_mut()
+                .reset(tokio::time::Instant::now() + this.limit);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.fresh = true;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.fault.store(BODY_MALFORMED, Ordering::Relaxed);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(None) => {
+                this.finished.store(true, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.fault.store(BODY_IDLE_TOO_LONG, Ordering::Relaxed);
+                    Poll::Ready(Some(Err(Box::new(BodyFault(
+                        "the request body sent nothing for too long",
+                    )))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What a watched body tells the request that sends it: what went wrong, and whether it
+/// has all gone through.
+struct Watch {
+    fault: Arc<AtomicU8>,
+    finished: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn watched(body: Incoming, limit: Duration) -> (Body, Watch) {
+    let fault = Arc::new(AtomicU8::new(BODY_OK));
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(
+        hyper::body::Body::is_end_stream(&body),
+    ));
+    let w = Watched {
+        inner: body,
+        limit,
+        idle: Box::pin(tokio::time::sleep(limit)),
+        fresh: false,
+        fault: fault.clone(),
+        finished: finished.clone(),
+    };
+    (w.boxed(), Watch { fault, finished })
 }
 
 fn page(status: StatusCode, wants_html: bool, text: &str) -> Response<Body> {
@@ -165,35 +346,55 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-fn is_upgrade(h: &HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
-        && h.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+/// Whether the request asks to become a WebSocket: the one upgrade the proxy splices. Any
+/// other (`h2c`, which `curl --http2` asks for) is declined, as RFC 9110 §7.8 lets it be: the
+/// request goes on as plain HTTP/1.1, body and all.
+fn is_websocket(h: &HeaderMap) -> bool {
+    let has = |name: HeaderName, token: &str| {
+        h.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
+    };
+    has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
 }
 
-/// Adds `X-Forwarded-For` (appended), `-Host` and `-Proto`, and the loop guard.
+/// Sets `X-Forwarded-For`, `-Host` and `-Proto` to what this proxy saw, replacing whatever the
+/// client sent under those names (and under `Forwarded`): the proxy is the first hop, so a
+/// client's own values would be lies the server believes. Adds the loop guard.
 fn forwarded(h: &mut HeaderMap, peer: SocketAddr, host: &str) {
-    let ip = peer.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    h.remove(header::FORWARDED);
+    if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
         h.insert("x-forwarded-for", v);
     }
-    if !h.contains_key("x-forwarded-host")
-        && let Ok(v) = HeaderValue::from_str(host)
-    {
+    h.remove("x-forwarded-host");
+    if let Ok(v) = HeaderValue::from_str(host) {
         h.insert("x-forwarded-host", v);
     }
-    if !h.contains_key("x-forwarded-proto") {
-        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     h.insert(LOOP_HEADER, HeaderValue::from_static("1"));
+}
+
+/// The host a request asks for, as sent (RFC 9112 §3.2): the target's own authority for an
+/// absolute-form target (`GET http://feat.shop.localhost/`), else the one `Host` header.
+/// `Err` carries the reason for a 400.
+fn host_of(req: &Request<Incoming>) -> Result<String, &'static str> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Err("the request has more than one Host header");
+    }
+    if let Some(a) = req.uri().authority() {
+        return Ok(a.as_str().to_string());
+    }
+    match req.headers().get(header::HOST) {
+        Some(v) => v
+            .to_str()
+            .map(str::to_string)
+            .map_err(|_| "the Host header is not text"),
+        None => Err(
+            "the request names no host: ask for a worktree's name, such as http://feature-x.shop.localhost:PORT/",
+        ),
+    }
 }
 
 async fn handle(
@@ -214,17 +415,21 @@ async fn handle(
             "git ports proxy: this request came back to the proxy it left (a loop); a server behind the proxy forwards to the proxy",
         );
     }
-    let raw_host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
-    let Some(host) = raw_host.as_deref().and_then(normalize) else {
+    let raw_host = match host_of(&req) {
+        Ok(h) => h,
+        Err(why) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                wants_html,
+                &format!("git ports proxy: {why}"),
+            );
+        }
+    };
+    let Some(host) = normalize(&raw_host) else {
         return page(
             StatusCode::BAD_REQUEST,
             wants_html,
-            "git ports proxy: the request names no host: ask for a worktree's name, such as http://feature-x.shop.localhost:PORT/",
+            "git ports proxy: the host asked for is no DNS name (empty, not ASCII, or longer than 253 bytes)",
         );
     };
     let route = shared.routes.resolve(&host);
@@ -241,11 +446,34 @@ async fn handle(
             );
             return page(StatusCode::BAD_GATEWAY, wants_html, &text);
         }
-        Route::Unreadable { repo, why } => {
-            let text = format!("git ports proxy: {repo} cannot be read now: {why}");
+        Route::Conflict {
+            port,
+            place,
+            holder,
+        } => {
+            let text = format!(
+                "git ports proxy: {} is not served: port {port}, which worktree '{}' of {} holds for {}, is held by {holder} too (a conflict: a copied repository, or a registry restored from a backup), so the server there may be theirs. Run `git ports doctor --fix` in {} to give the worktree a port of its own",
+                place.host,
+                place.worktree,
+                place.repo,
+                place.service,
+                crate::output::shell_quote(&place.path.display().to_string())
+            );
+            return page(StatusCode::BAD_GATEWAY, wants_html, &text);
+        }
+        Route::Unreadable { what, why } => {
+            let text = format!("git ports proxy: {what} cannot be read now: {why}");
             return page(StatusCode::SERVICE_UNAVAILABLE, wants_html, &text);
         }
-        Route::Unknown { names } => {
+        Route::Unknown if !is_local(&host) => {
+            return page(
+                StatusCode::MISDIRECTED_REQUEST,
+                wants_html,
+                "git ports proxy: this proxy serves only names under localhost",
+            );
+        }
+        Route::Unknown => {
+            let names = shared.routes.names();
             let list = if names.is_empty() {
                 "none yet (allocate a port in a worktree to give it one)".to_string()
             } else {
@@ -273,6 +501,32 @@ async fn handle(
             place.path.display()
         )
     };
+    let refused = |r: &Refusal| match r {
+        Refusal::Nothing => page(
+            StatusCode::BAD_GATEWAY,
+            wants_html,
+            &down("nothing listens on it"),
+        ),
+        Refusal::NotLoopback(a) => page(
+            StatusCode::BAD_GATEWAY,
+            wants_html,
+            &down(&format!(
+                "its server listens on {a} only, not on loopback (127.0.0.1 or ::1)"
+            )),
+        ),
+        Refusal::Foreign(o) => page(
+            StatusCode::BAD_GATEWAY,
+            wants_html,
+            &format!(
+                "git ports proxy: {} is not served: port {port} ({} of worktree '{}' in {}) is listened on by {}, and the proxy forwards only to the worktree's own server. Stop that process, or see `git ports status --health-check`",
+                place.host,
+                place.service,
+                place.worktree,
+                place.repo,
+                o.describe()
+            ),
+        ),
+    };
     let path = req
         .uri()
         .path_and_query()
@@ -286,18 +540,74 @@ async fn handle(
             "git ports proxy: a path it cannot forward",
         );
     };
-    if is_upgrade(req.headers()) {
-        return upgrade(req, uri, port, peer, &host, &shared, wants_html, &down).await;
+    // An absolute-form target's authority is the host (RFC 9112 §3.2.2): the server gets it
+    // as Host, as from a client that asked it directly.
+    if req.uri().authority().is_some()
+        && let Ok(v) = HeaderValue::from_str(&raw_host)
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    if is_websocket(req.headers()) {
+        let stream = match connect(&shared, port, place).await {
+            Ok(s) => s,
+            Err(SendError::Refused(r)) => return refused(&r),
+            Err(_) => {
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    wants_html,
+                    &down("the connection was refused"),
+                );
+            }
+        };
+        return upgrade(
+            req, uri, stream, peer, &raw_host, &shared, wants_html, &down,
+        )
+        .await;
     }
     *req.uri_mut() = uri;
     strip_hop_by_hop(req.headers_mut());
-    forwarded(
-        req.headers_mut(),
-        peer,
-        raw_host.as_deref().unwrap_or(&host),
-    );
-    let req = req.map(|b| b.boxed());
-    match tokio::time::timeout(shared.answer_timeout, send(&upstream, port, req)).await {
+    forwarded(req.headers_mut(), peer, &raw_host);
+    let (parts, body) = req.into_parts();
+    let idle = shared.answer_timeout.min(BODY_IDLE);
+    let (body, watch) = watched(body, idle);
+    let req = Request::from_parts(parts, body);
+    // The server's time to answer counts once the client has sent its whole body; a body
+    // that stalls is cut off by its own bound.
+    let sending = send(&shared, &upstream, port, place, req);
+    tokio::pin!(sending);
+    let mut deadline = tokio::time::Instant::now() + shared.answer_timeout;
+    let sent = loop {
+        tokio::select! {
+            r = &mut sending => break Ok(r),
+            () = tokio::time::sleep_until(deadline) => {
+                if watch.finished.load(Ordering::Relaxed) {
+                    break Err(());
+                }
+                deadline = tokio::time::Instant::now() + shared.answer_timeout;
+            }
+        }
+    };
+    match watch.fault.load(Ordering::Relaxed) {
+        BODY_MALFORMED => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                wants_html,
+                "git ports proxy: the request body is malformed (its chunked encoding cannot be read)",
+            );
+        }
+        BODY_IDLE_TOO_LONG => {
+            return page(
+                StatusCode::REQUEST_TIMEOUT,
+                wants_html,
+                &format!(
+                    "git ports proxy: the request body sent nothing for {}s",
+                    idle.as_secs_f64()
+                ),
+            );
+        }
+        _ => {}
+    }
+    match sent {
         Err(_) => page(
             StatusCode::GATEWAY_TIMEOUT,
             wants_html,
@@ -306,10 +616,19 @@ async fn handle(
                 shared.answer_timeout.as_secs_f64()
             )),
         ),
+        Ok(Err(SendError::Refused(r))) => refused(&r),
         Ok(Err(SendError::Connect)) => page(
             StatusCode::BAD_GATEWAY,
             wants_html,
             &down("the connection was refused"),
+        ),
+        Ok(Err(SendError::Http(e))) if e.is_parse() => page(
+            StatusCode::BAD_GATEWAY,
+            wants_html,
+            &format!(
+                "git ports proxy: the server on port {port} ({} of worktree '{}' in {}) answered, but not with HTTP: is it the {} server? (a database or redis on a web name answers so)",
+                place.service, place.worktree, place.repo, place.service
+            ),
         ),
         Ok(Err(SendError::Http(e))) => page(
             StatusCode::BAD_GATEWAY,
@@ -317,7 +636,7 @@ async fn handle(
             &down(&format!("the connection failed ({e})")),
         ),
         Ok(Ok(resp)) => {
-            let mut resp = resp.map(|b| b.boxed());
+            let mut resp = resp.map(|b| b.map_err(BodyError::from).boxed());
             strip_hop_by_hop(resp.headers_mut());
             // The proxy speaks HTTP/1.1 to its client whatever the server spoke to it.
             *resp.version_mut() = hyper::Version::HTTP_11;
@@ -326,13 +645,13 @@ async fn handle(
     }
 }
 
-/// An upgrade (a WebSocket): the request goes to the server on a connection of its own;
-/// once it answers 101, the two connections are spliced together.
+/// A WebSocket: the request goes to the server on a connection of its own; once it answers
+/// 101, the two connections are spliced together.
 #[allow(clippy::too_many_arguments)]
 async fn upgrade(
     mut req: Request<Incoming>,
     uri: Uri,
-    port: u16,
+    conn: TcpStream,
     peer: SocketAddr,
     host: &str,
     shared: &Shared,
@@ -340,7 +659,7 @@ async fn upgrade(
     down: &(dyn Fn(&str) -> String + Sync),
 ) -> Response<Body> {
     let client_side = hyper::upgrade::on(&mut req);
-    let (parts, _) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let mut up = Request::builder()
         .method(parts.method)
         .uri(uri.path_and_query().map_or("/", |p| p.as_str()));
@@ -349,32 +668,16 @@ async fn upgrade(
     if let Some(h) = up.headers_mut() {
         *h = headers;
     }
-    let Ok(up) = up.body(Empty::<Bytes>::new()) else {
+    let (body, _) = watched(body, shared.answer_timeout.min(BODY_IDLE));
+    let Ok(up) = up.body(body) else {
         return page(
             StatusCode::BAD_REQUEST,
             wants_html,
             "git ports proxy: an upgrade it cannot forward",
         );
     };
-    let conn = match tokio::time::timeout(shared.answer_timeout, connect(port)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(_)) => {
-            return page(
-                StatusCode::BAD_GATEWAY,
-                wants_html,
-                &down("the connection was refused"),
-            );
-        }
-        Err(_) => {
-            return page(
-                StatusCode::GATEWAY_TIMEOUT,
-                wants_html,
-                &down("it did not accept the connection"),
-            );
-        }
-    };
     let Ok((mut sender, connection)) =
-        hyper::client::conn::http1::handshake(TokioIo::new(conn)).await
+        hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(conn)).await
     else {
         return page(
             StatusCode::BAD_GATEWAY,
@@ -410,5 +713,5 @@ async fn upgrade(
             }
         });
     }
-    resp.map(|b| b.boxed())
+    resp.map(|b| b.map_err(BodyError::from).boxed())
 }

@@ -325,6 +325,7 @@ fn thousands_of_dead_leases_are_dropped_in_one_change() {
             } else {
                 boot.trim().into()
             },
+            pidns: None,
         };
         let mut c = claim.clone();
         c.lease = Some(holder);
@@ -335,6 +336,7 @@ fn thousands_of_dead_leases_are_dropped_in_one_change() {
         pid: live.id(),
         start,
         boot: boot.trim().into(),
+        pidns: None,
     });
     ledger.ports.insert(29455, c);
     fs::write(ledger_path(&env), ledger.to_json().expect("json")).expect("write");

@@ -230,17 +230,22 @@ fn the_mcp_inspector_lists_the_tools_and_calls_each() {
 }
 
 /// A `git-ports mcp` spoken to line by line, its answers read with a bound.
-struct Session {
-    child: Child,
-    stdin: Option<ChildStdin>,
+pub struct Session {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
 }
 
 impl Session {
     fn start(env: &Env, dir: &Path) -> Session {
         let mut cmd = env.cmd(dir);
+        cmd.arg("mcp");
+        Session::spawn(cmd)
+    }
+
+    /// A session of `cmd`, a `git-ports mcp` however it is started, initialized.
+    pub fn spawn(mut cmd: Command) -> Session {
         let mut child = cmd
-            .arg("mcp")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -272,19 +277,25 @@ impl Session {
         s
     }
 
-    fn raw(&mut self, line: &str) {
+    pub fn raw(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "{line}").expect("write");
         stdin.flush().expect("flush");
     }
 
-    fn send(&mut self, v: &Value) {
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    pub fn send(&mut self, v: &Value) {
         self.raw(&v.to_string());
     }
 
     /// The next message, within 20 seconds.
     #[track_caller]
-    fn next(&mut self) -> Value {
+    pub fn next(&mut self) -> Value {
         let line = self
             .lines
             .recv_timeout(Duration::from_secs(20))
@@ -292,7 +303,7 @@ impl Session {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
     }
 
-    fn call(&mut self, id: u64, tool: &str, args: Value) -> Value {
+    pub fn call(&mut self, id: u64, tool: &str, args: Value) -> Value {
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": tool, "arguments": args}}));
         let v = self.next();

@@ -23,6 +23,8 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("mcp", 29500, 29599),
     ("proxy", 29600, 29699),
     ("browser", 29700, 29799),
+    ("hostile", 29800, 29849),
+    ("limits", 29850, 29899),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -53,6 +55,8 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("mcp", include_str!("mcp.rs")),
         ("proxy", include_str!("proxy.rs")),
         ("browser", include_str!("browser.rs")),
+        ("hostile", include_str!("hostile.rs")),
+        ("limits", include_str!("limits.rs")),
     ]
 }
 

@@ -550,6 +550,60 @@ fn live_lease_claims(env: &Env) -> Vec<(u16, u32)> {
         .collect()
 }
 
+/// Every name the ledger gives, with the port its registry gives it for the default
+/// service (web), or `None` when the worktree holds none: where the proxy must send it.
+fn names_and_ports(env: &Env) -> Vec<(String, Option<u16>)> {
+    let text = fs::read_to_string(ledger_path(env)).unwrap_or_default();
+    let Ok(ledger) = Ledger::parse(&text) else {
+        return Vec::new();
+    };
+    let port_of = |repo: &Path, key: &str| {
+        let text = fs::read_to_string(repo.join("worktree-ports.json")).unwrap_or_default();
+        let registry = Registry::parse(&text).unwrap_or_default();
+        registry
+            .worktrees
+            .get(key)
+            .and_then(|e| e.ports.get("web"))
+            .map(|a| a.port)
+    };
+    let mut out: Vec<(String, Option<u16>)> = ledger
+        .names
+        .hosts
+        .iter()
+        .map(|(h, c)| (h.clone(), port_of(&c.repo, &c.worktree)))
+        .collect();
+    for r in &ledger.names.repos {
+        let key = r.point.clone().unwrap_or_else(|| "/".to_string());
+        out.push((format!("{}.localhost", r.label), port_of(&r.repo, &key)));
+    }
+    out
+}
+
+/// One request for `host` through the proxy on `port`: the status and the body.
+fn through_proxy(port: u16, host: &str) -> (u16, String) {
+    let got = crate::limits::raw(
+        port,
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let code = got
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = got
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// Whether an answer of the proxy is one it may give: anything but a 5xx, or a 502, 503 or
+/// 504 that says why.
+fn fair_answer(code: u16, body: &str) -> bool {
+    code != 0
+        && (code < 500 || (matches!(code, 502..=504) && body.starts_with("git ports proxy: ")))
+}
+
 /// A small random number generator: the storm's seed is printed, so a failure can be
 /// replayed.
 struct Rng(u64);
@@ -617,6 +671,34 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
         &["exec", "--lease", "web", "--", "sh", "-c", LEASED],
         &["exec", "--lease", "web", "api", "--", "sh", "-c", LEASED],
     ];
+    // The proxy serves the names all through the storm, asked for them without a pause.
+    let _proxy = crate::proxy::proxy(&env, 27590);
+    let calm = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let calm = calm.clone();
+        let home = env.path("ports-home");
+        std::thread::spawn(move || {
+            let (mut asked, mut unfair) = (0u64, Vec::new());
+            let mut i = 0usize;
+            while !calm.load(std::sync::atomic::Ordering::Relaxed) {
+                let text = fs::read_to_string(home.join("ledger.json")).unwrap_or_default();
+                let hosts: Vec<String> = Ledger::parse(&text)
+                    .map(|l| l.names.hosts.keys().cloned().collect())
+                    .unwrap_or_default();
+                let host = hosts
+                    .get(i % hosts.len().max(1))
+                    .cloned()
+                    .unwrap_or_else(|| "a.localhost".into());
+                i += 1;
+                let (code, body) = through_proxy(27590, &host);
+                asked += 1;
+                if !fair_answer(code, &body) {
+                    unfair.push(format!("{host}: {code} {body}"));
+                }
+            }
+            (asked, unfair)
+        })
+    };
     let start = Instant::now();
     for round in 0..20 {
         let mut children = Vec::new();
@@ -684,6 +766,18 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
                 );
             }
         }
+        // With the storm calm, every name leads to exactly the port its registry gives it.
+        for (host, port) in names_and_ports(&env) {
+            let (code, body) = through_proxy(27590, &host);
+            let right = match port {
+                Some(p) => code == 502 && body.contains(&format!("port {p}")),
+                None => code == 502 && body.contains("holds no port for web"),
+            };
+            assert!(
+                right,
+                "round {round} (seed {seed}): {host} should lead to {port:?}: {code} {body}"
+            );
+        }
         if let Err(e) = env_files_agree(&commons) {
             let registries: Vec<String> = commons
                 .iter()
@@ -696,7 +790,17 @@ fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
             panic!("round {round} (seed {seed}): {e}\n{registries:#?}\n{lists:#?}");
         }
     }
-    eprintln!("storm took {:?}", start.elapsed());
+    calm.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (asked, unfair) = traffic.join().expect("traffic");
+    eprintln!(
+        "storm took {:?}, {asked} requests through the proxy",
+        start.elapsed()
+    );
+    assert!(asked > 100, "only {asked} requests went through the proxy");
+    assert!(
+        unfair.is_empty(),
+        "answers that say nothing (seed {seed}): {unfair:#?}"
+    );
     // The leased runs that got to start saw ports of the web range; each was held by its
     // run alone (the rounds above checked the ledger).
     let leased = fs::read_to_string(env.path("leased.log")).unwrap_or_default();

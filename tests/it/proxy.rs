@@ -35,16 +35,29 @@ pub fn node() -> bool {
 
 /// `upstream.js` on `port`, working in `dir` (so it is that worktree's own server).
 pub fn upstream(dir: &Path, port: u16) -> Proc {
+    upstream_on(dir, port, "127.0.0.1")
+}
+
+/// `upstream.js` on `host`:`port`, working in `dir`.
+pub fn upstream_on(dir: &Path, port: u16, host: &str) -> Proc {
     let child = Command::new("node")
         .arg(UPSTREAM)
         .arg(port.to_string())
+        .arg(host)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
         .expect("node");
     let p = Proc(child);
-    wait_listening(port, true);
+    let start = Instant::now();
+    while TcpStream::connect((host, port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{host}:{port} never came up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     p
 }
 
@@ -78,7 +91,7 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-fn have(tool: &str) -> bool {
+pub fn have(tool: &str) -> bool {
     Command::new(tool)
         .arg("--version")
         .stdout(Stdio::null())
@@ -245,7 +258,7 @@ fn the_proxy_routes_names_live_and_says_what_is_wrong() {
     assert!(
         body.starts_with(
             "git ports proxy: nothing answers for shop.localhost (web of worktree 'shop' in "
-        ) && body.contains("on port 29620: the connection was refused. Start it in ")
+        ) && body.contains("on port 29620: nothing listens on it. Start it in ")
             && body.ends_with("with `git ports exec -- COMMAND`\n"),
         "{body}"
     );
@@ -335,7 +348,7 @@ fn the_proxy_routes_names_live_and_says_what_is_wrong() {
 }
 
 /// VmHWM of a process: the most memory it has held, in KiB.
-fn peak_kib(pid: u32) -> u64 {
+pub fn peak_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()

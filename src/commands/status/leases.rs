@@ -14,6 +14,10 @@ pub(super) struct LeaseRow {
     pub worktree: String,
     /// The repository it was leased from: its top directory.
     pub repository: String,
+    /// Why a lease whose process cannot be seen from here is kept; absent for a process
+    /// seen running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
 }
 
 /// The live leases of this repository, or of every repository with `machine`.
@@ -24,16 +28,27 @@ pub(super) fn live(ctx: &Ctx, ledger: Option<&Ledger>, machine: bool) -> Vec<Lea
     ledger
         .live_leases()
         .into_iter()
-        .filter(|(_, c)| machine || c.repo == ctx.repo_id)
-        .filter_map(|(port, c)| {
+        .filter(|(_, c, _)| machine || c.repo == ctx.repo_id)
+        .filter_map(|(port, c, life)| {
             let h = c.lease.as_ref()?;
+            let (command, kept) = match life {
+                crate::lease::Life::Alive(at) => (crate::lease::Holder::command_at(at), None),
+                _ => (
+                    None,
+                    Some(format!(
+                        "its process runs in a pid namespace this one cannot see into (pid:[{}]), so it is kept until a change made where it can be seen finds it gone",
+                        h.pidns.unwrap_or_default()
+                    )),
+                ),
+            };
             Some(LeaseRow {
                 port,
                 service: c.service.clone(),
                 pid: h.pid,
-                command: h.command(),
+                command,
                 worktree: c.name.clone(),
                 repository: repo_dir(&c.repo).display().to_string(),
+                kept,
             })
         })
         .collect()
@@ -66,5 +81,8 @@ pub(super) fn render(out: &mut Out, leases: &[LeaseRow], machine: bool) {
             "  {:<width$}  {}  pid {}{command}, from {from}",
             l.service, l.port, l.pid
         ));
+        if let Some(k) = &l.kept {
+            out.line(format!("  {:<width$}  kept: {k}", ""));
+        }
     }
 }

@@ -354,8 +354,11 @@ fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
         for r in rows.iter_mut().filter(|r| r.stale.is_some()) {
             let dir = std::path::PathBuf::from(&r.path);
             for p in &r.ports {
-                if let Some(l) = left.get(&p.1.port).filter(|l| l.runs_in(&dir)) {
-                    r.owners.insert(p.1.port, Owner::of(l, None, &[]));
+                if let Some(o) = left
+                    .get(&p.1.port)
+                    .and_then(|ls| crate::owner::left_in(ls, &dir))
+                {
+                    r.owners.insert(p.1.port, o);
                 }
             }
         }
@@ -376,6 +379,7 @@ fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
     } else {
         ctx.places()
     };
+    let me = crate::owner::my_uid();
     for r in rows.iter_mut() {
         for p in r
             .ports
@@ -384,7 +388,7 @@ fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
         {
             // A listener the system does not name is never taken for the worktree's own.
             let o = match found.get(&p.1.port) {
-                Some(l) => Owner::of(l, Some(std::path::Path::new(&r.path)), &places),
+                Some(ls) => Owner::of(ls, Some(std::path::Path::new(&r.path)), &places, me),
                 None => Owner::unknown(),
             };
             if !o.is_own() {

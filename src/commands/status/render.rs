@@ -262,7 +262,7 @@ pub(super) fn render_service(ctx: &mut Ctx, service: &str, rows: &[Row], registr
             line += &out.paint(&format!(" [stale: {}]", why.describe()), Style::Warn);
         }
         if let Some(h) = h {
-            let full = health_line(out, service, a, Some(h), false);
+            let full = port_line(out, service, a, Some(h), false, None, r.owners.get(&a.port));
             let status = full
                 .split_once(&a.port.to_string())
                 .map(|x| x.1)
