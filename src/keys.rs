@@ -71,3 +71,56 @@ pub const KEY_LOCK_TIMEOUT: &str = "ports.lockTimeout";
 pub const DEFAULT_LOCK_TIMEOUT_SECS: f64 = 10.0;
 /// Overrides the directory of the machine-wide ledger; must be absolute.
 pub const ENV_HOME: &str = "GIT_PORTS_HOME";
+
+/// Variables a port must never be exported as: `eval "$(git ports env)"` would break the
+/// shell (`PATH`, `IFS`), change what programs load (`LD_PRELOAD`), or confuse git itself.
+const RESERVED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "IFS",
+    "SHELL",
+    "USER",
+    "LOGNAME",
+    "PWD",
+    "OLDPWD",
+    "CDPATH",
+    "ENV",
+    "BASH_ENV",
+    "PS1",
+    "PS2",
+    "PS4",
+    "PROMPT_COMMAND",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "TERM",
+    "TMPDIR",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "MAIL",
+    "MAILPATH",
+    "OPTIND",
+    "OPTARG",
+    "HISTFILE",
+    "NODE_OPTIONS",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PERL5LIB",
+    "RUBYOPT",
+    "RUBYLIB",
+];
+const RESERVED_ENV_PREFIXES: &[&str] = &["LD_", "DYLD_", "GIT_", "LC_", "BASH_FUNC_", "SSH_"];
+
+/// Whether a variable name is one git-ports refuses to set (see [`RESERVED_ENV`]).
+pub fn is_reserved_env(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    RESERVED_ENV.contains(&upper.as_str())
+        || RESERVED_ENV_PREFIXES.iter().any(|p| upper.starts_with(p))
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: what `env` will print as a variable name.
+pub fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -4,10 +4,12 @@
 pub mod allocator;
 pub mod block;
 pub mod bytes;
+pub mod change;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod derived;
 pub mod envfile;
 pub mod error;
 pub mod fault;

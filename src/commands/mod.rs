@@ -21,10 +21,11 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
+use crate::change::Change;
 use crate::cli::{Cli, Command};
 use crate::config::KEY_MACHINE_WIDE;
 use crate::error::{Family, Outcome, Result};
-use crate::ledger::{Change, LedgerStore};
+use crate::ledger::LedgerStore;
 use crate::output::{Out, use_color};
 use crate::policy::allocate::{Allocated, SkipReason};
 use crate::registry::Registry;
@@ -49,7 +50,7 @@ pub struct Ctx {
     /// `ports.lockTimeout` after this.
     pub start: std::time::Instant,
     /// How this repository's worktrees are named.
-    pub naming: crate::ledger::Naming,
+    pub naming: crate::names::Naming,
 }
 
 impl Ctx {
@@ -66,7 +67,7 @@ impl Ctx {
         let out = Out::new(use_color(repo.settings.color));
         let repo_id = crate::ledger::identity(&repo.common_dir);
         let ledger = LedgerStore::locate()?;
-        let naming = crate::ledger::Naming {
+        let naming = crate::names::Naming {
             template: repo.settings.host_template.clone(),
             repo: repo_name(&repo_id),
             service: repo.settings.host_service.clone(),
@@ -98,7 +99,7 @@ impl Ctx {
             now: crate::clock::now(),
             outside: true,
             start: std::time::Instant::now(),
-            naming: crate::ledger::Naming::default(),
+            naming: crate::names::Naming::default(),
         })
     }
 

@@ -5,6 +5,7 @@
 //! `proxy start` runs it in the background (its state, `proxy.json`, and its log beside the
 //! ledger); `proxy` alone runs it in the foreground. The async runtime lives in this module.
 
+mod body;
 mod pages;
 pub mod routes;
 mod serve;

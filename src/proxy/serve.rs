@@ -11,14 +11,12 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::{Bytes, Frame, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
@@ -26,13 +24,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::body::{BODY_IDLE_TOO_LONG, BODY_MALFORMED, watched};
 use super::pages;
 use super::routes::{Route, Routes, is_local, normalize};
 use super::upstream::{Guard, Refusal};
 
-/// A body's error, whichever side it came from.
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
-type Body = BoxBody<Bytes, BodyError>;
+use super::body::{Body, BodyError};
 
 /// The header the proxy adds to what it forwards: a request that arrives with it came
 /// round in a loop.
@@ -43,10 +40,7 @@ pub const LOOP_HEADER: &str = "x-git-ports-proxy";
 /// files a process may have. Connections past it wait in the kernel's queue.
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// How long a request body may send nothing before the request is answered 408 and its
-/// connection closed (or `ports.proxyTimeout`, if that is shorter): a client that stops
-/// halfway never holds a server connection forever.
-pub const BODY_IDLE: Duration = Duration::from_secs(30);
+pub use super::body::BODY_IDLE;
 
 /// How long a client has to send a whole request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -202,107 +196,6 @@ pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 .await;
         });
     }
-}
-
-/// What became of a client's request body.
-const BODY_OK: u8 = 0;
-const BODY_MALFORMED: u8 = 1;
-const BODY_IDLE_TOO_LONG: u8 = 2;
-
-/// A client's request body, cut off once it sends nothing for [`BODY_IDLE`] while the
-/// server waits for more; what went wrong is kept in `fault` for the answer.
-struct Watched {
-    inner: Incoming,
-    limit: Duration,
-    idle: Pin<Box<tokio::time::Sleep>>,
-    /// A frame went out since the last poll: the idle time starts again.
-    fresh: bool,
-    fault: Arc<AtomicU8>,
-    /// The whole body has gone through.
-    finished: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[derive(Debug)]
-struct BodyFault(&'static str);
-
-impl std::fmt::Display for BodyFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for BodyFault {}
-
-impl hyper::body::Body for Watched {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = &mut *self;
-        if this.fresh {
-            this.fresh = false;
-            this.idle
-                .as_mut()
-                .reset(tokio::time::Instant::now() + this.limit);
-        }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.fresh = true;
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.fault.store(BODY_MALFORMED, Ordering::Relaxed);
-                Poll::Ready(Some(Err(Box::new(e))))
-            }
-            Poll::Ready(None) => {
-                this.finished.store(true, Ordering::Relaxed);
-                Poll::Ready(None)
-            }
-            Poll::Pending => match this.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.fault.store(BODY_IDLE_TOO_LONG, Ordering::Relaxed);
-                    Poll::Ready(Some(Err(Box::new(BodyFault(
-                        "the request body sent nothing for too long",
-                    )))))
-                }
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// What a watched body tells the request that sends it: what went wrong, and whether it
-/// has all gone through.
-struct Watch {
-    fault: Arc<AtomicU8>,
-    finished: Arc<std::sync::atomic::AtomicBool>,
-}
-
-fn watched(body: Incoming, limit: Duration) -> (Body, Watch) {
-    let fault = Arc::new(AtomicU8::new(BODY_OK));
-    let finished = Arc::new(std::sync::atomic::AtomicBool::new(
-        hyper::body::Body::is_end_stream(&body),
-    ));
-    let w = Watched {
-        inner: body,
-        limit,
-        idle: Box::pin(tokio::time::sleep(limit)),
-        fresh: false,
-        fault: fault.clone(),
-        finished: finished.clone(),
-    };
-    (w.boxed(), Watch { fault, finished })
 }
 
 fn page(status: StatusCode, wants_html: bool, text: &str) -> Response<Body> {

@@ -47,11 +47,11 @@ fn cpu_ticks(pid: u32) -> u64 {
     n(11) + n(12)
 }
 
-/// A program that listens on 127.0.0.1:`port` in `dir` and answers every connection with a
+/// A program that listens on 127.0.0.1:`port` in `dir` and answers what it is sent with a
 /// line that is not HTTP, as redis does.
 fn not_http(dir: &Path, port: u16) -> Proc {
     let code = format!(
-        "require('net').createServer(s => s.end('-ERR unknown command\\r\\n')).listen({port}, '127.0.0.1')"
+        "require('net').createServer(s => s.once('data', () => s.end('-ERR unknown command\\r\\n'))).listen({port}, '127.0.0.1')"
     );
     let child = Command::new("node")
         .args(["-e", &code])

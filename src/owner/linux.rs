@@ -1,0 +1,259 @@
+//! The Linux side of `owner`: the socket tables and the processes, from `/proc`.
+
+use super::*;
+use std::collections::HashSet;
+use std::fs;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// A listening socket from `/proc/net/tcp{,6}`.
+pub struct Socket {
+    pub port: u16,
+    pub addr: IpAddr,
+    pub uid: Option<u32>,
+    pub inode: u64,
+}
+
+/// `0100007F` (IPv4) or 32 hex digits (IPv6) as the kernel prints them: each 32-bit word
+/// in the machine's byte order.
+fn address(hex: &str) -> Option<IpAddr> {
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_ne_bytes())
+    };
+    match hex.len() {
+        8 => Some(IpAddr::V4(Ipv4Addr::from(word(0)?))),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            let v6 = Ipv6Addr::from(b);
+            // `::ffff:127.0.0.1` is an IPv4 address reached through an IPv6 socket.
+            Some(match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The sockets in the LISTEN state (0A) on the given ports. The kernel lists listening
+/// sockets first, then every connection (walking a table that may have a million
+/// buckets): reading stops at the first line that is not a listener, which keeps a look
+/// under a millisecond where reading the whole file takes tens.
+pub fn sockets(ports: &[u16]) -> Vec<Socket> {
+    use std::io::Read;
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(mut file) = fs::File::open(table) else {
+            continue;
+        };
+        let mut text: Vec<u8> = Vec::with_capacity(8192);
+        let mut chunk = [0u8; 8192];
+        let mut header = true;
+        'read: loop {
+            let n = match file.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            text.extend_from_slice(&chunk[..n]);
+            while let Some(end) = text.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = text.drain(..=end).collect();
+                if std::mem::take(&mut header) {
+                    continue;
+                }
+                let line = String::from_utf8_lossy(&line);
+                match parse(&line, ports) {
+                    Line::Listener(s) => found.push(s),
+                    Line::OtherPort => {}
+                    Line::Connection => break 'read,
+                }
+            }
+        }
+    }
+    found
+}
+
+enum Line {
+    Listener(Socket),
+    OtherPort,
+    /// Not a listener: the listeners are all read.
+    Connection,
+}
+
+fn parse(line: &str, ports: &[u16]) -> Line {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (Some(local), Some(state), Some(uid), Some(inode)) =
+        (f.get(1), f.get(3), f.get(7), f.get(9))
+    else {
+        return Line::OtherPort;
+    };
+    if *state != "0A" {
+        return Line::Connection;
+    }
+    let Some((host, port)) = local.rsplit_once(':') else {
+        return Line::OtherPort;
+    };
+    let Some(port) = u16::from_str_radix(port, 16)
+        .ok()
+        .filter(|p| ports.contains(p))
+    else {
+        return Line::OtherPort;
+    };
+    let (Some(addr), Ok(inode)) = (address(host), inode.parse::<u64>()) else {
+        return Line::OtherPort;
+    };
+    Line::Listener(Socket {
+        port,
+        addr,
+        uid: uid.parse().ok(),
+        inode,
+    })
+}
+
+pub fn cwd(pid: u32) -> Option<Cwd> {
+    use std::os::unix::fs::MetadataExt;
+    let link = format!("/proc/{pid}/cwd");
+    let text = fs::read_link(&link).ok()?;
+    // The link itself leads to the directory, deleted or not: a directory that has been
+    // removed has no links left.
+    let deleted = fs::metadata(&link).is_ok_and(|m| m.nlink() == 0);
+    let path = if deleted {
+        let raw = os_bytes(text.as_os_str());
+        let raw = raw.strip_suffix(b" (deleted)").unwrap_or(&raw).to_vec();
+        PathBuf::from(crate::bytes::os_from_bytes(&raw))
+    } else {
+        text
+    };
+    Some(Cwd { path, deleted })
+}
+
+pub fn listens(pid: u32, port: u16) -> bool {
+    let inodes: HashSet<u64> = sockets(&[port]).iter().map(|s| s.inode).collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).ok().is_some_and(|t| {
+            t.to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|i| inodes.contains(&i))
+        })
+    })
+}
+
+pub fn program(pid: u32) -> Option<(OsString, Vec<OsString>)> {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    // A binary replaced since it started (a rebuild, an upgrade) shows as `NAME (deleted)`.
+    let name = os_bytes(exe.file_name()?);
+    let name = name.strip_suffix(b" (deleted)").unwrap_or(&name).to_vec();
+    let args = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args = args
+        .split(|&b| b == 0)
+        .skip(1)
+        .filter(|a| !a.is_empty())
+        .map(crate::bytes::os_from_bytes)
+        .collect();
+    Some((crate::bytes::os_from_bytes(&name), args))
+}
+
+fn command(pid: u32) -> OsString {
+    fs::read(format!("/proc/{pid}/comm"))
+        .map(|mut c| {
+            while c.last() == Some(&b'\n') {
+                c.pop();
+            }
+            crate::bytes::os_from_bytes(&c)
+        })
+        .unwrap_or_default()
+}
+
+pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
+    let sockets = sockets(ports);
+    let mut found: HashMap<u16, Vec<Listener>> = HashMap::new();
+    if sockets.is_empty() {
+        return found;
+    }
+    let wanted: HashSet<u64> = sockets
+        .iter()
+        .map(|s| s.inode)
+        .filter(|&i| i != 0)
+        .collect();
+    let mut holders: HashMap<u64, u32> = HashMap::new();
+    if let Ok(procs) = fs::read_dir("/proc") {
+        for proc in procs.flatten() {
+            let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(fds) = fs::read_dir(proc.path().join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let Ok(target) = fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let inode = target
+                    .to_str()
+                    .and_then(|t| t.strip_prefix("socket:["))
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.parse::<u64>().ok());
+                if let Some(i) = inode.filter(|i| wanted.contains(i)) {
+                    holders.entry(i).or_insert(pid);
+                }
+            }
+            if holders.len() == wanted.len() {
+                break;
+            }
+        }
+    }
+    let mut seen: HashMap<u32, Process> = HashMap::new();
+    for s in sockets {
+        let process = holders.get(&s.inode).map(|&pid| {
+            seen.entry(pid)
+                .or_insert_with(|| Process {
+                    pid,
+                    command: command(pid),
+                    cwd: cwd(pid),
+                })
+                .clone()
+        });
+        found.entry(s.port).or_default().push(Listener {
+            addr: s.addr,
+            uid: s.uid,
+            socket: s.inode,
+            process,
+        });
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_read_as_the_kernel_prints_them() {
+        let lo = u32::from_ne_bytes([127, 0, 0, 1]);
+        assert_eq!(
+            address(&format!("{lo:08X}")),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        let one = u32::from_ne_bytes([0, 0, 0, 1]);
+        assert_eq!(
+            address(&format!("000000000000000000000000{one:08X}")),
+            Some(IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
+        let ffff = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+        assert_eq!(
+            address(&format!("0000000000000000{ffff:08X}{lo:08X}")),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        assert_eq!(address("xyz"), None);
+    }
+}
