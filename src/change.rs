@@ -160,7 +160,7 @@ impl Change<'_> {
                     e => e,
                 })?;
         }
-        if let Some((origin, key)) = unpointed {
+        if let Some((origin, key)) = unpointed.filter(|_| self.machine_wide) {
             warnings.push(format!(
                 "{origin} pointed at worktree '{}', which holds no port now: it serves the main worktree again (`git ports point WORKTREE` aims it elsewhere)",
                 name_of(&key)

@@ -333,6 +333,9 @@ impl Names {
             h.strip_suffix(&own_origin)
                 .is_some_and(|first| naming.services.iter().any(|s| s == first))
         };
+        if new.is_empty() {
+            return;
+        }
         let room = template.room(&repo_label);
         for (key, raw) in new {
             if room == 0 {

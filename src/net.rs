@@ -77,6 +77,13 @@ fn socket_budget() -> usize {
     open_file_limit().saturating_sub(64).max(64)
 }
 
+/// Whether an error is for want of something only time brings back: descriptors (EMFILE,
+/// ENFILE), buffers (ENOBUFS), memory (ENOMEM) or processes (EAGAIN from a spawn). A server
+/// waits and tries again rather than spin or fail the request.
+pub fn starved(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12 | 11))
+}
+
 /// How many files this process may have open (its soft limit), where the system says;
 /// 1024, the common default, where it does not.
 pub fn open_file_limit() -> usize {

@@ -248,7 +248,7 @@ impl Server {
         let mut tries = 0;
         let out = loop {
             match cmd.output().await {
-                Err(e) if starved(&e) && tries < 30 => {
+                Err(e) if crate::net::starved(&e) && tries < 30 => {
                     tries += 1;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_millis(500));
@@ -294,12 +294,6 @@ impl Server {
             Ok(ran) => error_of(&ran),
         })
     }
-}
-
-/// Whether starting a process failed for want of something only time brings back
-/// (descriptors: EMFILE, ENFILE; processes: EAGAIN; memory: ENOMEM).
-fn starved(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(24 | 23 | 11 | 12))
 }
 
 /// A tool error: the command's one-line message and its hint, as text and as fields.

@@ -253,25 +253,6 @@ pub fn places(
     places
 }
 
-/// The places of a registry's worktrees, for a caller that knows no more than the registry
-/// (the proxy): each worktree whose directory is there and is not a symlink.
-pub fn places_of(
-    registry: &crate::registry::Registry,
-    display: impl Fn(&str) -> String,
-) -> Vec<Place> {
-    registry
-        .worktrees
-        .iter()
-        .filter_map(|(k, e)| {
-            Some(Place {
-                path: place_dir(&e.path, false)?,
-                worktree: display(k),
-                repository: None,
-            })
-        })
-        .collect()
-}
-
 /// Who serves each of `ports` now, each against the directory of the worktree that holds it;
 /// `places` is asked only when something listens.
 pub fn who_serves(
@@ -284,12 +265,11 @@ pub fn who_serves(
         return HashMap::new();
     }
     let places = places();
-    let me = my_uid();
     ports
         .iter()
         .filter_map(|(port, holder)| {
             let ls = found.get(port)?;
-            Some((*port, Owner::of(ls, holder.as_deref(), &places, me)))
+            Some((*port, Owner::of(ls, holder.as_deref(), &places)))
         })
         .collect()
 }
@@ -429,7 +409,8 @@ impl Owner {
 
     /// Classifies the listeners of one port against the worktree that holds it (`holder`,
     /// its directory, if one does): the worktree's own only if every listener is.
-    pub fn of(ls: &[Listener], holder: Option<&Path>, places: &[Place], me: Option<u32>) -> Owner {
+    pub fn of(ls: &[Listener], holder: Option<&Path>, places: &[Place]) -> Owner {
+        let me = my_uid();
         let kinds: Vec<(Kind, Option<&Place>)> = ls
             .iter()
             .map(|l| Owner::kind(l, holder, places, me))

@@ -243,7 +243,7 @@ fn bind(port: u16) -> Result<Vec<std::net::TcpListener>> {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             let who = crate::owner::listeners(&[port])
                 .get(&port)
-                .map(|ls| crate::owner::Owner::of(ls, None, &[], crate::owner::my_uid()).describe())
+                .map(|ls| crate::owner::Owner::of(ls, None, &[]).describe())
                 .unwrap_or_else(|| "another process".into());
             Error::Usage(format!(
                 "port {port} is already in use by {who}: stop it, or give the proxy another port with `git config --global {KEY_PROXY_PORT} PORT`"

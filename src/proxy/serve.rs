@@ -148,13 +148,6 @@ async fn connect(
     Ok(s)
 }
 
-/// Whether accepting failed for want of a resource (descriptors, buffers, memory), which
-/// only time brings back: the loop waits instead of asking again at once.
-fn starved(e: &std::io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM.
-    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
-}
-
 /// Serves one listener until the process ends.
 pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
     let mut pause = Duration::from_millis(10);
@@ -169,7 +162,7 @@ pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 c
             }
             Err(e) => {
-                if starved(&e) {
+                if crate::net::starved(&e) {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }

@@ -116,7 +116,7 @@ fn judge(ls: &[owner::Listener], place: &routes::Place) -> Result<IpAddr, Refusa
             })
         })
         .collect();
-    let o = Owner::of(ls, Some(Path::new(&place.path)), &places, owner::my_uid());
+    let o = Owner::of(ls, Some(Path::new(&place.path)), &places);
     if !o.is_own() {
         return Err(Refusal::Foreign(Box::new(o)));
     }

@@ -379,7 +379,6 @@ fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
     } else {
         ctx.places()
     };
-    let me = crate::owner::my_uid();
     for r in rows.iter_mut() {
         for p in r
             .ports
@@ -388,7 +387,7 @@ fn check(ctx: &Ctx, rows: &mut [Row], timeout: f64) -> Summary {
         {
             // A listener the system does not name is never taken for the worktree's own.
             let o = match found.get(&p.1.port) {
-                Some(ls) => Owner::of(ls, Some(std::path::Path::new(&r.path)), &places, me),
+                Some(ls) => Owner::of(ls, Some(std::path::Path::new(&r.path)), &places),
                 None => Owner::unknown(),
             };
             if !o.is_own() {
