@@ -28,7 +28,6 @@ fn python_server(dir: &Path, port: u16, stubborn: bool) -> Child {
     child
 }
 
-#[test]
 fn stop_stops_this_worktrees_servers_and_nobody_elses() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -80,7 +79,6 @@ fn stop_stops_this_worktrees_servers_and_nobody_elses() {
     env.run(&wt, ["stop", "wbe"]).code(1);
 }
 
-#[test]
 fn prune_stop_stops_what_a_removed_worktree_left_running() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -105,7 +103,6 @@ fn prune_stop_stops_what_a_removed_worktree_left_running() {
 
 /// Claude Code makes its worktrees inside the main worktree (`.claude/worktrees/NAME`) and
 /// writes an absolute `core.hooksPath` into each one's own config.
-#[test]
 fn claude_code_worktrees_get_their_ports_from_the_hook_and_keep_their_own_servers() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -195,18 +192,13 @@ fn claude_code_worktrees_get_their_ports_from_the_hook_and_keep_their_own_server
 }
 
 /// A server of another user in this worktree is never stopped, root or not.
-#[test]
 fn stop_never_stops_another_users_server() {
     let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
         use std::os::unix::fs::MetadataExt;
         m.uid() == 0
     });
     if !root {
-        crate::support::skip(
-            "stop_never_stops_another_users_server",
-            "only root can start a process as another user here",
-        );
-        return;
+        crate::support::skip("only root can start a process as another user here");
     }
     let env = Env::new();
     let repo = env.repo("app");
@@ -256,3 +248,5 @@ fn stop_never_stops_another_users_server() {
     let _ = theirs.kill();
     let _ = theirs.wait();
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_agents.rs"));

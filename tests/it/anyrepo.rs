@@ -29,7 +29,6 @@ fn formatted<'a>(env: &'a Env, name: &str, hash: &str, refs: &str) -> (Repo<'a>,
     (repo, wt)
 }
 
-#[test]
 fn every_command_works_under_sha256_and_reftable() {
     let env = Env::new();
     let mut base = 27600;
@@ -116,7 +115,6 @@ fn every_command_works_under_sha256_and_reftable() {
     }
 }
 
-#[test]
 fn under_git3_defaults_the_suite_really_uses_them() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -132,7 +130,6 @@ fn under_git3_defaults_the_suite_really_uses_them() {
     }
 }
 
-#[test]
 fn a_repository_git_cannot_read_is_named_for_what_it_is() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -146,7 +143,6 @@ fn a_repository_git_cannot_read_is_named_for_what_it_is() {
     );
 }
 
-#[test]
 fn settings_come_through_every_channel_git_offers() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -204,26 +200,17 @@ fn settings_come_through_every_channel_git_offers() {
 }
 
 #[cfg(unix)]
-#[test]
 fn a_repository_git_refuses_for_ownership_says_so_with_the_fix() {
     use std::os::unix::fs::MetadataExt;
     let env = Env::new();
     let repo = env.repo("app");
     let me = fs::metadata(env.root()).map(|m| m.uid()).unwrap_or(0);
     if me != 0 {
-        crate::support::skip(
-            "a_repository_git_refuses_for_ownership",
-            "needs root to give a directory to another user",
-        );
-        return;
+        crate::support::skip("needs root to give a directory to another user");
     }
     let chown = env.sh(env.root(), "chown -R 65534 app");
     if chown.code != 0 {
-        crate::support::skip(
-            "a_repository_git_refuses_for_ownership",
-            &format!("chown failed: {}", chown.stderr),
-        );
-        return;
+        crate::support::skip(&format!("chown failed: {}", chown.stderr));
     }
     let run = repo.run(["status"]);
     run.code(2);
@@ -239,7 +226,6 @@ fn a_repository_git_refuses_for_ownership_says_so_with_the_fix() {
     assert!(!run.stderr.contains("class="), "{}", run.stderr);
 }
 
-#[test]
 fn the_hook_allocates_only_for_a_worktree_git_worktree_add_created() {
     let env = Env::new();
     let src = env.repo("src");
@@ -286,7 +272,6 @@ fn the_hook_allocates_only_for_a_worktree_git_worktree_add_created() {
     assert!(add.stderr.contains("git-ports: web port"), "{add:?}");
 }
 
-#[test]
 fn a_relative_hooks_path_is_read_from_each_worktree_as_git_does() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -351,7 +336,6 @@ fn a_relative_hooks_path_is_read_from_each_worktree_as_git_does() {
     );
 }
 
-#[test]
 fn hook_install_that_cannot_write_exits_with_the_unwritable_code() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -367,7 +351,6 @@ fn hook_install_that_cannot_write_exits_with_the_unwritable_code() {
     );
 }
 
-#[test]
 fn husky_keeps_the_block_through_npm_install() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -379,18 +362,10 @@ fn husky_keeps_the_block_through_npm_install() {
         )
     };
     if env.sh(&repo.dir, "command -v npm").code != 0 || npm("init -y").code != 0 {
-        crate::support::skip(
-            "husky_keeps_the_block_through_npm_install",
-            "npm is not on this machine",
-        );
-        return;
+        crate::support::skip("npm is not on this machine");
     }
     if npm("install husky@9").code != 0 || env.sh(&repo.dir, "npx husky init").code != 0 {
-        crate::support::skip(
-            "husky_keeps_the_block_through_npm_install",
-            "husky could not be installed from npm",
-        );
-        return;
+        crate::support::skip("husky could not be installed from npm");
     }
     assert_eq!(repo.git(["config", "core.hooksPath"]), ".husky/_\n");
     let install = repo.run(["hook", "install", "--services", "web"]);
@@ -431,7 +406,6 @@ fn husky_keeps_the_block_through_npm_install() {
     );
 }
 
-#[test]
 fn a_separate_git_dir_keeps_the_main_worktrees_real_path() {
     let env = Env::new();
     let work = env.path("work");
@@ -471,7 +445,6 @@ fn a_separate_git_dir_keeps_the_main_worktrees_real_path() {
     assert_eq!(reg["worktrees"]["/"]["path"], work.to_str().unwrap_or(""));
 }
 
-#[test]
 fn moved_worktrees_are_read_where_they_are_now() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -497,7 +470,6 @@ fn moved_worktrees_are_read_where_they_are_now() {
     assert_eq!(w["stale"], false);
 }
 
-#[test]
 fn a_submodules_main_worktree_path_is_normalised() {
     let env = Env::new();
     let lib = env.repo("lib");
@@ -524,7 +496,6 @@ fn a_submodules_main_worktree_path_is_normalised() {
     assert_eq!(json["worktrees"][0]["name"], "sub");
 }
 
-#[test]
 fn a_worktree_named_with_a_dash_gets_a_hint_that_works() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -536,7 +507,6 @@ fn a_worktree_named_with_a_dash_gets_a_hint_that_works() {
     );
 }
 
-#[test]
 fn machine_wide_commands_run_outside_any_repository() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -567,7 +537,6 @@ fn machine_wide_commands_run_outside_any_repository() {
 
 /// libgit2 reads the config in-process where it can stand in for git; both ways must give
 /// what git gives, channel by channel.
-#[test]
 fn both_ways_of_reading_config_agree_with_git() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -630,3 +599,5 @@ fn both_ways_of_reading_config_agree_with_git() {
         repo.git(["config", "--unset", "ports.api.range"]);
     }
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_anyrepo.rs"));

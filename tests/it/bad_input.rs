@@ -424,7 +424,6 @@ fn snapshot(path: &Path) -> Option<Vec<u8>> {
     fs::read(path).ok()
 }
 
-#[test]
 fn every_bad_input_is_refused_cleanly() {
     let cases = cases();
     assert!(cases.len() >= 40, "{} cases", cases.len());
@@ -485,7 +484,6 @@ fn every_bad_input_is_refused_cleanly() {
     }
 }
 
-#[test]
 fn bare_repository_outside_a_worktree() {
     let env = Env::new();
     let bare = env.bare_repo("bare");
@@ -497,7 +495,6 @@ fn bare_repository_outside_a_worktree() {
     assert!(!bare.join("worktree-ports.json").exists());
 }
 
-#[test]
 fn overlapping_ranges_are_allowed_with_a_warning() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -520,7 +517,6 @@ fn overlapping_ranges_are_allowed_with_a_warning() {
     assert_eq!(run.json()["allocations"][0]["port"], 26106);
 }
 
-#[test]
 fn hostile_names_are_shown_faithfully_and_never_run() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -569,3 +565,5 @@ fn hostile_names_are_shown_faithfully_and_never_run() {
     let all = repo.run(["status", "--json"]).ok().json();
     assert_eq!(all["total_allocations"], 3);
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_bad_input.rs"));

@@ -16,19 +16,21 @@ use crate::support::{Env, skip, wait_listening};
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Where playwright-core and vite are, when this machine has them and Chromium.
-fn tools(test: &str) -> Option<PathBuf> {
+fn tools() -> PathBuf {
     let dir = std::env::var_os("GIT_PORTS_TEST_WEB_TOOLS").map(PathBuf::from);
-    let ok = dir.as_ref().is_some_and(|d| {
-        d.join("node_modules/playwright-core").is_dir() && d.join("node_modules/vite").is_dir()
-    });
-    if !ok || !Path::new(CHROMIUM).exists() || !node() {
-        skip(
-            test,
+    match dir {
+        Some(d)
+            if d.join("node_modules/playwright-core").is_dir()
+                && d.join("node_modules/vite").is_dir()
+                && Path::new(CHROMIUM).exists()
+                && node() =>
+        {
+            d
+        }
+        _ => skip(
             "needs node, Chromium (apt-get install chromium) and GIT_PORTS_TEST_WEB_TOOLS naming a directory with `npm i playwright-core vite` done in it",
-        );
-        return None;
+        ),
     }
-    dir
 }
 
 /// Runs a playwright-core script with node; its last line of output, as JSON.
@@ -57,11 +59,8 @@ fn drive(env: &Env, tools: &Path, script: &str) -> serde_json::Value {
     })
 }
 
-#[test]
 fn a_cookie_stays_with_the_worktree_whose_name_set_it() {
-    let Some(tools) = tools("a_cookie_stays_with_the_worktree_whose_name_set_it") else {
-        return;
-    };
+    let tools = tools();
     let env = Env::new();
     let repo = env.repo("shop");
     repo.range("web", 29700, 29709);
@@ -108,11 +107,8 @@ fn a_cookie_stays_with_the_worktree_whose_name_set_it() {
     assert_eq!(out["proxy_a"], "cookie=", "{out}");
 }
 
-#[test]
 fn vites_hot_reload_reaches_the_page_through_the_proxy() {
-    let Some(tools) = tools("vites_hot_reload_reaches_the_page_through_the_proxy") else {
-        return;
-    };
+    let tools = tools();
     let env = Env::new();
     let repo = env.repo("shop");
     repo.range("web", 29710, 29719);
@@ -167,3 +163,5 @@ const fs = require("fs");
     // Hot reload, not a page load: the page kept what it had.
     assert_eq!(out["kept"], "same page", "{out}");
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_browser.rs"));

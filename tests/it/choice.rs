@@ -16,7 +16,6 @@ fn get(env: &Env, dir: &std::path::Path, service: &str) -> String {
         .to_string()
 }
 
-#[test]
 fn a_worktree_made_again_gets_its_ports_back() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -56,7 +55,6 @@ fn a_worktree_made_again_gets_its_ports_back() {
     assert_eq!(get(&env, &renamed_dir, "api"), "28311");
 }
 
-#[test]
 fn a_remembered_port_that_is_taken_falls_back_to_lowest_free_and_forget_forgets() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -94,7 +92,6 @@ fn a_remembered_port_that_is_taken_falls_back_to_lowest_free_and_forget_forgets(
     );
 }
 
-#[test]
 fn aligned_slots_share_one_offset_across_services() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -143,7 +140,6 @@ fn aligned_slots_share_one_offset_across_services() {
     assert!(!repo.run(["status"]).ok().stdout.contains("c (c) [slot"));
 }
 
-#[test]
 fn the_stable_first_choice_is_the_same_in_two_fresh_clones() {
     let env = Env::new();
     let src = env.repo("src");
@@ -183,7 +179,6 @@ fn the_stable_first_choice_is_the_same_in_two_fresh_clones() {
     );
 }
 
-#[test]
 fn the_main_worktree_keeps_the_first_port() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -196,7 +191,6 @@ fn the_main_worktree_keeps_the_first_port() {
     assert_eq!(get(&env, &repo.dir, "web"), "28700");
 }
 
-#[test]
 fn a_version_1_registry_is_read_and_migrated_without_loss() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -239,3 +233,5 @@ fn a_version_1_registry_is_read_and_migrated_without_loss() {
     .expect("write");
     repo.run(["allocate", "api"]).code(5);
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_choice.rs"));

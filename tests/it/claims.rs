@@ -16,7 +16,6 @@ fn common(repo: &Repo) -> PathBuf {
     repo.dir.join(".git")
 }
 
-#[test]
 fn an_empty_directory_where_a_repository_was_keeps_its_claims() {
     let env = Env::new();
     let mnt = env.path("mnt");
@@ -56,7 +55,6 @@ fn an_empty_directory_where_a_repository_was_keeps_its_claims() {
     promise_holds(&env, &[common(&x), common(&y)]).expect("promise");
 }
 
-#[test]
 fn a_crash_that_half_moved_a_holding_never_lets_another_repository_take_the_port() {
     let env = Env::new();
     let a = env.repo("a");
@@ -114,7 +112,7 @@ fn can_bind_mount() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        crate::support::skip(
+        crate::support::skip_part(
             "bind-mount tests (two paths, a read-only .git)",
             "bind mounts need root (unshare -m)",
         );
@@ -122,7 +120,6 @@ fn can_bind_mount() -> bool {
     ok
 }
 
-#[test]
 fn one_repository_reached_by_two_paths_is_one_repository() {
     if !can_bind_mount() {
         return;
@@ -162,7 +159,6 @@ fn hold(data: &Path) -> fs::File {
     f
 }
 
-#[test]
 fn doctor_fix_decides_from_what_it_reads_under_the_lock() {
     let env = Env::new();
     let a = env.repo("a");
@@ -204,7 +200,6 @@ fn doctor_fix_decides_from_what_it_reads_under_the_lock() {
     promise_holds(&env, &[common(&a), copy.join(".git")]).expect("promise");
 }
 
-#[test]
 fn a_huge_memory_is_trimmed_in_one_pass() {
     let env = Env::new();
     let a = env.repo("a");
@@ -246,7 +241,6 @@ fn a_huge_memory_is_trimmed_in_one_pass() {
     );
 }
 
-#[test]
 fn every_lock_of_a_command_shares_one_deadline() {
     let env = Env::new();
     let a = env.repo("a");
@@ -271,7 +265,6 @@ fn every_lock_of_a_command_shares_one_deadline() {
     assert!(took < Duration::from_millis(3500), "{took:?}");
 }
 
-#[test]
 fn unidentified_and_outside_listeners_are_never_the_worktrees_own() {
     let env = Env::new();
     let a = env.repo("a");
@@ -289,8 +282,8 @@ fn unidentified_and_outside_listeners_are_never_the_worktrees_own() {
     let out = cmd.output().expect("unshare");
     let text = String::from_utf8_lossy(&out.stdout);
     if out.status.code() == Some(1) && String::from_utf8_lossy(&out.stderr).contains("unshare") {
-        crate::support::skip(
-            "unidentified_and_outside_listeners_are_never_the_worktrees_own",
+        crate::support::skip_part(
+            "a listener in another pid namespace",
             "unshare -p needs root",
         );
     } else {
@@ -323,7 +316,6 @@ fn unidentified_and_outside_listeners_are_never_the_worktrees_own() {
 }
 
 #[cfg(unix)]
-#[test]
 fn a_listeners_odd_bytes_are_escaped_in_text_and_exact_in_json() {
     use std::os::unix::ffi::OsStrExt;
     let env = Env::new();
@@ -369,7 +361,6 @@ fn a_listeners_odd_bytes_are_escaped_in_text_and_exact_in_json() {
     assert_eq!(l["cwd"]["hex"], cwd_hex.as_str(), "{l}");
 }
 
-#[test]
 fn messages_say_what_is_true() {
     let env = Env::new();
     let a = env.repo("a");
@@ -399,7 +390,6 @@ fn messages_say_what_is_true() {
     assert!(run.stderr.lines().all(|l| l.len() < 200), "{}", run.stderr);
 }
 
-#[test]
 fn every_invalid_entry_of_a_multi_valued_key_is_reported() {
     let env = Env::new();
     let a = env.repo("a");
@@ -435,7 +425,6 @@ fn every_invalid_entry_of_a_multi_valued_key_is_reported() {
     );
 }
 
-#[test]
 fn env_output_to_a_pipe_is_exactly_what_exec_passes() {
     let env = Env::new();
     let a = env.repo("a");
@@ -465,7 +454,6 @@ fn env_output_to_a_pipe_is_exactly_what_exec_passes() {
     same(&via_exec, &via_eval);
 }
 
-#[test]
 fn a_change_that_writes_nothing_works_on_a_read_only_git_dir() {
     if !can_bind_mount() {
         return;
@@ -499,3 +487,5 @@ fn a_change_that_writes_nothing_works_on_a_read_only_git_dir() {
     run_ro("allocate api").code(5);
     let _ = run_with(&env, &a.dir, &["status"], &[]).ok();
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_claims.rs"));

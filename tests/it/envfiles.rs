@@ -5,7 +5,6 @@ use std::fs;
 
 use crate::support::{Env, same};
 
-#[test]
 fn derived_values_reach_env_exec_and_files() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -108,7 +107,6 @@ fn regex_escape(s: &str) -> String {
         .collect()
 }
 
-#[test]
 fn env_files_follow_every_change_and_keep_their_other_lines() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -185,7 +183,6 @@ fn env_files_follow_every_change_and_keep_their_other_lines() {
     repo.run(["doctor"]).ok();
 }
 
-#[test]
 fn a_tracked_file_is_never_written() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -220,7 +217,6 @@ fn a_tracked_file_is_never_written() {
     );
 }
 
-#[test]
 fn compose_project_names_are_distinct_and_valid() {
     let env = Env::new();
     let repo = env.repo("My App");
@@ -248,3 +244,5 @@ fn compose_project_names_are_distinct_and_valid() {
     }
     assert_eq!(names, ["my-app", "my-app-feature-x", "my-app--odd"]);
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_envfiles.rs"));

@@ -87,14 +87,9 @@ fn holder_of(pid: u32) -> serde_json::Value {
 /// A worktree's server on `[::1]:P` only, and another process on `127.0.0.1:P`: the port is
 /// FOREIGN in status, exec and wait refuse it, and the proxy forwards nothing there, whether
 /// the other process is another worktree's or another user's.
-#[test]
 fn a_port_half_served_by_someone_else_is_foreign_everywhere_and_never_proxied() {
     if !node() || TcpStream::connect(("::1", 1)).is_err_and(|e| e.raw_os_error() == Some(99)) {
-        skip(
-            "a_port_half_served_by_someone_else_is_foreign_everywhere_and_never_proxied",
-            "needs node and IPv6 loopback",
-        );
-        return;
+        skip("needs node and IPv6 loopback");
     }
     let env = Env::new();
     let repo = env.repo("shop");
@@ -151,8 +146,8 @@ fn a_port_half_served_by_someone_else_is_foreign_everywhere_and_never_proxied() 
     assert_eq!(code, 200);
 
     if !root() {
-        skip(
-            "a_port_half_served_by_someone_else_is_foreign_everywhere_and_never_proxied (another user's half)",
+        crate::support::skip_part(
+            "another user's listener",
             "only root can start a process as another user here",
         );
         return;
@@ -188,14 +183,9 @@ fn a_port_half_served_by_someone_else_is_foreign_everywhere_and_never_proxied() 
 
 /// After `cp -a` of a repository and one change in the copy, the copy's names are never
 /// routed to the original's server on the port the ledger gives the original.
-#[test]
 fn a_copied_repository_is_never_routed_to_the_originals_server() {
     if !node() {
-        skip(
-            "a_copied_repository_is_never_routed_to_the_originals_server",
-            "needs node",
-        );
-        return;
+        skip("needs node");
     }
     let env = Env::new();
     let repo = env.repo("shop");
@@ -231,7 +221,6 @@ fn a_copied_repository_is_never_routed_to_the_originals_server() {
 
 /// The proxy's port is never handed to a worktree or a lease, `proxy start` refuses a port
 /// the ledger gives to someone, and the proxy keeps no worktree as its directory.
-#[test]
 fn the_proxy_port_is_fenced_off_and_the_proxy_keeps_no_directory() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -299,7 +288,6 @@ fn the_proxy_port_is_fenced_off_and_the_proxy_keeps_no_directory() {
 
 /// `{service}.{origin}` is the origin's: a worktree named after a service gets another name,
 /// and another repository's template cannot put names under this repository's origin.
-#[test]
 fn names_under_an_origin_are_that_origins_own() {
     let env = Env::new();
     let repo = env.repo("shop");
@@ -342,7 +330,6 @@ fn names_under_an_origin_are_that_origins_own() {
 
 /// Releasing a worktree's last port points its repository's origin at the main worktree
 /// again, and says so: the next worktree git gives that name never inherits the origin.
-#[test]
 fn releasing_the_pointed_worktree_points_the_origin_home() {
     let env = Env::new();
     let repo = env.repo("shop");
@@ -379,7 +366,6 @@ fn releasing_the_pointed_worktree_points_the_origin_home() {
 
 /// `proxy stop` signals only a process proven to be this user's git-ports proxy listening
 /// on its port; a state file naming anything else is left alone, and never blocks a start.
-#[test]
 fn proxy_stop_signals_only_this_users_proxy() {
     let env = Env::new();
     env.git(
@@ -428,8 +414,8 @@ fn proxy_stop_signals_only_this_users_proxy() {
         stop.stdout
     );
     if !root() {
-        skip(
-            "proxy_stop_signals_only_this_users_proxy (another user's process)",
+        crate::support::skip_part(
+            "another user's process",
             "only root can start a process as another user here",
         );
         return;
@@ -463,7 +449,6 @@ fn proxy_stop_signals_only_this_users_proxy() {
 
 /// A ledger directory others can write, or another user's, is refused by every command with
 /// one line saying why and how to fix it; nothing is written.
-#[test]
 fn a_ledger_directory_others_can_write_or_own_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
@@ -496,8 +481,8 @@ fn a_ledger_directory_others_can_write_or_own_is_refused() {
     );
     std::fs::remove_file(&state).expect("rm");
     if !root() {
-        skip(
-            "a_ledger_directory_others_can_write_or_own_is_refused (another user's directory)",
+        crate::support::skip_part(
+            "another user's directory",
             "only root can give a directory to another user here",
         );
         return;
@@ -518,7 +503,6 @@ fn a_ledger_directory_others_can_write_or_own_is_refused() {
 
 /// `prune --stop` tells a deleted directory by the file system: a process working in an
 /// existing directory named `wt (deleted)` is not the removed worktree's, and runs on.
-#[test]
 fn prune_stop_leaves_a_directory_merely_named_deleted_alone() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -543,7 +527,6 @@ fn prune_stop_leaves_a_directory_merely_named_deleted_alone() {
 
 /// A worktree directory replaced by a symlink to an ancestor owns no process: `stop` leaves
 /// alone what runs below that ancestor.
-#[test]
 fn a_worktree_replaced_by_a_symlink_owns_no_process() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -582,14 +565,11 @@ fn namespaces() -> bool {
 /// its holder runs, though its pid names another process outside; freed once it ends. A
 /// lease of this namespace, seen from inside a sandbox that cannot see it, is kept, and
 /// status says why.
-#[test]
 fn leases_across_pid_namespaces_are_never_guessed_dead() {
     if !namespaces() {
         skip(
-            "leases_across_pid_namespaces_are_never_guessed_dead",
             "cannot make a pid namespace here (`unshare -p -f --mount-proc` needs root or user namespaces)",
         );
-        return;
     }
     let env = Env::new();
     let repo = env.repo("app");
@@ -697,3 +677,5 @@ fn leases_across_pid_namespaces_are_never_guessed_dead() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_hostile.rs"));

@@ -38,7 +38,6 @@ fn leased_ports(env: &Env) -> Vec<u16> {
         .collect()
 }
 
-#[test]
 fn a_lease_is_nobody_elses_while_its_process_lives_and_freed_by_the_next_change() {
     let env = Env::new();
     let app = env.repo("app");
@@ -119,7 +118,6 @@ fn a_lease_is_nobody_elses_while_its_process_lives_and_freed_by_the_next_change(
     end(second);
 }
 
-#[test]
 fn two_leased_runs_at_once_get_two_ports_apart_from_the_worktrees() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -187,7 +185,6 @@ fn two_leased_runs_at_once_get_two_ports_apart_from_the_worktrees() {
     assert!(leased_ports(&env).is_empty(), "{:?}", leased_ports(&env));
 }
 
-#[test]
 fn leases_refuse_what_they_cannot_honour_and_change_nothing() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -254,7 +251,6 @@ fn leases_refuse_what_they_cannot_honour_and_change_nothing() {
     end(holder);
 }
 
-#[test]
 fn a_process_of_another_user_cannot_hold_a_lease() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -296,7 +292,6 @@ fn a_process_of_another_user_cannot_hold_a_lease() {
     assert!(leased_ports(&env).is_empty());
 }
 
-#[test]
 fn thousands_of_dead_leases_are_dropped_in_one_change() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -351,3 +346,5 @@ fn thousands_of_dead_leases_are_dropped_in_one_change() {
     assert_eq!(leased_ports(&env), [29455]);
     end(live);
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_leases.rs"));

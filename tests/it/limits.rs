@@ -64,14 +64,9 @@ fn not_http(dir: &Path, port: u16) -> Proc {
     p
 }
 
-#[test]
 fn the_proxy_speaks_http_as_the_rfcs_say() {
     if !node() || !have("curl") {
-        skip(
-            "the_proxy_speaks_http_as_the_rfcs_say",
-            "needs node and curl",
-        );
-        return;
+        skip("needs node and curl");
     }
     let env = Env::new();
     let repo = env.repo("shop");
@@ -167,11 +162,9 @@ fn the_proxy_speaks_http_as_the_rfcs_say() {
     );
 }
 
-#[test]
 fn a_request_body_that_stops_halfway_is_cut_off() {
     if !node() {
-        skip("a_request_body_that_stops_halfway_is_cut_off", "needs node");
-        return;
+        skip("needs node");
     }
     let env = Env::new();
     let repo = env.repo("shop");
@@ -210,14 +203,9 @@ fn limited(env: &Env, files: u32, args: &[&str]) -> Command {
     cmd
 }
 
-#[test]
 fn a_flood_under_a_low_descriptor_limit_passes_and_every_name_routes_again() {
     if !have("prlimit") || !have("curl") {
-        skip(
-            "a_flood_under_a_low_descriptor_limit_passes_and_every_name_routes_again",
-            "needs prlimit (util-linux) and curl",
-        );
-        return;
+        skip("needs prlimit (util-linux) and curl");
     }
     let env = Env::new();
     let repo = env.repo("shop");
@@ -285,7 +273,6 @@ fn a_flood_under_a_low_descriptor_limit_passes_and_every_name_routes_again() {
     assert!(body.contains("on port 29862"), "{body}");
 }
 
-#[test]
 fn unique_long_hosts_leave_the_proxys_memory_as_it_was() {
     let env = Env::new();
     let repo = env.repo("shop");
@@ -328,7 +315,6 @@ fn unique_long_hosts_leave_the_proxys_memory_as_it_was() {
     );
 }
 
-#[test]
 fn every_mcp_line_gets_an_answer_and_the_session_goes_on() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -386,14 +372,9 @@ fn every_mcp_line_gets_an_answer_and_the_session_goes_on() {
     assert_eq!(v["result"]["structuredContent"]["port"], 29866, "{v}");
 }
 
-#[test]
 fn pipelined_mcp_calls_under_a_low_descriptor_limit_are_all_answered() {
     if !have("prlimit") {
-        skip(
-            "pipelined_mcp_calls_under_a_low_descriptor_limit_are_all_answered",
-            "needs prlimit (util-linux)",
-        );
-        return;
+        skip("needs prlimit (util-linux)");
     }
     let env = Env::new();
     let repo = env.repo("app");
@@ -467,3 +448,5 @@ fn pipelined_mcp_calls_under_a_low_descriptor_limit_are_all_answered() {
         "{most} calls ran at once"
     );
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_limits.rs"));

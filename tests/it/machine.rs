@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Env, same, scrub};
 
-#[test]
 fn two_repositories_never_share_a_port_and_a_deleted_one_gives_its_port_back() {
     let env = Env::new();
     let a = env.repo("a");
@@ -108,7 +107,6 @@ fn spawn_alloc(env: &Env, dir: &std::path::Path) -> Child {
         .expect("spawn")
 }
 
-#[test]
 fn parallel_allocation_in_two_repositories_gives_distinct_ports_without_deadlock() {
     let env = Env::new();
     let a = env.repo("a");
@@ -149,7 +147,6 @@ fn parallel_allocation_in_two_repositories_gives_distinct_ports_without_deadlock
     assert_eq!(unique.len(), 12, "{ports:?}");
 }
 
-#[test]
 fn a_corrupt_ledger_is_reported_and_left_alone() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -171,7 +168,6 @@ fn a_corrupt_ledger_is_reported_and_left_alone() {
     assert!(!repo.registry_path().exists());
 }
 
-#[test]
 fn check_names_the_listening_process() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -191,7 +187,6 @@ fn check_names_the_listening_process() {
     drop(listener);
 }
 
-#[test]
 fn opting_out_keeps_a_repository_out_of_the_ledger() {
     let env = Env::new();
     let a = env.repo("a");
@@ -213,3 +208,5 @@ fn opting_out_keeps_a_repository_out_of_the_ledger() {
     let ledger = std::fs::read_to_string(env.path("ports-home/ledger.json")).expect("ledger");
     assert!(!ledger.contains("24400"), "{ledger}");
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_machine.rs"));

@@ -1,4 +1,5 @@
-//! The one integration-test binary: real git, real files, real sockets.
+//! The one integration-test binary: real git, real files, real sockets, under a harness that
+//! says which tests did not run here, and why (`harness.rs`).
 
 mod agents;
 mod allocate;
@@ -8,6 +9,7 @@ mod browser;
 mod choice;
 mod claims;
 mod envfiles;
+mod harness;
 mod hostile;
 mod leases;
 mod limits;
@@ -23,3 +25,14 @@ mod status;
 mod support;
 mod userfiles;
 mod workflow;
+
+include!(concat!(env!("OUT_DIR"), "/it_all.rs"));
+
+fn main() {
+    harness::main(all())
+}
+
+/// How many tests the binary has.
+pub fn harness_count() -> usize {
+    all().len()
+}

@@ -6,7 +6,6 @@
 
 use crate::support::{Env, same, scrub, seen};
 
-#[test]
 fn usage_errors_keep_what_is_missing_the_values_and_the_suggestion() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -45,7 +44,6 @@ fn usage_errors_keep_what_is_missing_the_values_and_the_suggestion() {
     }
 }
 
-#[test]
 fn help_is_a_command_and_dash_h_is_short() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -72,7 +70,6 @@ fn help_is_a_command_and_dash_h_is_short() {
     );
 }
 
-#[test]
 fn every_command_that_takes_a_service_says_unknown_service() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -94,7 +91,6 @@ fn every_command_that_takes_a_service_says_unknown_service() {
     );
 }
 
-#[test]
 fn a_sticky_port_that_is_busy_says_who_has_it() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -119,7 +115,6 @@ fn a_sticky_port_that_is_busy_says_who_has_it() {
     assert_eq!(json["allocations"][0]["port"], 29211, "{json}");
 }
 
-#[test]
 fn hook_install_names_the_worktrees_that_hold_no_ports_yet() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -136,7 +131,6 @@ fn hook_install_names_the_worktrees_that_hold_no_ports_yet() {
     );
 }
 
-#[test]
 fn hook_uninstall_all_removes_the_block_in_every_repository_the_ledger_knows() {
     let env = Env::new();
     let a = env.repo("a");
@@ -164,7 +158,6 @@ fn hook_uninstall_all_removes_the_block_in_every_repository_the_ledger_knows() {
     );
 }
 
-#[test]
 fn servers_a_removed_worktree_left_running_are_named_with_how_to_stop_them() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -203,7 +196,6 @@ fn servers_a_removed_worktree_left_running_are_named_with_how_to_stop_them() {
     );
 }
 
-#[test]
 fn readiness_by_http_tells_a_stopped_server_from_a_running_one() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -270,8 +262,8 @@ fn shell_completes(env: &Env, dir: &std::path::Path, shell: &str, line: &str) ->
         .output()
         .is_err()
     {
-        crate::support::skip(
-            "completion through zsh and fish",
+        crate::support::skip_part(
+            &format!("completion through {shell}"),
             &format!("{shell} is not installed (apt-get install {shell})"),
         );
         return None;
@@ -318,7 +310,6 @@ zpty -d z"#,
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[test]
 fn zsh_and_fish_complete_worktrees_branches_services_and_commands() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -359,7 +350,6 @@ fn zsh_and_fish_complete_worktrees_branches_services_and_commands() {
     }
 }
 
-#[test]
 fn doctor_fix_writes_the_env_files_it_finds_out_of_step() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -374,3 +364,33 @@ fn doctor_fix_writes_the_env_files_it_finds_out_of_step() {
     assert_eq!(fix["problems"], 0, "{fix}");
     same(&std::fs::read_to_string(&file).expect("read"), &good);
 }
+
+/// The README's test command, with a tool missing: the test that needs it is counted as
+/// not run, never as passed, and the summary says which and why.
+fn the_test_command_says_what_did_not_run_and_why() {
+    let exe = std::env::current_exe().expect("the test binary");
+    let test = "proxy::the_proxy_routes_names_live_and_says_what_is_wrong";
+    let out = std::process::Command::new(exe)
+        .args(["--exact", test])
+        // Neither node nor curl is found on this PATH.
+        .env("PATH", "/nonexistent")
+        .env_remove("CI")
+        .output()
+        .expect("run the tests");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("running "))
+        .map(|l| l.split("; finished in").next().unwrap_or(l))
+        .collect();
+    same(
+        &summary.join("\n"),
+        &format!(
+            "test {test} ... ignored\ntest result: ok. 0 passed; 0 failed; 1 ignored; {} filtered out\n1 test did not run here (counted as ignored, not as passed):\n  {test}: needs node and curl",
+            crate::harness_count() - 1
+        ),
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+include!(concat!(env!("OUT_DIR"), "/it_newcomer.rs"));

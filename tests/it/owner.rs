@@ -2,42 +2,15 @@
 //! another repository, and in no worktree, each named for what it is; `exec` that becomes its
 //! command; `wait` for a server that comes up late, or never.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::promise::run_with;
 use crate::support::{Env, LISTEN, listen_in, wait_listening};
 
-/// Not a test of its own: the listening process the other tests start (see
-/// `support::listen_in`). It listens on the port `GIT_PORTS_TEST_LISTEN` names, accepting
-/// and dropping connections, until killed or a minute has passed.
-#[test]
-#[ignore = "a helper process for the listener tests, started by them"]
-fn listener_process() {
-    let Some(port) = std::env::var(LISTEN)
-        .ok()
-        .and_then(|p| p.parse::<u16>().ok())
-    else {
-        return;
-    };
-    let l = TcpListener::bind(("127.0.0.1", port)).expect("bind");
-    l.set_nonblocking(true).expect("nonblocking");
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        let _ = l.accept();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
 fn status_check_and_allocate_name_who_serves_each_port() {
     if !std::path::Path::new("/proc/net/tcp").exists() {
-        crate::support::skip(
-            "status_check_and_allocate_name_who_serves_each_port",
-            "no /proc here",
-        );
-        return;
+        crate::support::skip("no /proc here");
     }
     let env = Env::new();
     let repo = env.repo("app");
@@ -139,7 +112,6 @@ fn exec_child(env: &Env, dir: &std::path::Path, port: u16, args: &[&str]) -> std
 }
 
 #[cfg(unix)]
-#[test]
 fn exec_becomes_the_command_and_refuses_a_port_served_by_someone_else() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -156,15 +128,8 @@ fn exec_becomes_the_command_and_refuses_a_port_served_by_someone_else() {
     // A server started through exec stops on SIGTERM to that pid: nothing is left behind.
     let exe = std::env::current_exe().expect("exe");
     let exe = exe.to_str().unwrap_or("");
-    let server_args = [
-        "exec",
-        "--",
-        exe,
-        "--exact",
-        "owner::listener_process",
-        "--ignored",
-        "-q",
-    ];
+    // With GIT_PORTS_TEST_LISTEN set, this test binary is the listener.
+    let server_args = ["exec", "--", exe];
     let mut server = exec_child(&env, &wt, 28100, &server_args);
     // Killed if the test fails before the SIGTERM below.
     struct Reap(u32);
@@ -230,7 +195,6 @@ fn exec_becomes_the_command_and_refuses_a_port_served_by_someone_else() {
     drop(stray);
 }
 
-#[test]
 fn wait_returns_when_a_late_server_comes_up_and_fails_when_none_does() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -264,3 +228,5 @@ fn wait_returns_when_a_late_server_comes_up_and_fails_when_none_does() {
     // A service the worktree does not hold is an error of its own.
     run_with(&env, &wt, &["wait", "db", "--timeout", "1"], &[]).code(2);
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_owner.rs"));

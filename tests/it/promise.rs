@@ -168,7 +168,6 @@ fn odd_repo(env: &Env) -> Repo<'_> {
 }
 
 #[cfg(unix)]
-#[test]
 fn a_repository_whose_path_is_not_utf8_keeps_the_ledger_whole() {
     let env = Env::new();
     let odd = odd_repo(&env);
@@ -194,7 +193,6 @@ fn a_repository_whose_path_is_not_utf8_keeps_the_ledger_whole() {
 }
 
 #[cfg(unix)]
-#[test]
 fn a_worktree_whose_name_is_not_utf8_keeps_its_ports() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -431,7 +429,6 @@ fn crash_case(command: &str, base: u16, writes: &[Target]) {
     }
 }
 
-#[test]
 fn crash_at_every_point_of_allocate() {
     crash_case(
         "allocate",
@@ -440,7 +437,6 @@ fn crash_at_every_point_of_allocate() {
     );
 }
 
-#[test]
 fn crash_at_every_point_of_release() {
     crash_case(
         "release",
@@ -449,12 +445,10 @@ fn crash_at_every_point_of_release() {
     );
 }
 
-#[test]
 fn crash_at_every_point_of_prune() {
     crash_case("prune", 27240, &[Target::Registry, Target::LedgerRelease]);
 }
 
-#[test]
 fn crash_at_every_point_of_the_hook() {
     crash_case(
         "hook",
@@ -463,17 +457,14 @@ fn crash_at_every_point_of_the_hook() {
     );
 }
 
-#[test]
 fn crash_at_every_point_of_pointing_the_origin() {
     crash_case("point", 27480, &[Target::LedgerPoint]);
 }
 
-#[test]
 fn crash_at_every_point_of_a_lease() {
     crash_case("lease", 27440, &[Target::LedgerLease]);
 }
 
-#[test]
 fn crash_at_every_point_of_hook_install_and_uninstall() {
     crash_case("install", 27400, &[Target::Hook]);
     crash_case("uninstall", 27420, &[Target::Hook]);
@@ -481,7 +472,6 @@ fn crash_at_every_point_of_hook_install_and_uninstall() {
 
 /// Every point there is belongs to some walk above: a point added to the code and to no
 /// walk fails here.
-#[test]
 fn every_crash_point_is_walked() {
     let walked = [
         Target::LedgerClaim,
@@ -497,7 +487,6 @@ fn every_crash_point_is_walked() {
     assert_eq!(fault::all(), fault::points_of(&walked));
 }
 
-#[test]
 fn a_failed_ledger_write_changes_nothing_and_says_so() {
     let env = Env::new();
     let s = Scene::new(&env, 27280);
@@ -620,7 +609,6 @@ impl Rng {
     }
 }
 
-#[test]
 fn a_storm_of_parallel_changes_and_sigkills_over_two_repositories() {
     let env = Env::new();
     // GIT_PORTS_STORM_SEED replays a storm whose seed a failure printed.
@@ -830,7 +818,6 @@ fn hold_lock(data: &Path) -> fs::File {
     file
 }
 
-#[test]
 fn a_held_lock_is_waited_for_within_a_bound_and_named() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -866,7 +853,6 @@ fn a_held_lock_is_waited_for_within_a_bound_and_named() {
     repo.run(["release", "27400"]).ok();
 }
 
-#[test]
 fn doctor_names_a_lock_held_now_and_who_holds_it() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -895,7 +881,6 @@ fn doctor_names_a_lock_held_now_and_who_holds_it() {
     repo.run(["doctor"]).ok();
 }
 
-#[test]
 fn the_hook_never_holds_a_checkout_past_the_lock_bound() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -922,7 +907,6 @@ fn the_hook_never_holds_a_checkout_past_the_lock_bound() {
     assert!(env.path("wt/.git").exists());
 }
 
-#[test]
 fn clocks_before_1970_and_after_9999_never_break_the_registry() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -956,7 +940,6 @@ fn clocks_before_1970_and_after_9999_never_break_the_registry() {
 }
 
 #[cfg(unix)]
-#[test]
 fn files_follow_the_umask_the_ledger_is_private_and_locks_refuse_links() {
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
@@ -1018,7 +1001,6 @@ fn same_line(stderr: &str, want: &str) {
     assert_eq!(stderr.lines().next(), Some(want), "{stderr}");
 }
 
-#[test]
 fn variable_names_that_break_the_shell_are_refused_by_key() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -1054,7 +1036,6 @@ fn variable_names_that_break_the_shell_are_refused_by_key() {
     );
 }
 
-#[test]
 fn names_from_disk_are_escaped_on_a_terminal_and_exact_in_json() {
     let env = Env::new();
     let evil = "evil\u{1b}]0;PWNED\u{7}\u{1b}[2J";
@@ -1090,7 +1071,6 @@ fn names_from_disk_are_escaped_on_a_terminal_and_exact_in_json() {
     );
 }
 
-#[test]
 fn a_copied_repository_is_a_conflict_shown_everywhere_and_fixed_by_doctor() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -1163,7 +1143,6 @@ fn a_copied_repository_is_a_conflict_shown_everywhere_and_fixed_by_doctor() {
     promise_holds(&env, &[common(&repo), common(&copy)]).expect("promise");
 }
 
-#[test]
 fn claims_of_repositories_that_are_merely_invisible_are_kept() {
     let env = Env::new();
     let here = env.repo("here");
@@ -1211,3 +1190,5 @@ fn claims_of_repositories_that_are_merely_invisible_are_kept() {
     here.run(["allocate", "web"]).ok();
     assert_eq!(here.run(["get", "web"]).stdout, "27520\n");
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_promise.rs"));

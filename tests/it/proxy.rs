@@ -112,7 +112,6 @@ fn shop(env: &Env, base: u16) -> (crate::support::Repo<'_>, PathBuf) {
     (repo, fx)
 }
 
-#[test]
 fn every_worktree_has_a_name_in_env_and_status() {
     let env = Env::new();
     let (repo, fx) = shop(&env, 29600);
@@ -203,14 +202,9 @@ fn every_worktree_has_a_name_in_env_and_status() {
     );
 }
 
-#[test]
 fn the_proxy_routes_names_live_and_says_what_is_wrong() {
     if !node() || !have("curl") {
-        skip(
-            "the_proxy_routes_names_live_and_says_what_is_wrong",
-            "needs node and curl",
-        );
-        return;
+        skip("needs node and curl");
     }
     let env = Env::new();
     let (repo, fx) = shop(&env, 29620);
@@ -357,14 +351,9 @@ pub fn peak_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
 fn streams_upgrades_and_uploads_go_through_whole_and_unbuffered() {
     if !node() || !have("curl") {
-        skip(
-            "streams_upgrades_and_uploads_go_through_whole_and_unbuffered",
-            "needs node and curl",
-        );
-        return;
+        skip("needs node and curl");
     }
     let env = Env::new();
     let (_repo, fx) = shop(&env, 29630);
@@ -446,14 +435,9 @@ fn streams_upgrades_and_uploads_go_through_whole_and_unbuffered() {
     assert!(peak < 64 * 1024, "the proxy held {peak} KiB at its peak");
 }
 
-#[test]
 fn slow_servers_and_slow_clients_are_bounded() {
     if !node() || !have("curl") {
-        skip(
-            "slow_servers_and_slow_clients_are_bounded",
-            "needs node and curl",
-        );
-        return;
+        skip("needs node and curl");
     }
     let env = Env::new();
     let (_repo, fx) = shop(&env, 29640);
@@ -489,7 +473,6 @@ fn proxy_cmd(env: &Env, args: &[&str]) -> Run {
     env.run(env.root(), all)
 }
 
-#[test]
 fn start_stop_status_and_a_killed_proxy_never_block_the_next_start() {
     let env = Env::new();
     let (_repo, _fx) = shop(&env, 29650);
@@ -589,7 +572,6 @@ fn start_stop_status_and_a_killed_proxy_never_block_the_next_start() {
 
 /// A crash, or a failed write, at every point of writing the proxy's state file: the next
 /// start always succeeds.
-#[test]
 fn a_crash_at_every_point_of_the_proxy_state_never_blocks_the_next_start() {
     let env = Env::new();
     env.git(
@@ -639,3 +621,5 @@ fn a_crash_at_every_point_of_the_proxy_state_never_blocks_the_next_start() {
         }
     }
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_proxy.rs"));

@@ -70,7 +70,6 @@ fn distinct(ports: impl IntoIterator<Item = u64>) -> usize {
     v.len()
 }
 
-#[test]
 fn thirty_two_parallel_allocations_get_thirty_two_ports() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -92,7 +91,6 @@ fn thirty_two_parallel_allocations_get_thirty_two_ports() {
     assert!(all.iter().all(|a| (25000..25032).contains(&a.2)), "{all:?}");
 }
 
-#[test]
 fn parallel_allocate_and_release_mixed() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -121,7 +119,6 @@ fn parallel_allocate_and_release_mixed() {
     assert_eq!(distinct(all.iter().map(|a| a.2)), 24);
 }
 
-#[test]
 fn sixteen_parallel_worktree_adds_with_the_hook() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -173,7 +170,6 @@ fn sixteen_parallel_worktree_adds_with_the_hook() {
     assert_eq!(distinct(all.iter().map(|a| a.2)), 16);
 }
 
-#[test]
 fn readers_never_see_a_half_written_registry() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -225,7 +221,6 @@ impl Lcg {
     }
 }
 
-#[test]
 fn sigkill_at_random_moments_never_tears_the_registry() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -274,3 +269,5 @@ fn sigkill_at_random_moments_never_tears_the_registry() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     repo.run(["status"]).ok();
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_robust.rs"));

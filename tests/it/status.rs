@@ -21,7 +21,6 @@ fn three_worktrees(env: &Env, base: u16) -> Repo<'_> {
     repo
 }
 
-#[test]
 fn done_when_health_check_sees_two_running_and_four_stopped() {
     let env = Env::new();
     let repo = three_worktrees(&env, 22000);
@@ -124,7 +123,6 @@ fn done_when_health_check_sees_two_running_and_four_stopped() {
     drop((v4, v6));
 }
 
-#[test]
 fn all_view_without_health_check() {
     let env = Env::new();
     let repo = three_worktrees(&env, 22100);
@@ -162,7 +160,6 @@ Available capacity:
     assert!(j["worktrees"][0]["ports"]["web"].get("health").is_none());
 }
 
-#[test]
 fn worktree_and_service_views() {
     let env = Env::new();
     let repo = three_worktrees(&env, 22200);
@@ -242,7 +239,6 @@ Service 'web' usage:
     assert_eq!(j["worktrees"][0]["ports"]["web"]["port"], 22202);
 }
 
-#[test]
 fn detached_head_is_shown() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -262,7 +258,6 @@ fn detached_head_is_shown() {
     assert_eq!(j["worktrees"][0]["detached"], true);
 }
 
-#[test]
 fn removed_and_deleted_worktrees_are_stale_never_running() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -302,7 +297,6 @@ fn removed_and_deleted_worktrees_are_stale_never_running() {
     drop((l1, l2));
 }
 
-#[test]
 fn no_registry_yet() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -328,7 +322,6 @@ fn no_registry_yet() {
     );
 }
 
-#[test]
 fn exit_codes_of_the_status_table() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -352,7 +345,6 @@ fn exit_codes_of_the_status_table() {
     );
 }
 
-#[test]
 fn never_answering_ports_are_checked_concurrently() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -365,11 +357,7 @@ fn never_answering_ports_are_checked_concurrently() {
         match silent_listener(port) {
             Some(l) => held.push(l),
             None => {
-                crate::support::skip(
-                    "never_answering_ports_are_checked_concurrently",
-                    "cannot make a never-answering listener here",
-                );
-                return;
+                crate::support::skip("cannot make a never-answering listener here");
             }
         }
     }
@@ -390,7 +378,6 @@ fn never_answering_ports_are_checked_concurrently() {
     drop(held);
 }
 
-#[test]
 fn colour_only_when_asked_or_on_a_terminal() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -425,3 +412,5 @@ fn colour_only_when_asked_or_on_a_terminal() {
     repo.git(["config", "--unset", "color.ports"]);
     assert!(run(false).contains('\x1b'), "color.ui always");
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_status.rs"));

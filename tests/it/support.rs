@@ -382,19 +382,29 @@ pub fn scrub_self(text: &str) -> String {
 /// The variable that makes this test binary a listener (see [`listen_in`]).
 pub const LISTEN: &str = "GIT_PORTS_TEST_LISTEN";
 
+/// What this test binary does when [`LISTEN`] names a port: listens on 127.0.0.1 there,
+/// accepting and dropping connections, until killed or a minute has passed.
+pub fn listener_process(port: &str) {
+    let Ok(port) = port.parse::<u16>() else {
+        return;
+    };
+    let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = l.set_nonblocking(true);
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        let _ = l.accept();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Starts a process that listens on 127.0.0.1:`port` with `dir` as its working directory:
-/// this test binary, running only the helper test `owner::listener_process`. It ends when
-/// killed, or after a minute. Waits until the port accepts connections.
+/// this test binary, as [`listener_process`]. It ends when killed, or after a minute. Waits
+/// until the port accepts connections.
 pub fn listen_in(dir: &Path, port: u16) -> Server {
     let exe = std::env::current_exe().expect("test binary");
     let child = Command::new(exe)
-        .args([
-            "--exact",
-            "owner::listener_process",
-            "--ignored",
-            "--test-threads=1",
-            "-q",
-        ])
         .env(LISTEN, port.to_string())
         .current_dir(dir)
         .stdout(std::process::Stdio::null())
@@ -442,16 +452,7 @@ pub fn wait_listening(port: u16, up: bool) {
     );
 }
 
-/// Says loudly that a test cannot run here, and why. In CI (`CI` set), where `.ci/run` runs
-/// on a machine with every tool the tests need, it fails instead: a skip there would pass
-/// while testing nothing.
-#[track_caller]
-pub fn skip(test: &str, why: &str) {
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("{test} cannot run in CI: {why}");
-    }
-    eprintln!("SKIPPED {test}: {why}");
-}
+pub use crate::harness::{skip, skip_part};
 
 /// `text` quoted for sh, zsh and fish alike: in single quotes, a quote as `'\''`.
 pub fn quote(text: &str) -> String {

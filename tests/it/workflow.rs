@@ -8,7 +8,6 @@ use git_ports::cli::Cli;
 
 use crate::support::{Env, same, write_hook};
 
-#[test]
 fn hook_allocates_on_worktree_add_keeps_user_hook_and_prune_releases() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -93,7 +92,6 @@ fn hook_allocates_on_worktree_add_keeps_user_hook_and_prune_releases() {
     assert_eq!(fs::read_to_string(&hook).expect("hook"), user);
 }
 
-#[test]
 fn a_new_hook_file_is_created_and_removed_whole() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -127,7 +125,6 @@ fn a_new_hook_file_is_created_and_removed_whole() {
     );
 }
 
-#[test]
 fn hooks_path_and_bare_repositories() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -170,7 +167,6 @@ fn hooks_path_and_bare_repositories() {
     );
 }
 
-#[test]
 fn a_hook_that_is_not_a_shell_script_is_refused() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -184,7 +180,6 @@ fn a_hook_that_is_not_a_shell_script_is_refused() {
     assert_eq!(fs::read_to_string(&hook).expect("hook"), py);
 }
 
-#[test]
 fn a_corrupt_registry_never_fails_worktree_add() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -205,7 +200,6 @@ fn a_corrupt_registry_never_fails_worktree_add() {
     );
 }
 
-#[test]
 fn locked_worktrees_keep_their_ports_through_prune() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -232,7 +226,6 @@ fn locked_worktrees_keep_their_ports_through_prune() {
     );
 }
 
-#[test]
 fn get_env_and_exec() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -291,7 +284,6 @@ fn get_env_and_exec() {
     assert!(!repo.dir.join("pwned").exists());
 }
 
-#[test]
 fn the_man_page_documents_every_command_and_flag() {
     let page = git_ports::commands::man::PAGE;
     let cmd = Cli::command();
@@ -349,11 +341,10 @@ fn the_man_page_documents_every_command_and_flag() {
             "groff: {}",
             String::from_utf8_lossy(&o.stderr)
         ),
-        Err(_) => crate::support::skip("the_man_page_is_clean_troff", "groff is not installed"),
+        Err(_) => crate::support::skip("groff is not installed"),
     }
 }
 
-#[test]
 fn man_install_puts_the_page_beside_the_binary() {
     let env = Env::new();
     let bin = env.path("prefix/bin");
@@ -402,8 +393,8 @@ fn man_install_puts_the_page_beside_the_binary() {
             man_w("git-ports").map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
         assert_eq!(found.as_deref(), Some(page.to_string_lossy().as_ref()));
     } else {
-        crate::support::skip(
-            "man_install_puts_the_page_beside_the_binary",
+        crate::support::skip_part(
+            "man finding the page",
             "man is not installed or has no pages here",
         );
     }
@@ -417,7 +408,6 @@ fn man_install_puts_the_page_beside_the_binary() {
     );
 }
 
-#[test]
 fn completions_include_git_bash_integration() {
     let env = Env::new();
     let bash = env.run(env.root(), ["completions", "bash"]);
@@ -451,7 +441,6 @@ fn completions_include_git_bash_integration() {
     }
 }
 
-#[test]
 fn git_bash_completion_completes_git_ports() {
     let env = Env::new();
     let script = [
@@ -461,11 +450,7 @@ fn git_bash_completion_completes_git_ports() {
     .into_iter()
     .find(|p| std::path::Path::new(p).exists());
     let Some(git_completion) = script else {
-        crate::support::skip(
-            "git_bash_completion_completes_git_ports",
-            "git's bash completion is not installed",
-        );
-        return;
+        crate::support::skip("git's bash completion is not installed");
     };
     let repo = env.repo("app");
     let ours = env.path("git-ports.bash");
@@ -530,3 +515,5 @@ fn git_bash_completion_completes_git_ports() {
     );
     assert_eq!(complete("git ports wait ap"), vec!["api"]);
 }
+
+include!(concat!(env!("OUT_DIR"), "/it_workflow.rs"));
