@@ -19,6 +19,29 @@ pub const DEFAULT_SERVICES: &[(&str, u16, u16)] = &[
     ("websocket", 3000, 3099),
 ];
 
+/// The URL schemes of the default services whose clients take a URL: a web server's and an
+/// API's (http), a WebSocket server's (ws), redis'. A database's depends on which one it is
+/// (`ports.db.scheme postgresql`), and a gRPC target is no URL.
+pub const DEFAULT_SCHEMES: &[(&str, &str)] = &[
+    ("web", "http"),
+    ("api", "http"),
+    ("websocket", "ws"),
+    ("redis", "redis"),
+];
+
+/// Whether a scheme's URLs are for browsers, which are given the worktree's own name: HTTP
+/// and WebSocket, plain or secure.
+pub fn is_browser_scheme(scheme: &str) -> bool {
+    matches!(scheme, "http" | "https" | "ws" | "wss")
+}
+
+/// `[a-z][a-z0-9+.-]*`: a URL scheme (RFC 3986, lowercase).
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '+' | '.' | '-'))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
@@ -33,6 +56,8 @@ pub struct Settings {
     pub env_names: BTreeMap<String, String>,
     /// `ports.<service>.ready`, by service; unset is `tcp`.
     pub ready: BTreeMap<String, crate::net::Ready>,
+    /// `ports.<service>.scheme`, by service: a URL scheme, or `None` for no URL.
+    pub schemes: BTreeMap<String, Option<String>>,
     /// `ports.<service>.leaseRange`, by service; unset is the service's own range.
     pub lease_ranges: BTreeMap<String, PortRange>,
     pub auto_allocate: Vec<String>,
@@ -52,7 +77,8 @@ pub struct Settings {
     pub host_template: crate::names::Template,
     /// `ports.hostService`: the service a bare host name means (default web).
     pub host_service: String,
-    /// `ports.hostVars`: export `<SERVICE>_HOST` and `<SERVICE>_URL` (default true).
+    /// `ports.hostVars`: export the names browsers use, `<SERVICE>_PUBLIC_HOST` and
+    /// `<SERVICE>_PUBLIC_URL` (default true).
     pub host_vars: bool,
     /// `ports.proxyPort`: the port `git ports proxy` listens on, never handed to a worktree.
     pub proxy_port: u16,
@@ -244,6 +270,7 @@ impl Settings {
             env_names: BTreeMap::new(),
             ready: BTreeMap::new(),
             lease_ranges: BTreeMap::new(),
+            schemes: BTreeMap::new(),
             auto_allocate: Vec::new(),
             machine_wide: true,
             color: ColorChoice::Auto,
@@ -351,7 +378,9 @@ impl Settings {
             .iter()
             .find(|p| {
                 let k = p.key.to_ascii_lowercase();
-                k.ends_with(&format!(".{KEY_ENV}")) || k.starts_with(&derived)
+                k.ends_with(&format!(".{KEY_ENV}"))
+                    || k.ends_with(&format!(".{KEY_SCHEME}"))
+                    || k.starts_with(&derived)
             })
             .map(Problem::error)
     }
@@ -432,6 +461,21 @@ impl Settings {
                     .parse()
                     .map_err(|reason: String| config_error(key, value, reason))?;
                 self.ready.insert(service.to_string(), ready);
+            }
+            KEY_SCHEME => {
+                service_name(key, value, service)?;
+                let scheme = match value.trim() {
+                    "none" => None,
+                    v if is_scheme(v) => Some(v.to_string()),
+                    _ => {
+                        return Err(config_error(
+                            key,
+                            value,
+                            "expected a URL scheme (http, redis, postgresql, …) or none",
+                        ));
+                    }
+                };
+                self.schemes.insert(service.to_string(), scheme);
             }
             KEY_ENV => {
                 service_name(key, value, service)?;
@@ -576,6 +620,19 @@ impl Settings {
             })
     }
 
+    /// The URL scheme of `service`'s `<SERVICE>_URL`: `ports.<service>.scheme`, else the one
+    /// its kind of server speaks where git-ports knows it ([`DEFAULT_SCHEMES`]); `None` where
+    /// no scheme is known, and no URL is made.
+    pub fn scheme(&self, service: &str) -> Option<&str> {
+        match self.schemes.get(service) {
+            Some(explicit) => explicit.as_deref(),
+            None => DEFAULT_SCHEMES
+                .iter()
+                .find(|(s, _)| *s == service)
+                .map(|(_, scheme)| *scheme),
+        }
+    }
+
     /// Where a service sorts in output: configured services in their order, then the rest.
     pub fn rank(&self, service: &str) -> usize {
         self.services
@@ -640,6 +697,34 @@ mod tests {
         }
         for bad in ["", "Web", "1web", "-x", "../x", "we b", "wéb", "web_"] {
             assert!(!is_service_name(bad), "{bad}");
+        }
+    }
+
+    /// Every key git-ports reads is documented where people look: the README's table and the
+    /// man page.
+    #[test]
+    fn every_key_is_in_the_readme_and_the_man_page() {
+        let readme = include_str!("../README.md");
+        let man = include_str!("../man/git-ports.1");
+        for (key, _) in SETTINGS {
+            assert!(
+                readme.contains(&format!("`{key}`")) || readme.contains(&format!("{key}`")),
+                "README.md does not document {key}"
+            );
+            assert!(
+                man.contains(&format!("\\fB{key}\\fR")),
+                "the man page does not document {key}"
+            );
+        }
+        for var in [KEY_RANGE, KEY_ENV, KEY_READY, KEY_LEASE_RANGE, KEY_SCHEME] {
+            assert!(
+                readme.contains(&format!("`ports.<service>.{var}`")),
+                "README.md does not document ports.<service>.{var}"
+            );
+            assert!(
+                man.contains(&format!("\\fIservice\\fR\\fB.{var}")),
+                "the man page does not document ports.<service>.{var}"
+            );
         }
     }
 

@@ -10,19 +10,44 @@ pub struct Derived {
     pub template: Vec<Piece>,
 }
 
-/// A part of a template: text, a service's port, a service's host name or its URL (`None`:
-/// the default service's, `ports.hostService`).
+/// A part of a template: text, a service's port, its host name, the URL any client on this
+/// machine connects to, or the URL a browser opens (`None`: the default service's,
+/// `ports.hostService`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
     Text(String),
     Port(String),
     Host(Option<String>),
     Url(Option<String>),
+    PublicUrl(Option<String>),
+}
+
+/// What a template needs that the worktree has none of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// A port of this service.
+    Port(String),
+    /// A host name (the worktree has none yet).
+    Name(String),
+    /// A URL scheme for this service (`ports.<service>.scheme`).
+    Scheme(String),
+}
+
+/// What a template's placeholders stand for, for one worktree.
+pub struct Values<'a> {
+    pub port: &'a dyn Fn(&str) -> Option<u16>,
+    /// The worktree's host name for a service.
+    pub host: &'a dyn Fn(&str) -> Option<String>,
+    /// The URL scheme of a service.
+    pub scheme: &'a dyn Fn(&str) -> Option<String>,
+    /// The service a bare placeholder means.
+    pub default: &'a str,
 }
 
 /// Parses a template: `{service}` stands for the service's port, `{host}` and
-/// `{host:service}` for a host name, `{url}` and `{url:service}` for `http://HOST:PORT`, `{{`
-/// and `}}` for braces.
+/// `{host:service}` for a host name, `{url}` and `{url:service}` for `SCHEME://localhost:PORT`,
+/// `{public_url}` and `{public_url:service}` for `SCHEME://HOST:PORT`, `{{` and `}}` for
+/// braces.
 pub fn parse_template(t: &str) -> std::result::Result<Vec<Piece>, String> {
     let mut pieces = Vec::new();
     let mut text = String::new();
@@ -47,18 +72,21 @@ pub fn parse_template(t: &str) -> std::result::Result<Vec<Piece>, String> {
                     }
                     name.push(c);
                 }
+                let service = |s: &str| is_service_name(s).then(|| Some(s.to_string()));
                 let piece = match name.split_once(':') {
                     _ if !closed => None,
                     None if name == "host" => Some(Piece::Host(None)),
                     None if name == "url" => Some(Piece::Url(None)),
+                    None if name == "public_url" => Some(Piece::PublicUrl(None)),
                     None => is_service_name(&name).then(|| Piece::Port(name.clone())),
-                    Some(("host", s)) if is_service_name(s) => Some(Piece::Host(Some(s.into()))),
-                    Some(("url", s)) if is_service_name(s) => Some(Piece::Url(Some(s.into()))),
+                    Some(("host", s)) => service(s).map(Piece::Host),
+                    Some(("url", s)) => service(s).map(Piece::Url),
+                    Some(("public_url", s)) => service(s).map(Piece::PublicUrl),
                     Some(_) => None,
                 };
                 let Some(piece) = piece else {
                     return Err(format!(
-                        "'{{{name}}}' is not a service: write {{service}} for a port, {{host}} or {{host:service}} for a host name, {{url}} or {{url:service}} for a URL, {{{{ and }}}} for braces"
+                        "'{{{name}}}' is not a service: write {{service}} for a port, {{host}} or {{host:service}} for a host name, {{url}} or {{url:service}} for the URL any client here connects to, {{public_url}} or {{public_url:service}} for the one a browser opens, {{{{ and }}}} for braces"
                     ));
                 };
                 if !text.is_empty() {
@@ -77,28 +105,25 @@ pub fn parse_template(t: &str) -> std::result::Result<Vec<Piece>, String> {
 }
 
 impl Derived {
-    /// The value for these ports and host names (`host(service)`; the default service is
-    /// `default`), or the first thing it needs that the worktree has none of.
-    pub fn render(
-        &self,
-        port: impl Fn(&str) -> Option<u16>,
-        host: impl Fn(&str) -> Option<String>,
-        default: &str,
-    ) -> std::result::Result<String, String> {
+    /// The value for these ports, names and schemes, or the first thing it needs that the
+    /// worktree has none of.
+    pub fn render(&self, v: &Values) -> std::result::Result<String, Missing> {
+        let port = |s: &str| (v.port)(s).ok_or_else(|| Missing::Port(s.to_string()));
+        let host = |s: &str| (v.host)(s).ok_or_else(|| Missing::Name(s.to_string()));
+        let scheme = |s: &str| (v.scheme)(s).ok_or_else(|| Missing::Scheme(s.to_string()));
         let mut out = String::new();
         for p in &self.template {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Port(s) => out.push_str(&port(s).ok_or_else(|| s.clone())?.to_string()),
-                Piece::Host(s) => {
-                    let s = s.as_deref().unwrap_or(default);
-                    out.push_str(&host(s).ok_or_else(|| format!("a host name for {s}"))?);
-                }
+                Piece::Port(s) => out.push_str(&port(s)?.to_string()),
+                Piece::Host(s) => out.push_str(&host(s.as_deref().unwrap_or(v.default))?),
                 Piece::Url(s) => {
-                    let s = s.as_deref().unwrap_or(default);
-                    let h = host(s).ok_or_else(|| format!("a host name for {s}"))?;
-                    let p = port(s).ok_or_else(|| s.to_string())?;
-                    out.push_str(&format!("http://{h}:{p}"));
+                    let s = s.as_deref().unwrap_or(v.default);
+                    out.push_str(&format!("{}://localhost:{}", scheme(s)?, port(s)?));
+                }
+                Piece::PublicUrl(s) => {
+                    let s = s.as_deref().unwrap_or(v.default);
+                    out.push_str(&format!("{}://{}:{}", scheme(s)?, host(s)?, port(s)?));
                 }
             }
         }
@@ -123,23 +148,37 @@ mod tests {
         for bad in ["{API}", "{}", "{api", "a}b", "{a b}"] {
             assert!(parse_template(bad).is_err(), "{bad}");
         }
+        let no_host = |_: &str| None;
+        let http = |_: &str| Some("http".to_string());
         let d = Derived {
             name: "X".into(),
             template: parse_template("{web}-{api}").unwrap_or_default(),
         };
-        let no_host = |_: &str| None;
-        assert_eq!(
-            d.render(|s| (s == "web").then_some(8000), no_host, "web"),
-            Err("api".into())
-        );
-        assert_eq!(d.render(|_| Some(1), no_host, "web"), Ok("1-1".into()));
+        let web_only = |s: &str| (s == "web").then_some(8000);
+        let v = Values {
+            port: &web_only,
+            host: &no_host,
+            scheme: &http,
+            default: "web",
+        };
+        assert_eq!(d.render(&v), Err(Missing::Port("api".into())));
+        let one = |_: &str| Some(1);
+        let v = Values { port: &one, ..v };
+        assert_eq!(d.render(&v), Ok("1-1".into()));
         // Host names and URLs: the default service's, or a named one's.
-        for bad in ["{host:}", "{url:API}", "{hosts:web}", "{host:web:x}"] {
+        for bad in [
+            "{host:}",
+            "{url:API}",
+            "{hosts:web}",
+            "{host:web:x}",
+            "{public_url:}",
+        ] {
             assert!(parse_template(bad).is_err(), "{bad}");
         }
         let d = Derived {
             name: "X".into(),
-            template: parse_template("{host} {url:api} {host:api}").unwrap_or_default(),
+            template: parse_template("{host} {url:api} {host:api} {public_url}")
+                .unwrap_or_default(),
         };
         let host = |s: &str| {
             Some(if s == "web" {
@@ -148,13 +187,31 @@ mod tests {
                 format!("{s}.a.b.localhost")
             })
         };
+        let nine = |_: &str| Some(9000);
+        let v = Values {
+            port: &nine,
+            host: &host,
+            scheme: &http,
+            default: "web",
+        };
         assert_eq!(
-            d.render(|_| Some(9000), host, "web"),
-            Ok("a.b.localhost http://api.a.b.localhost:9000 api.a.b.localhost".into())
+            d.render(&v),
+            Ok(
+                "a.b.localhost http://localhost:9000 api.a.b.localhost http://a.b.localhost:9000"
+                    .into()
+            )
         );
-        assert_eq!(
-            d.render(|_| Some(9000), no_host, "web"),
-            Err("a host name for web".into())
-        );
+        let v = Values {
+            host: &no_host,
+            ..v
+        };
+        assert_eq!(d.render(&v), Err(Missing::Name("web".into())));
+        let none = |_: &str| None;
+        let url = Derived {
+            name: "X".into(),
+            template: parse_template("{url:db}").unwrap_or_default(),
+        };
+        let v = Values { scheme: &none, ..v };
+        assert_eq!(url.render(&v), Err(Missing::Scheme("db".into())));
     }
 }

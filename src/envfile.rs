@@ -75,49 +75,70 @@ pub fn vars_of(
             value: Value::Port(*p),
         })
         .collect();
-    // Each service's host name and URL (`WEB_HOST=feature-x.shop.localhost`,
-    // `WEB_URL=http://feature-x.shop.localhost:8001`), once the worktree has a name; a name
-    // the user gave a variable already is theirs.
+    // Each service's URL, which any client on this machine connects to whatever its
+    // resolver (`WEB_URL=http://localhost:8001`, `REDIS_URL=redis://localhost:6380`), where
+    // its scheme is known; and for a browser's scheme, the worktree's own name
+    // (`WEB_PUBLIC_URL=http://feature-x.shop.localhost:8001`), which keeps its cookies apart.
+    // A name the user gave a variable already is theirs.
     let default = settings.host_service.as_str();
     let host = |s: &str| {
         hosts
             .get(&wt.key)
             .map(|h| crate::names::service_host(h, s, default))
     };
-    if settings.host_vars && hosts.contains_key(&wt.key) {
-        let mut named: Vec<Var> = Vec::new();
-        for (s, p) in &ports {
-            let base = s.to_uppercase().replace('-', "_");
-            let h = host(s).unwrap_or_default();
-            named.push(Var {
-                name: format!("{base}_{}", crate::keys::ENV_HOST_SUFFIX),
+    let names = settings.host_vars && hosts.contains_key(&wt.key);
+    let mut made: Vec<Var> = Vec::new();
+    for (s, p) in &ports {
+        let Some(scheme) = settings.scheme(s) else {
+            continue;
+        };
+        let base = s.to_uppercase().replace('-', "_");
+        made.push(Var {
+            name: format!("{base}_{}", crate::keys::ENV_URL_SUFFIX),
+            value: Value::Text(format!("{scheme}://localhost:{p}")),
+        });
+        if let Some(h) = host(s).filter(|_| names && crate::config::is_browser_scheme(scheme)) {
+            made.push(Var {
+                name: format!("{base}_{}", crate::keys::ENV_PUBLIC_HOST_SUFFIX),
                 value: Value::Text(h.clone()),
             });
-            named.push(Var {
-                name: format!("{base}_{}", crate::keys::ENV_URL_SUFFIX),
-                value: Value::Text(format!("http://{h}:{p}")),
+            made.push(Var {
+                name: format!("{base}_{}", crate::keys::ENV_PUBLIC_URL_SUFFIX),
+                value: Value::Text(format!("{scheme}://{h}:{p}")),
             });
         }
-        let taken = |n: &str| {
-            vars.iter().any(|v| v.name == n) || settings.derived.iter().any(|d| d.name == n)
-        };
-        let named: Vec<Var> = named.into_iter().filter(|v| !taken(&v.name)).collect();
-        vars.extend(named);
     }
+    let taken =
+        |n: &str| vars.iter().any(|v| v.name == n) || settings.derived.iter().any(|d| d.name == n);
+    let made: Vec<Var> = made.into_iter().filter(|v| !taken(&v.name)).collect();
+    vars.extend(made);
     let mut warnings = Vec::new();
+    let port = |s: &str| held.get(s).copied();
+    let scheme = |s: &str| settings.scheme(s).map(str::to_string);
+    let values = crate::derived::Values {
+        port: &port,
+        host: &host,
+        scheme: &scheme,
+        default,
+    };
     for d in &settings.derived {
-        match d.render(|s| held.get(s).copied(), host, default) {
+        use crate::derived::Missing;
+        match d.render(&values) {
             Ok(v) => vars.push(Var {
                 name: d.name.clone(),
                 value: Value::Text(v),
             }),
-            Err(missing) if missing.starts_with("a host name") => warnings.push(format!(
+            Err(Missing::Name(_)) => warnings.push(format!(
                 "{} is left out: worktree '{}' has no host name yet (the next change gives it one)",
                 d.name, wt.name
             )),
-            Err(missing) => warnings.push(format!(
+            Err(Missing::Port(missing)) => warnings.push(format!(
                 "{} is left out: worktree '{}' holds no port for '{missing}'",
                 d.name, wt.name
+            )),
+            Err(Missing::Scheme(s)) => warnings.push(format!(
+                "{} is left out: service '{s}' has no URL scheme (set one with `git config ports.{s}.scheme SCHEME`)",
+                d.name
             )),
         }
     }

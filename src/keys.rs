@@ -15,6 +15,9 @@ pub const KEY_READY: &str = "ready";
 /// `ports.<service>.leaseRange`: the ports `git ports lease` takes for the service,
 /// `START-END` (default: the service's range).
 pub const KEY_LEASE_RANGE: &str = "leaseRange";
+/// `ports.<service>.scheme`: the URL scheme of the service's `<SERVICE>_URL` (`http`, `redis`,
+/// `postgresql`, …), or `none` for no URL.
+pub const KEY_SCHEME: &str = "scheme";
 /// `ports.<service>.env`: the variable name `env` and `exec` use for a service.
 pub const KEY_ENV: &str = "env";
 /// `ports.autoAllocate`: services the post-checkout hook allocates to new worktrees.
@@ -50,11 +53,15 @@ pub const ENV_COMPOSE: &str = "COMPOSE_PROJECT_NAME";
 pub const KEY_HOST_TEMPLATE: &str = "ports.hostTemplate";
 /// `ports.hostService`: the service a worktree's bare host name stands for (default web).
 pub const KEY_HOST_SERVICE: &str = "ports.hostService";
-/// What `env` appends to a service's name for its host name and URL: `WEB_HOST`, `WEB_URL`.
-pub const ENV_HOST_SUFFIX: &str = "HOST";
+/// What `env` appends to a service's name: `WEB_URL` (`http://localhost:8001`, which any
+/// client on this machine reaches), `WEB_PUBLIC_HOST` and `WEB_PUBLIC_URL` (the worktree's own
+/// name, for a browser).
 pub const ENV_URL_SUFFIX: &str = "URL";
-/// `ports.hostVars`: false leaves `<SERVICE>_HOST` and `<SERVICE>_URL` out of `env`, `exec`
-/// and env files (the `{host}` and `{url}` placeholders still work).
+pub const ENV_PUBLIC_HOST_SUFFIX: &str = "PUBLIC_HOST";
+pub const ENV_PUBLIC_URL_SUFFIX: &str = "PUBLIC_URL";
+/// `ports.hostVars`: false leaves the names (`<SERVICE>_PUBLIC_HOST`, `<SERVICE>_PUBLIC_URL`)
+/// out of `env`, `exec` and env files (the `{host}` and `{public_url}` placeholders still
+/// work).
 pub const KEY_HOST_VARS: &str = "ports.hostVars";
 /// `ports.proxyPort`: the port `git ports proxy` listens on (global git config).
 pub const KEY_PROXY_PORT: &str = "ports.proxyPort";

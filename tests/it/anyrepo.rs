@@ -83,7 +83,7 @@ fn every_command_works_under_sha256_and_reftable() {
         same(
             &env.run(&wt, ["env"]).ok().stdout,
             &format!(
-                "export WEB_PORT={web}\nexport API_PORT={api}\nexport WEB_HOST={host}\nexport WEB_URL=http://{host}:{web}\nexport API_HOST=api.{host}\nexport API_URL=http://api.{host}:{api}\n",
+                "export WEB_PORT={web}\nexport API_PORT={api}\nexport WEB_URL=http://localhost:{web}\nexport WEB_PUBLIC_HOST={host}\nexport WEB_PUBLIC_URL=http://{host}:{web}\nexport API_URL=http://localhost:{api}\nexport API_PUBLIC_HOST=api.{host}\nexport API_PUBLIC_URL=http://api.{host}:{api}\n",
             ),
         );
         env.run(&wt, ["exec", "--", "true"]).ok();

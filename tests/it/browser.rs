@@ -72,6 +72,21 @@ fn a_cookie_stays_with_the_worktree_whose_name_set_it() {
     let _sa = upstream(&a, pa);
     let _sb = upstream(&b, pb);
     let _proxy = proxy(&env, 29790);
+    // The URLs the browser opens by name are the worktrees' own WEB_PUBLIC_URL.
+    let public = |dir: &std::path::Path| {
+        env.run(dir, ["env", "--format", "json"]).ok().json()["WEB_PUBLIC_URL"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (ua, ub) = (public(&a), public(&b));
+    assert_eq!(
+        (ua.as_str(), ub.as_str()),
+        (
+            "http://a.shop.localhost:29700",
+            "http://b.shop.localhost:29701"
+        )
+    );
     let script = format!(
         r##"
 (async () => {{
@@ -84,9 +99,9 @@ fn a_cookie_stays_with_the_worktree_whose_name_set_it() {
   out.localhost_b = await text("http://localhost:{pb}/echo");
   await page.context().clearCookies();
   // By name, no proxy: each worktree's own.
-  out.name_set_a = await text("http://a.shop.localhost:{pa}/set");
-  out.name_a = await text("http://a.shop.localhost:{pa}/echo");
-  out.name_b = await text("http://b.shop.localhost:{pb}/echo");
+  out.name_set_a = await text("{ua}/set");
+  out.name_a = await text("{ua}/echo");
+  out.name_b = await text("{ub}/echo");
   await page.context().clearCookies();
   // By name, through the proxy.
   out.proxy_set_b = await text("http://b.shop.localhost:29790/set");

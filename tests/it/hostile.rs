@@ -297,7 +297,10 @@ fn names_under_an_origin_are_that_origins_own() {
     let api = repo.worktree("api", "api");
     env.run(&api, ["allocate", "web"]).ok();
     let vars = env.run(&api, ["env"]).ok().stdout.clone();
-    assert!(vars.contains("WEB_HOST=api-2.shop.localhost\n"), "{vars}");
+    assert!(
+        vars.contains("WEB_PUBLIC_HOST=api-2.shop.localhost\n"),
+        "{vars}"
+    );
     let json = env.run(env.root(), ["proxy", "status", "--json"]).json();
     let names: Vec<String> = json["names"]
         .as_array()
@@ -316,7 +319,7 @@ fn names_under_an_origin_are_that_origins_own() {
     let zz = other.worktree("zz", "zz");
     env.run(&zz, ["allocate", "web"]).ok();
     let vars = env.run(&zz, ["env"]).ok().stdout.clone();
-    assert!(!vars.contains("WEB_HOST="), "{vars}");
+    assert!(!vars.contains("WEB_PUBLIC_HOST="), "{vars}");
     let doctor = env.run(&zz, ["doctor"]);
     doctor.code(4);
     assert!(

@@ -24,6 +24,7 @@ mod robust;
 mod status;
 mod support;
 mod userfiles;
+mod variables;
 mod workflow;
 
 include!(concat!(env!("OUT_DIR"), "/it_all.rs"));

@@ -25,6 +25,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("browser", 29700, 29799),
     ("hostile", 29800, 29849),
     ("limits", 29850, 29899),
+    ("variables", 20100, 20199),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -57,6 +58,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("browser", include_str!("browser.rs")),
         ("hostile", include_str!("hostile.rs")),
         ("limits", include_str!("limits.rs")),
+        ("variables", include_str!("variables.rs")),
     ]
 }
 

@@ -117,13 +117,13 @@ fn every_worktree_has_a_name_in_env_and_status() {
     let (repo, fx) = shop(&env, 29600);
     same(
         &env.run(&fx, ["env"]).ok().stdout,
-        "export WEB_PORT=29601\nexport API_PORT=29605\nexport WEB_HOST=fx.shop.localhost\nexport WEB_URL=http://fx.shop.localhost:29601\nexport API_HOST=api.fx.shop.localhost\nexport API_URL=http://api.fx.shop.localhost:29605\n",
+        "export WEB_PORT=29601\nexport API_PORT=29605\nexport WEB_URL=http://localhost:29601\nexport WEB_PUBLIC_HOST=fx.shop.localhost\nexport WEB_PUBLIC_URL=http://fx.shop.localhost:29601\nexport API_URL=http://localhost:29605\nexport API_PUBLIC_HOST=api.fx.shop.localhost\nexport API_PUBLIC_URL=http://api.fx.shop.localhost:29605\n",
     );
     repo.git([
         "config",
         "--add",
         "ports.derived",
-        "OAUTH_CALLBACK={url}/auth/callback",
+        "OAUTH_CALLBACK={public_url}/auth/callback",
     ]);
     repo.git([
         "config",
@@ -159,11 +159,14 @@ fn every_worktree_has_a_name_in_env_and_status() {
     let fx2 = o.worktree("elsewhere/fx", "fx");
     env.run(&fx2, ["allocate", "web"]).ok();
     let host = env.run(&fx2, ["env"]).ok().stdout.clone();
-    assert!(host.contains("WEB_HOST=fx.shop-2.localhost\n"), "{host}");
+    assert!(
+        host.contains("WEB_PUBLIC_HOST=fx.shop-2.localhost\n"),
+        "{host}"
+    );
     let odd = o.worktree("elsewhere/日本", "jp");
     env.run(&odd, ["allocate", "web"]).ok();
     let text = env.run(&odd, ["env"]).ok().stdout.clone();
-    assert!(text.contains("WEB_HOST=x-"), "{text}");
+    assert!(text.contains("WEB_PUBLIC_HOST=x-"), "{text}");
     // The template is validated; a bad one stops changes with a line naming it.
     repo.git(["config", "ports.hostTemplate", "{worktree}.example.com"]);
     let bad = env.run(&fx, ["allocate", "web"]);
@@ -181,7 +184,10 @@ fn every_worktree_has_a_name_in_env_and_status() {
     let late = repo.worktree("late", "late");
     env.run(&late, ["allocate", "web"]).ok();
     let text = env.run(&late, ["env"]).ok().stdout.clone();
-    assert!(text.contains("WEB_HOST=shop-late.localhost\n"), "{text}");
+    assert!(
+        text.contains("WEB_PUBLIC_HOST=shop-late.localhost\n"),
+        "{text}"
+    );
     // The origin points only at a worktree that holds a port; a refusal changes nothing.
     let idle = repo.worktree("idle", "idle");
     let ledger = std::fs::read(crate::promise::ledger_path(&env)).expect("ledger");
@@ -198,7 +204,7 @@ fn every_worktree_has_a_name_in_env_and_status() {
         env.run(&fx, ["env"])
             .ok()
             .stdout
-            .contains("WEB_HOST=fx.shop.localhost\n")
+            .contains("WEB_PUBLIC_HOST=fx.shop.localhost\n")
     );
 }
 
