@@ -187,6 +187,15 @@ pub fn shell_quote(s: &str) -> String {
 
 /// `--worktree NAME` for a hint, shell-quoted; `--worktree=-x` for a name that starts with a
 /// dash, which would otherwise read as an option.
+/// `git -C '/src/shop' ports ARGS`: a command that works pasted into any terminal, wherever
+/// it is (a hint the proxy gives in a browser page, far from the repository).
+pub fn git_in(dir: &std::path::Path, args: &str) -> String {
+    format!(
+        "git -C {} ports {args}",
+        shell_quote(&dir.display().to_string())
+    )
+}
+
 pub fn worktree_arg(name: &str) -> String {
     if name.starts_with('-') {
         shell_quote(&format!("--worktree={name}"))

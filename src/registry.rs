@@ -93,12 +93,29 @@ pub fn name_of_key(key: &str) -> Option<OsString> {
     (!key.contains('/') && !key.is_empty()).then(|| OsString::from(key))
 }
 
-/// A key as people read it: bytes that are not UTF-8 as git quotes them (`wt-\377`).
+/// A key as people read it: bytes that are not UTF-8 as git quotes them (`wt-\377`). The
+/// main worktree's key, which is no name, is never shown: see [`display_key_of`].
 pub fn display_key(key: &str) -> String {
     match key.strip_prefix("/x").and_then(unhex) {
         Some(bytes) => show_bytes(&bytes),
         None => key.to_string(),
     }
+}
+
+/// A key of the repository whose common dir is `common` as people read it: the main
+/// worktree by its directory's name (`shop` for `/src/shop/.git`, `shop` for a bare
+/// `/srv/shop.git`), a linked one as [`display_key`] shows it.
+pub fn display_key_of(common: &std::path::Path, key: &str) -> String {
+    if key != MAIN_KEY {
+        return display_key(key);
+    }
+    let dir = crate::ledger::repo_dir(common);
+    let name = dir
+        .file_name()
+        .map(crate::bytes::os_bytes)
+        .unwrap_or_default();
+    let name = name.strip_suffix(b".git").unwrap_or(&name);
+    show_bytes(name)
 }
 
 /// A JSON object read into a map, refusing a key that appears twice: serde would keep the

@@ -34,7 +34,7 @@ pub fn stale(repo: &Repo, registry: &Registry) -> Vec<Pruned> {
         .filter_map(|h| {
             let reason = repo.gone(h.worktree)?;
             Some(Pruned {
-                worktree: crate::registry::display_key(h.worktree),
+                worktree: repo.display_name(h.worktree),
                 service: h.service.to_string(),
                 port: h.allocation.port,
                 reason,

@@ -477,20 +477,12 @@ pub struct Served {
 
 /// Every name the ledger knows, with where the proxy sends it now.
 pub fn served(ledger: &LedgerStore, port: u16) -> Vec<Served> {
-    let Ok(l) = ledger.load() else {
-        return Vec::new();
-    };
     let routes = Routes::new(Some(ledger.clone()));
-    let origins: Vec<String> = l
-        .names
-        .repos
-        .iter()
-        .map(|r| crate::names::origin(&r.label))
-        .collect();
-    origins
-        .iter()
-        .map(|h| (h.clone(), true))
-        .chain(l.names.hosts.keys().map(|h| (h.clone(), false)))
+    // The first lookup reads the ledger.
+    let _ = routes.resolve(crate::names::SUFFIX);
+    routes
+        .names()
+        .into_iter()
         .filter_map(|(host, origin)| {
             let route = routes.resolve(&host);
             let (port_to, place) = match &*route {

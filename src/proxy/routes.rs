@@ -52,6 +52,8 @@ pub struct Place {
     pub service: String,
     /// The name asked for.
     pub host: String,
+    /// The name was the repository's origin.
+    pub origin: bool,
 }
 
 /// A file as last read: its identity on disk.
@@ -163,13 +165,51 @@ impl Routes {
     }
 
     /// Every name there is, for a page to a local client: origins first, then worktrees.
-    pub fn names(&self) -> Vec<String> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state
-            .ledger
-            .as_ref()
-            .map(|c| all_names(&c.value))
-            .unwrap_or_default()
+    /// Every name routed (each worktree's and origin's, and each of their services'), with
+    /// whether it is an origin's: origins first, then worktrees, from the ledger as last
+    /// read.
+    pub fn names(&self) -> Vec<(String, bool)> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(ledger) = state.ledger.as_ref().map(|c| c.value.clone()) else {
+            return Vec::new();
+        };
+        let mut bare: Vec<(String, PathBuf, String, bool)> = ledger
+            .names
+            .repos
+            .iter()
+            .map(|r| {
+                let key = r
+                    .point
+                    .clone()
+                    .unwrap_or_else(|| crate::registry::MAIN_KEY.to_string());
+                (names::origin(&r.label), r.repo.clone(), key, true)
+            })
+            .collect();
+        bare.sort();
+        bare.extend(
+            ledger
+                .names
+                .hosts
+                .iter()
+                .map(|(h, c)| (h.clone(), c.repo.clone(), c.worktree.clone(), false)),
+        );
+        let mut out = Vec::new();
+        for (host, repo, key, origin) in bare.into_iter().filter(|b| b.0.ends_with(SUFFIX)) {
+            out.push((host.clone(), origin));
+            let default = ledger
+                .names
+                .repo(&repo)
+                .map_or(names::DEFAULT_SERVICE, |r| r.service())
+                .to_string();
+            if let Ok((registry, _)) = registry_of(&mut state, &repo)
+                && let Some(e) = registry.worktrees.get(&key)
+            {
+                for service in e.ports.keys().filter(|s| **s != default) {
+                    out.push((format!("{service}.{host}"), origin));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -214,7 +254,14 @@ fn work_out(
     let Some(ledger) = state.ledger.as_ref().map(|c| &c.value) else {
         return (Route::Unknown, None);
     };
-    let Some((repo, key, service, prefixed)) = find(ledger, host) else {
+    let Some(Found {
+        repo,
+        key,
+        service,
+        prefixed,
+        origin: via_origin,
+    }) = find(ledger, host)
+    else {
         return (Route::Unknown, None);
     };
     let name = ledger
@@ -222,7 +269,7 @@ fn work_out(
         .values()
         .find(|c| c.repo == repo && c.worktree == key)
         .map(|c| c.name.clone())
-        .unwrap_or_else(|| crate::registry::display_key(&key));
+        .unwrap_or_else(|| crate::registry::display_key_of(&repo, &key));
     let shown = tilde(&repo_dir(&repo));
     let (registry, registry_stamp) = match registry_of(state, &repo) {
         Ok(r) => r,
@@ -242,7 +289,14 @@ fn work_out(
         return (Route::Unknown, read);
     }
     let entry = registry.worktrees.get(&key);
-    let path = entry.map(|e| e.path.clone()).unwrap_or_default();
+    // The main worktree is where the repository is, whether or not it holds a port, and
+    // whatever path a copied registry remembers for it.
+    let main = key == crate::registry::MAIN_KEY && repo.file_name().is_some_and(|n| n == ".git");
+    let path = match entry {
+        _ if main => repo_dir(&repo),
+        Some(e) => e.path.clone(),
+        None => PathBuf::new(),
+    };
     let nested = registry
         .worktrees
         .iter()
@@ -256,6 +310,7 @@ fn work_out(
         nested,
         service: service.clone(),
         host: host.to_string(),
+        origin: via_origin,
     };
     let route = match entry.and_then(|e| e.ports.get(&service)) {
         Some(a) => match ledger.ports.get(&a.port) {
@@ -297,67 +352,59 @@ fn registry_of(state: &mut State, repo: &Path) -> Result<(Arc<Registry>, Stamp),
     Ok((value, now))
 }
 
-/// The repository, worktree key and service `host` names: a worktree's host (its default
-/// service), a service in front of one, a repository's origin (the worktree it points at),
-/// or a service in front of that; and whether the service was in front.
-fn find(ledger: &Ledger, host: &str) -> Option<(PathBuf, String, String, bool)> {
+/// What a host name names.
+struct Found {
+    repo: PathBuf,
+    /// The worktree's registry key.
+    key: String,
+    service: String,
+    /// The service was named in front (`api.feature-x.shop.localhost`).
+    prefixed: bool,
+    /// The name is (or is under) the repository's origin.
+    origin: bool,
+}
+
+/// What `host` names: a worktree's host (its default service), a service in front of one,
+/// a repository's origin (the worktree it points at), or a service in front of that.
+fn find(ledger: &Ledger, host: &str) -> Option<Found> {
     let n = &ledger.names;
     let service_of = |repo: &Path| {
         n.repo(repo)
             .map_or(names::DEFAULT_SERVICE, |r| r.service())
             .to_string()
     };
-    if let Some(c) = n.hosts.get(host) {
-        return Some((
-            c.repo.clone(),
-            c.worktree.clone(),
-            service_of(&c.repo),
-            false,
-        ));
-    }
-    let origin = |h: &str| {
+    let worktree = |h: &str, service: Option<&str>| {
+        n.hosts.get(h).map(|c| Found {
+            repo: c.repo.clone(),
+            key: c.worktree.clone(),
+            service: service.map_or_else(|| service_of(&c.repo), str::to_string),
+            prefixed: service.is_some(),
+            origin: false,
+        })
+    };
+    let origin = |h: &str, service: Option<&str>| {
         n.repos
             .iter()
             .find(|r| names::origin(&r.label) == h)
-            .map(|r| {
-                let key = r
+            .map(|r| Found {
+                repo: r.repo.clone(),
+                key: r
                     .point
                     .clone()
-                    .unwrap_or_else(|| crate::registry::MAIN_KEY.to_string());
-                (r.repo.clone(), key)
+                    .unwrap_or_else(|| crate::registry::MAIN_KEY.to_string()),
+                service: service.map_or_else(|| service_of(&r.repo), str::to_string),
+                prefixed: service.is_some(),
+                origin: true,
             })
     };
-    if let Some((repo, key)) = origin(host) {
-        let s = service_of(&repo);
-        return Some((repo, key, s, false));
+    if let Some(f) = worktree(host, None).or_else(|| origin(host, None)) {
+        return Some(f);
     }
     let (service, rest) = host.split_once('.')?;
     if !crate::config::is_service_name(service) {
         return None;
     }
-    if let Some(c) = n.hosts.get(rest) {
-        return Some((
-            c.repo.clone(),
-            c.worktree.clone(),
-            service.to_string(),
-            true,
-        ));
-    }
-    origin(rest).map(|(repo, key)| (repo, key, service.to_string(), true))
-}
-
-/// Every name there is, for a 404 page: origins first, then worktrees.
-fn all_names(ledger: &Ledger) -> Vec<String> {
-    let mut out: Vec<String> = ledger
-        .names
-        .repos
-        .iter()
-        .map(|r| names::origin(&r.label))
-        .collect();
-    out.sort();
-    out.extend(ledger.names.hosts.keys().cloned());
-    out.retain(|h| h.ends_with(SUFFIX));
-    out
+    worktree(rest, Some(service)).or_else(|| origin(rest, Some(service)))
 }
 
 #[cfg(test)]

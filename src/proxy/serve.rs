@@ -322,14 +322,19 @@ async fn handle(
     let (port, place) = match &*route {
         Route::To { port, place } => (*port, place),
         Route::NotHeld { place } => {
-            let text = format!(
-                "git ports proxy: worktree '{}' of {} holds no port for {}: run `git ports allocate {} {}`",
-                place.worktree,
-                place.repo,
-                place.service,
-                place.service,
-                crate::output::worktree_arg(&place.worktree)
+            let allocate =
+                crate::output::git_in(&place.path, &format!("allocate {}", place.service));
+            let mut text = format!(
+                "git ports proxy: worktree '{}' of {} holds no port for {}: run `{allocate}`",
+                place.worktree, place.repo, place.service,
             );
+            if place.origin {
+                text.push_str(&format!(
+                    ", or point {} at a worktree that holds one: `{}`",
+                    place.host,
+                    crate::output::git_in(&place.path, "point WORKTREE")
+                ));
+            }
             return page(StatusCode::BAD_GATEWAY, wants_html, &text);
         }
         Route::Conflict {
@@ -338,12 +343,12 @@ async fn handle(
             holder,
         } => {
             let text = format!(
-                "git ports proxy: {} is not served: port {port}, which worktree '{}' of {} holds for {}, is held by {holder} too (a conflict: a copied repository, or a registry restored from a backup), so the server there may be theirs. Run `git ports doctor --fix` in {} to give the worktree a port of its own",
+                "git ports proxy: {} is not served: port {port}, which worktree '{}' of {} holds for {}, is held by {holder} too (a conflict: a copied repository, or a registry restored from a backup), so the server there may be theirs. Run `{}` to give the worktree a port of its own",
                 place.host,
                 place.worktree,
                 place.repo,
                 place.service,
-                crate::output::shell_quote(&place.path.display().to_string())
+                crate::output::git_in(&place.path, "doctor --fix")
             );
             return page(StatusCode::BAD_GATEWAY, wants_html, &text);
         }
@@ -359,7 +364,7 @@ async fn handle(
             );
         }
         Route::Unknown => {
-            let names = shared.routes.names();
+            let names: Vec<String> = shared.routes.names().into_iter().map(|n| n.0).collect();
             let list = if names.is_empty() {
                 "none yet (allocate a port in a worktree to give it one)".to_string()
             } else {
@@ -379,12 +384,12 @@ async fn handle(
     }
     let down = |why: &str| {
         format!(
-            "git ports proxy: nothing answers for {} ({} of worktree '{}' in {}) on port {port}: {why}. Start it in {} with `git ports exec -- COMMAND`",
+            "git ports proxy: nothing answers for {} ({} of worktree '{}' in {}) on port {port}: {why}. Start it with `{}`",
             place.host,
             place.service,
             place.worktree,
             place.repo,
-            place.path.display()
+            crate::output::git_in(&place.path, "exec -- COMMAND")
         )
     };
     let refused = |r: &Refusal| match r {

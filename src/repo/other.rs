@@ -53,7 +53,7 @@ impl Other {
                 }
                 None => (
                     Head::Unknown,
-                    crate::registry::display_key(key),
+                    crate::registry::display_key_of(repo, key),
                     seen_at.to_path_buf(),
                     Some(Gone::Removed),
                     PathBuf::new(),

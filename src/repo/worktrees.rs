@@ -249,7 +249,7 @@ impl Repo {
     pub fn display_name(&self, key: &str) -> String {
         match &self.main {
             Some(m) if key == MAIN_KEY => m.name.clone(),
-            _ => crate::registry::display_key(key),
+            _ => crate::registry::display_key_of(&self.common_dir, key),
         }
     }
 

@@ -208,7 +208,9 @@ fn a_copied_repository_is_never_routed_to_the_originals_server() {
         assert!(
             body.contains("is held by ")
                 && body.contains("(a conflict: a copied repository")
-                && body.contains("Run `git ports doctor --fix` in "),
+                && body.contains("Run `git -C ")
+                && body
+                    .contains("/copy ports doctor --fix` to give the worktree a port of its own"),
             "{host}: {body}"
         );
     }
@@ -301,16 +303,23 @@ fn names_under_an_origin_are_that_origins_own() {
         vars.contains("WEB_PUBLIC_HOST=api-2.shop.localhost\n"),
         "{vars}"
     );
+    // api.shop.localhost is the origin's api: the main worktree's.
     let json = env.run(env.root(), ["proxy", "status", "--json"]).json();
-    let names: Vec<String> = json["names"]
+    let api = json["names"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|n| n["host"].as_str().map(str::to_string))
-        .collect();
-    assert!(
-        !names.contains(&"api.shop.localhost".to_string()),
-        "{names:?}"
+        .find(|n| n["host"] == "api.shop.localhost")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            api["origin"].clone(),
+            api["worktree"].clone(),
+            api["port"].clone()
+        ),
+        (true.into(), "shop".into(), 29818.into()),
+        "{json:#}"
     );
     // Another repository whose template names everything under shop.localhost.
     let other = env.repo("other");

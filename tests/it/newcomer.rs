@@ -393,4 +393,51 @@ fn the_test_command_says_what_did_not_run_and_why() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// The hook workflow leaves the main worktree without a port: its origin's page names it by
+/// its name and gives commands that work pasted into any terminal; `status` and `proxy
+/// status` never show the main worktree's internal key.
+fn the_origin_of_a_main_worktree_without_ports_says_what_to_paste() {
+    if !crate::proxy::have("curl") {
+        crate::support::skip("needs curl");
+    }
+    let env = Env::new();
+    let repo = env.repo("shop");
+    repo.range("web", 29280, 29284);
+    let fx = repo.worktree("fx", "fx");
+    env.run(&fx, ["allocate", "web"]).ok();
+    let _proxy = crate::proxy::proxy(&env, 29299);
+    let (code, body) = crate::proxy::curl(&["http://shop.localhost:29299/"]);
+    assert_eq!(code, 502);
+    same(
+        &scrub(&body, &env),
+        "git ports proxy: worktree 'shop' of [TMP]/shop holds no port for web: run `git -C [TMP]/shop ports allocate web`, or point shop.localhost at a worktree that holds one: `git -C [TMP]/shop ports point WORKTREE`\n",
+    );
+    let st = env.run(env.root(), ["proxy", "status"]).stdout.clone();
+    assert!(
+        scrub(&st, &env).contains("  http://shop.localhost:29299 (origin) → 'shop', which holds no port for web, [TMP]/shop\n"),
+        "{st}"
+    );
+    assert!(!st.contains("'/'"), "{st}");
+    let status = repo.run(["status"]).stdout.clone();
+    assert!(
+        status.contains("http://shop.localhost:29299  origin, points at 'shop'\n"),
+        "{status}"
+    );
+    // Each command works as pasted, from anywhere.
+    let command = |n: usize| body.split('`').nth(n).unwrap_or_default().to_string();
+    let (allocate, point) = (command(1), command(3).replace("WORKTREE", "fx"));
+    env.sh(env.root(), &point).ok();
+    let (code, page) = crate::proxy::curl(&["http://shop.localhost:29299/"]);
+    assert_eq!(code, 502);
+    assert!(page.contains("(web of worktree 'fx' in "), "{page}");
+    env.sh(env.root(), &allocate).ok();
+    repo.run(["point", "shop"]).ok();
+    let (code, page) = crate::proxy::curl(&["http://shop.localhost:29299/"]);
+    assert_eq!(code, 502);
+    assert!(
+        page.contains("(web of worktree 'shop' in ") && page.contains(": nothing listens on it"),
+        "{page}"
+    );
+}
+
 include!(concat!(env!("OUT_DIR"), "/it_newcomer.rs"));

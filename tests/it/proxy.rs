@@ -258,8 +258,8 @@ fn the_proxy_routes_names_live_and_says_what_is_wrong() {
     assert!(
         body.starts_with(
             "git ports proxy: nothing answers for shop.localhost (web of worktree 'shop' in "
-        ) && body.contains("on port 29620: nothing listens on it. Start it in ")
-            && body.ends_with("with `git ports exec -- COMMAND`\n"),
+        ) && body.contains("on port 29620: nothing listens on it. Start it with `git -C ")
+            && body.ends_with("/shop ports exec -- COMMAND`\n"),
         "{body}"
     );
     let (code, page) = curl(&["-H", "Accept: text/html", &url("shop.localhost", "/")]);
@@ -294,7 +294,8 @@ fn the_proxy_routes_names_live_and_says_what_is_wrong() {
     let (code, body) = curl(&[&url("db.fx.shop.localhost", "/")]);
     assert_eq!(code, 502);
     assert!(
-        body.contains("holds no port for db: run `git ports allocate db --worktree fx`"),
+        body.contains("holds no port for db: run `git -C ")
+            && body.contains("/fx ports allocate db`"),
         "{body}"
     );
     // Unknown names: a 404 with the names there are.
@@ -302,7 +303,7 @@ fn the_proxy_routes_names_live_and_says_what_is_wrong() {
     assert_eq!(code, 404);
     same(
         &body,
-        "git ports proxy: no worktree is named nope.shop.localhost; the names are: shop.localhost, fx.shop.localhost, shop.shop.localhost\n",
+        "git ports proxy: no worktree is named nope.shop.localhost; the names are: shop.localhost, api.shop.localhost, fx.shop.localhost, api.fx.shop.localhost, shop.shop.localhost\n",
     );
     let (code, _) = curl(&["-0", "-H", "Host:", "http://127.0.0.1:29690/"]);
     assert_eq!(code, 400);

@@ -278,7 +278,7 @@ fn rows(ctx: &Ctx, registry: &Registry, hosts: &crate::names::Hosts) -> Vec<Row>
             rows.push(Row {
                 group: 0,
                 key: key.clone(),
-                name: crate::registry::display_key(key),
+                name: ctx.repo.display_name(key),
                 branch: None,
                 detached: false,
                 path: entry.path.display().to_string(),
