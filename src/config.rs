@@ -118,12 +118,45 @@ pub struct Problem {
     pub reason: String,
     /// The service whose range or variable it breaks, if any.
     pub service: Option<String>,
+    /// What it stops, from its key's row.
+    pub stops: Stops,
+    /// Where it is set: a file, or the command line.
+    pub origin: Option<String>,
 }
 
 impl Problem {
     pub fn error(&self) -> Error {
-        config_error(&self.key, &self.value, self.reason.clone())
+        Error::Config {
+            key: self.key.clone(),
+            value: self.value.clone(),
+            reason: self.reason.clone(),
+            origin: self.origin.clone(),
+        }
     }
+}
+
+/// What a wrong value stops, as its key's row says: the commands that need the value refuse,
+/// naming the key and where it is set; the others go on, and `status` and `doctor` say what
+/// is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stops {
+    /// Every change of the registry and the ledger: allocate, release, prune, lease, point,
+    /// the hook.
+    Changes,
+    /// The variables: env, exec, env files.
+    Variables,
+    /// The proxy.
+    Proxy,
+    /// Allocation of the service it is about (its range).
+    Service,
+    /// Readiness checks of the service: wait and the health check.
+    Readiness,
+    /// Leases of the service.
+    Leases,
+    /// Only its own entry, which is skipped and said so (one value of a multi-valued key).
+    Entry,
+    /// Nothing: the value is not used (colour, which falls back to its default).
+    Nothing,
 }
 
 /// `[a-z][a-z0-9-]*`: what a service may be called.
@@ -131,13 +164,6 @@ pub fn is_service_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some('a'..='z'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
-}
-
-/// The keys that take one value per entry (`git config --add`).
-fn is_multi(key: &str) -> bool {
-    [KEY_AUTO_ALLOCATE, KEY_DERIVED, KEY_ENV_FILE]
-        .iter()
-        .any(|k| k.eq_ignore_ascii_case(key))
 }
 
 /// Reads one value of a setting into the settings.
@@ -148,53 +174,158 @@ fn flag(key: &str, value: &str) -> Result<bool> {
     parse_bool(value).ok_or_else(|| config_error(key, value, "expected true or false"))
 }
 
+/// One of git-ports' settings: its key, how it reads a value, what a wrong value stops, and
+/// whether it takes one value per entry (`git config --add`).
+struct Row {
+    key: &'static str,
+    read: Read,
+    stops: Stops,
+    multi: bool,
+}
+
+const fn row(key: &'static str, stops: Stops, read: Read) -> Row {
+    Row {
+        key,
+        read,
+        stops,
+        multi: false,
+    }
+}
+
+const fn multi(key: &'static str, stops: Stops, read: Read) -> Row {
+    Row {
+        key,
+        read,
+        stops,
+        multi: true,
+    }
+}
+
+/// The keys of one service, `ports.<service>.<KEY>`, and what a wrong value stops.
+const SERVICE_KEYS: &[(&str, Stops)] = &[
+    (KEY_RANGE, Stops::Service),
+    (KEY_ENV, Stops::Variables),
+    (KEY_SCHEME, Stops::Variables),
+    (KEY_READY, Stops::Readiness),
+    (KEY_LEASE_RANGE, Stops::Leases),
+];
+
+/// The row of a key, if it is one of the settings (case as git folds it).
+fn row_of(key: &str) -> Option<&'static Row> {
+    SETTINGS.iter().find(|r| r.key.eq_ignore_ascii_case(key))
+}
+
+/// The keys that take one value per entry (`git config --add`).
+fn is_multi(key: &str) -> bool {
+    row_of(key).is_some_and(|r| r.multi)
+}
+
+/// What a wrong value of `key` stops.
+fn stops_of(key: &str) -> Stops {
+    if let Some(r) = row_of(key) {
+        return r.stops;
+    }
+    key.strip_prefix("ports.")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .and_then(|(_, var)| {
+            SERVICE_KEYS
+                .iter()
+                .find(|(v, _)| v.eq_ignore_ascii_case(var))
+        })
+        .map_or(Stops::Nothing, |(_, stops)| *stops)
+}
+
+/// `ports.*` keys git-ports does not know, with the key most like each: a typo
+/// (`ports.db.rnage`) would otherwise be ignored without a word.
+pub fn unknown_keys<'a>(
+    entries: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+) -> Vec<(String, Option<String>, Option<String>)> {
+    let mut known: Vec<String> = SETTINGS
+        .iter()
+        .map(|r| r.key.to_ascii_lowercase())
+        .collect();
+    let mut out: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+    for (key, origin) in entries {
+        let Some(rest) = key.strip_prefix("ports.") else {
+            continue;
+        };
+        let lower = key.to_ascii_lowercase();
+        if known.contains(&lower) {
+            continue;
+        }
+        let like = match rest.rsplit_once('.') {
+            // ports.<service>.<var>
+            Some((service, var)) => {
+                if SERVICE_KEYS
+                    .iter()
+                    .any(|(v, _)| v.eq_ignore_ascii_case(var))
+                {
+                    continue;
+                }
+                let vars: Vec<String> = SERVICE_KEYS.iter().map(|(v, _)| v.to_string()).collect();
+                crate::error::closest(var, &vars).map(|v| format!("ports.{service}.{v}"))
+            }
+            None => {
+                let names: Vec<String> = SETTINGS.iter().map(|r| r.key.to_string()).collect();
+                crate::error::closest(key, &names).map(str::to_string)
+            }
+        };
+        if !out.iter().any(|(k, ..)| k == key) {
+            out.push((key.to_string(), like, origin.map(str::to_string)));
+        }
+        known.push(lower);
+    }
+    out
+}
+
 /// git-ports' own settings with one key each, and how each reads its value. The keys of a
 /// service (`ports.<service>.range`, `.env`) and git's colour keys are read beside them.
-const SETTINGS: &[(&str, Read)] = &[
-    (KEY_AUTO_ALLOCATE, Settings::add_auto_allocate),
-    (KEY_DERIVED, Settings::add_derived),
-    (KEY_ENV_FILE, Settings::add_env_file),
-    (KEY_LOCK_TIMEOUT, Settings::set_lock_timeout),
-    (KEY_COMPOSE, |s, v| {
+const SETTINGS: &[Row] = &[
+    multi(KEY_AUTO_ALLOCATE, Stops::Entry, Settings::add_auto_allocate),
+    // A variable left out would be missed: a wrong one stops the variables.
+    multi(KEY_DERIVED, Stops::Variables, Settings::add_derived),
+    multi(KEY_ENV_FILE, Stops::Entry, Settings::add_env_file),
+    row(KEY_LOCK_TIMEOUT, Stops::Changes, Settings::set_lock_timeout),
+    row(KEY_COMPOSE, Stops::Variables, |s, v| {
         s.compose = flag(KEY_COMPOSE, v)?;
         Ok(())
     }),
-    (KEY_HOST_TEMPLATE, |s, v| {
+    row(KEY_HOST_TEMPLATE, Stops::Changes, |s, v| {
         s.host_template = v
             .parse()
             .map_err(|reason: String| config_error(KEY_HOST_TEMPLATE, v, reason))?;
         Ok(())
     }),
-    (KEY_HOST_SERVICE, |s, v| {
+    row(KEY_HOST_SERVICE, Stops::Changes, |s, v| {
         service_name(KEY_HOST_SERVICE, v, v)?;
         s.host_service = v.to_string();
         Ok(())
     }),
-    (KEY_HOST_VARS, |s, v| {
+    row(KEY_HOST_VARS, Stops::Variables, |s, v| {
         s.host_vars = flag(KEY_HOST_VARS, v)?;
         Ok(())
     }),
-    (KEY_MACHINE_WIDE, |s, v| {
+    row(KEY_MACHINE_WIDE, Stops::Changes, |s, v| {
         s.machine_wide = flag(KEY_MACHINE_WIDE, v)?;
         Ok(())
     }),
-    (KEY_STICKY, |s, v| {
+    row(KEY_STICKY, Stops::Changes, |s, v| {
         s.choice.sticky = flag(KEY_STICKY, v)?;
         Ok(())
     }),
-    (KEY_ALIGN, |s, v| {
+    row(KEY_ALIGN, Stops::Changes, |s, v| {
         s.choice.align = flag(KEY_ALIGN, v)?;
         Ok(())
     }),
-    (KEY_STABLE_FIRST, |s, v| {
+    row(KEY_STABLE_FIRST, Stops::Changes, |s, v| {
         s.choice.stable_first = flag(KEY_STABLE_FIRST, v)?;
         Ok(())
     }),
-    (KEY_RESERVE_MAIN, |s, v| {
+    row(KEY_RESERVE_MAIN, Stops::Changes, |s, v| {
         s.choice.reserve_main = flag(KEY_RESERVE_MAIN, v)?;
         Ok(())
     }),
-    (KEY_PROXY_PORT, |s, v| {
+    row(KEY_PROXY_PORT, Stops::Proxy, |s, v| {
         s.proxy_port = v
             .trim()
             .parse::<u16>()
@@ -203,7 +334,7 @@ const SETTINGS: &[(&str, Read)] = &[
             .ok_or_else(|| config_error(KEY_PROXY_PORT, v, "expected a port from 1 to 65535"))?;
         Ok(())
     }),
-    (KEY_PROXY_TIMEOUT, |s, v| {
+    row(KEY_PROXY_TIMEOUT, Stops::Proxy, |s, v| {
         s.proxy_timeout = v
             .trim()
             .parse::<f64>()
@@ -252,6 +383,7 @@ fn config_error(key: &str, value: &str, reason: impl Into<String>) -> Error {
         key: key.into(),
         value: value.into(),
         reason: reason.into(),
+        origin: None,
     }
 }
 
@@ -291,16 +423,19 @@ impl Settings {
     /// Reads every `ports.*` key (and git's colour keys) from the configuration as git reads
     /// it. Wrong values are kept as [`Problem`]s, not errors.
     /// The settings of git config entries, in git's order (see `repo::GitConfig::entries`).
-    pub fn from_entries<'a>(entries: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>) -> Self {
+    pub fn from_entries<'a>(
+        entries: impl Iterator<Item = (&'a str, Option<&'a [u8]>, Option<&'a str>)>,
+    ) -> Self {
         let mut settings = Settings::defaults();
         let mut ranges = BTreeMap::new();
-        for (name, value) in entries {
+        for (name, value, origin) in entries {
             if !(name.starts_with("ports.") || name.starts_with("color.")) {
                 continue;
             }
             let value = String::from_utf8_lossy(value.unwrap_or(b"true")).into_owned();
-            if let Err(Error::Config { key, value, reason }) =
-                settings.apply(name, &value, &mut ranges)
+            if let Err(Error::Config {
+                key, value, reason, ..
+            }) = settings.apply(name, &value, &mut ranges)
             {
                 let service = name
                     .strip_prefix("ports.")
@@ -314,10 +449,12 @@ impl Settings {
                         .retain(|p| !p.key.eq_ignore_ascii_case(&key));
                 }
                 settings.problems.push(Problem {
+                    stops: stops_of(&key),
                     key,
                     value,
                     reason,
                     service,
+                    origin: origin.map(str::to_string),
                 });
             } else if !is_multi(name) || value.is_empty() {
                 // An empty value resets a multi-valued key, and forgets its entries' problems.
@@ -348,6 +485,8 @@ impl Settings {
                     value: var.clone(),
                     reason: format!("service '{other}' is exported as {var} too"),
                     service: Some(service.clone()),
+                    stops: Stops::Variables,
+                    origin: None,
                 });
             }
         }
@@ -366,23 +505,25 @@ impl Settings {
                     value: d.name.clone(),
                     reason,
                     service: None,
+                    stops: Stops::Variables,
+                    origin: None,
                 });
             }
         }
     }
 
-    /// The first problem with the variables `env` and `exec` print, if any.
-    pub fn env_problem(&self) -> Option<Error> {
-        let derived = KEY_DERIVED.to_ascii_lowercase();
+    /// The first wrong value that stops `what` (for `service`, where it is about one), if
+    /// any: what its key's row says it stops.
+    pub fn stopping(&self, what: Stops, service: Option<&str>) -> Option<Error> {
         self.problems
             .iter()
-            .find(|p| {
-                let k = p.key.to_ascii_lowercase();
-                k.ends_with(&format!(".{KEY_ENV}"))
-                    || k.ends_with(&format!(".{KEY_SCHEME}"))
-                    || k.starts_with(&derived)
-            })
+            .find(|p| p.stops == what && (service.is_none() || p.service.as_deref() == service))
             .map(Problem::error)
+    }
+
+    /// The first problem with the variables `env` and `exec` print, if any.
+    pub fn env_problem(&self) -> Option<Error> {
+        self.stopping(Stops::Variables, None)
     }
 
     /// Every problem of a key: one per invalid entry of a multi-valued key.
@@ -392,14 +533,6 @@ impl Settings {
             .filter(|p| p.key.eq_ignore_ascii_case(key))
             .map(Problem::error)
             .collect()
-    }
-
-    /// The problem of a setting that is not a service's, by key.
-    pub fn problem(&self, key: &str) -> Option<Error> {
-        self.problems
-            .iter()
-            .find(|p| p.key.eq_ignore_ascii_case(key))
-            .map(Problem::error)
     }
 
     /// Overrides default ranges and appends the services only config names, by name.
@@ -419,8 +552,8 @@ impl Settings {
         value: &str,
         ranges: &mut BTreeMap<String, PortRange>,
     ) -> Result<()> {
-        if let Some((_, read)) = SETTINGS.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
-            return read(self, value);
+        if let Some(r) = row_of(key) {
+            return (r.read)(self, value);
         }
         let lower = key.to_ascii_lowercase();
         if lower == KEY_COLOR || (lower == KEY_COLOR_UI && self.color == ColorChoice::Auto) {
@@ -580,8 +713,7 @@ impl Settings {
     /// How the service shows it is ready (`ports.<service>.ready`); an invalid value stops
     /// the commands that check readiness, naming the key.
     pub fn ready(&self, service: &str) -> Result<crate::net::Ready> {
-        let key = format!("ports.{service}.{KEY_READY}");
-        if let Some(e) = self.problem(&key) {
+        if let Some(e) = self.stopping(Stops::Readiness, Some(service)) {
             return Err(e);
         }
         Ok(self
@@ -595,8 +727,7 @@ impl Settings {
     /// service's own range. An invalid lease range stops leases, naming the key.
     pub fn lease_range(&self, service: &str) -> Result<PortRange> {
         let range = self.service(service)?.range;
-        let key = format!("ports.{service}.{KEY_LEASE_RANGE}");
-        if let Some(e) = self.problem(&key) {
+        if let Some(e) = self.stopping(Stops::Leases, Some(service)) {
             return Err(e);
         }
         Ok(self.lease_ranges.get(service).copied().unwrap_or(range))
@@ -606,10 +737,8 @@ impl Settings {
         if !is_service_name(name) {
             return Err(Error::BadServiceName(name.to_string()));
         }
-        if let Some(p) = self.problems.iter().find(|p| {
-            p.service.as_deref() == Some(name) && p.key.to_ascii_lowercase().ends_with(".range")
-        }) {
-            return Err(p.error());
+        if let Some(e) = self.stopping(Stops::Service, Some(name)) {
+            return Err(e);
         }
         self.services
             .iter()
@@ -706,7 +835,7 @@ mod tests {
     fn every_key_is_in_the_readme_and_the_man_page() {
         let readme = include_str!("../README.md");
         let man = include_str!("../man/git-ports.1");
-        for (key, _) in SETTINGS {
+        for Row { key, .. } in SETTINGS {
             assert!(
                 readme.contains(&format!("`{key}`")) || readme.contains(&format!("{key}`")),
                 "README.md does not document {key}"

@@ -53,11 +53,13 @@ pub enum Error {
     #[error("this repository is bare and the current directory is not inside a worktree")]
     NeedWorktree,
 
-    #[error("config {key}: {reason} (got '{value}')")]
+    #[error("config {key}: {reason} (got '{value}'{})", origin.as_ref().map(|o| format!(", set in {o}")).unwrap_or_default())]
     Config {
         key: String,
         value: String,
         reason: String,
+        /// Where the value is set (a file, or the command line), where known.
+        origin: Option<String>,
     },
 
     #[error("{var}: {reason} (got '{value}')")]
@@ -236,7 +238,7 @@ impl Outcome {
 }
 
 /// The known name a typo most likely meant: within two edits, the nearest.
-fn closest<'a>(typo: &str, known: &'a [String]) -> Option<&'a str> {
+pub fn closest<'a>(typo: &str, known: &'a [String]) -> Option<&'a str> {
     let distance = |a: &str, b: &str| -> usize {
         let b: Vec<char> = b.chars().collect();
         let mut row: Vec<usize> = (0..=b.len()).collect();

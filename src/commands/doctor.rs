@@ -162,9 +162,44 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
     check_hook(ctx, &mut findings);
     check_locks(ctx, &mut findings);
     for p in &ctx.repo.settings.problems {
+        let file = p
+            .origin
+            .as_ref()
+            .filter(|o| o.starts_with('/'))
+            .map(|o| format!("--file {} ", crate::output::shell_quote(o)))
+            .unwrap_or_default();
         findings.push(Finding {
-            fix: Some(format!("git config {} <valid value>", p.key)),
+            fix: Some(format!("git config {file}{} <valid value>", p.key)),
             ..finding(Check::Config, Status::Problem, p.error().to_string())
+        });
+    }
+    // A key git-ports does not know is a typo, which would otherwise do nothing silently.
+    let entries = ctx.repo.config.entries().map(|(k, _, origin)| (k, origin));
+    for (key, like, origin) in crate::config::unknown_keys(entries) {
+        let value = ctx.repo.config.get(&key).unwrap_or_default();
+        let at = origin
+            .as_ref()
+            .map(|o| format!(", set in {o}"))
+            .unwrap_or_default();
+        let message = match &like {
+            Some(l) => format!("config {key}: git-ports has no such key (did you mean {l}?){at}"),
+            None => format!("config {key}: git-ports has no such key{at}"),
+        };
+        let file = origin
+            .as_ref()
+            .filter(|o| o.starts_with('/'))
+            .map(|o| format!("--file {} ", crate::output::shell_quote(o)))
+            .unwrap_or_default();
+        let fix = match &like {
+            Some(l) => format!(
+                "git config {file}--unset {key} && git config {file}{l} {}",
+                crate::output::shell_quote(&value)
+            ),
+            None => format!("git config {file}--unset {key}"),
+        };
+        findings.push(Finding {
+            fix: Some(fix),
+            ..finding(Check::Config, Status::Problem, message)
         });
     }
 

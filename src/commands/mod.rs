@@ -23,7 +23,6 @@ use chrono::{DateTime, Utc};
 
 use crate::change::Change;
 use crate::cli::{Cli, Command};
-use crate::config::KEY_MACHINE_WIDE;
 use crate::error::{Family, Outcome, Result};
 use crate::ledger::LedgerStore;
 use crate::output::{Out, use_color};
@@ -185,11 +184,8 @@ impl Ctx {
     /// The settings of a change, once those it depends on are known to be valid.
     pub fn change_of(&self) -> Result<Change<'_>> {
         let settings = &self.repo.settings;
-        use crate::config::{KEY_HOST_TEMPLATE, KEY_LOCK_TIMEOUT};
-        for key in [KEY_MACHINE_WIDE, KEY_LOCK_TIMEOUT, KEY_HOST_TEMPLATE] {
-            if let Some(e) = settings.problem(key) {
-                return Err(e);
-            }
+        if let Some(e) = settings.stopping(crate::config::Stops::Changes, None) {
+            return Err(e);
         }
         Ok(Change {
             ledger: self.ledger.as_ref(),

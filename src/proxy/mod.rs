@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::keys::{KEY_PROXY_PORT, KEY_PROXY_TIMEOUT};
+use crate::keys::KEY_PROXY_PORT;
 use crate::lease::{Alive, Holder};
 use crate::ledger::LedgerStore;
 use crate::output::Out;
@@ -127,10 +127,8 @@ impl Setup {
             Ok(r) => r.settings,
             Err(_) => crate::repo::Repo::outside()?.settings,
         };
-        for key in [KEY_PROXY_PORT, KEY_PROXY_TIMEOUT] {
-            if let Some(e) = settings.problem(key) {
-                return Err(e);
-            }
+        if let Some(e) = settings.stopping(crate::config::Stops::Proxy, None) {
+            return Err(e);
         }
         // The proxy's state and log go beside the ledger, which may not exist yet.
         ledger.make_dir()?;

@@ -7,9 +7,14 @@ use super::*;
 #[derive(Debug, Clone, Default)]
 pub struct GitConfig {
     /// (key as git prints it: section and name in lower case, subsection as written; value,
-    /// `None` for a key without `=`).
-    entries: Vec<(String, Option<Vec<u8>>)>,
+    /// `None` for a key without `=`; where it is set, an index into `origins`).
+    entries: Vec<(String, Option<Vec<u8>>, usize)>,
+    /// Where entries are set, as people know the place: a file's path, or the command line.
+    origins: Vec<String>,
 }
+
+/// What git calls the command line as a place config comes from.
+const COMMAND_LINE: &str = "the command line (git -c)";
 
 /// Folds a key to the form `git config --list` prints: section and name in lower case.
 pub(super) fn fold_key(key: &str) -> String {
@@ -25,34 +30,65 @@ pub(super) fn fold_key(key: &str) -> String {
 }
 
 impl GitConfig {
-    /// Parses `git config --list -z`: `key\nvalue\0`, or `key\0` for a key without a value.
-    pub fn parse(bytes: &[u8]) -> GitConfig {
-        let entries = bytes
-            .split(|&b| b == 0)
-            .filter(|e| !e.is_empty())
-            .map(|e| match e.iter().position(|&b| b == b'\n') {
+    /// The index of `origin` in the table of places, added if new.
+    fn origin(&mut self, origin: &str) -> usize {
+        match self.origins.iter().position(|o| o == origin) {
+            Some(i) => i,
+            None => {
+                self.origins.push(origin.to_string());
+                self.origins.len() - 1
+            }
+        }
+    }
+
+    /// Parses `git config --list -z --show-origin`: for each entry, where it is set
+    /// (`file:PATH`, `command line:`), then `key\nvalue`, or `key` for a key without a value,
+    /// each ended by a NUL.
+    /// Relative file names are git's, relative to `base`, the directory it ran in.
+    pub fn parse(bytes: &[u8], base: &Path) -> GitConfig {
+        let mut config = GitConfig::default();
+        let mut fields = bytes.split(|&b| b == 0);
+        while let Some(origin) = fields.next() {
+            let Some(e) = fields.next() else { break };
+            if e.is_empty() {
+                continue;
+            }
+            let origin = String::from_utf8_lossy(origin);
+            let place = match origin.split_once(':') {
+                Some(("file", path)) => base.join(path).display().to_string(),
+                Some(("command line", _)) => COMMAND_LINE.to_string(),
+                _ => origin.into_owned(),
+            };
+            let at = config.origin(&place);
+            let entry = match e.iter().position(|&b| b == b'\n') {
                 Some(i) => (
                     String::from_utf8_lossy(&e[..i]).into_owned(),
                     Some(e[i + 1..].to_vec()),
+                    at,
                 ),
-                None => (String::from_utf8_lossy(e).into_owned(), None),
-            })
-            .collect();
-        GitConfig { entries }
+                None => (String::from_utf8_lossy(e).into_owned(), None, at),
+            };
+            config.entries.push(entry);
+        }
+        config
     }
 
     /// Reads the configuration as git would for a command run in `dir` (or here, with this
     /// process's environment, when `None`).
     pub fn read(dir: Option<&Path>) -> Result<GitConfig> {
         let mut cmd = git_command(dir);
-        cmd.args(["config", "--list", "-z"]);
+        cmd.args(["config", "--list", "-z", "--show-origin"]);
         let out = run_git(&mut cmd)?;
         // `git config --list` fails only for unreadable files; it prints nothing and exits 0
         // when there is no config at all.
         if !out.status.success() {
             return Err(git_failure(&out.stderr));
         }
-        Ok(GitConfig::parse(&out.stdout))
+        let base = match dir {
+            Some(d) => d.to_path_buf(),
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        Ok(GitConfig::parse(&out.stdout, &base))
     }
 
     /// The configuration libgit2 reads for `git`, with what git adds on the command line
@@ -70,29 +106,40 @@ impl GitConfig {
             return None;
         }
         let config = git.config().ok()?.snapshot().ok()?;
-        let mut entries: Vec<(i32, String, Option<Vec<u8>>)> = Vec::new();
+        let mut entries: Vec<(i32, git2::ConfigLevel, String, Option<Vec<u8>>)> = Vec::new();
         let mut iter = config
             .entries(Some(r"^(ports|color|core|extensions|remote)\."))
             .ok()?;
         while let Some(e) = iter.next() {
             let e = e.ok()?;
-            let level = e.level() as i32;
+            let level = e.level();
             let name = String::from_utf8_lossy(e.name_bytes()).into_owned();
             let value = e.has_value().then(|| e.value_bytes().to_vec());
-            entries.push((level, name, value));
+            entries.push((level as i32, level, name, value));
         }
         // libgit2 lists the most local file first; git's order is the reverse, file by file.
-        entries.sort_by_key(|(level, _, _)| *level);
-        let mut config = GitConfig {
-            entries: entries.into_iter().map(|(_, k, v)| (k, v)).collect(),
-        };
-        config.entries.extend(command_line_config()?);
+        entries.sort_by_key(|(rank, ..)| *rank);
+        let mut config = GitConfig::default();
+        for (_, level, key, value) in entries {
+            let at = config.origin(&level_place(git, level));
+            config.entries.push((key, value, at));
+        }
+        let at = config.origin(COMMAND_LINE);
+        config
+            .entries
+            .extend(command_line_config()?.into_iter().map(|(k, v)| (k, v, at)));
         Some(config)
     }
 
-    /// Every entry, in git's order.
-    pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    /// Every entry, in git's order, with where it is set.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&[u8]>, Option<&str>)> {
+        self.entries.iter().map(|(k, v, at)| {
+            (
+                k.as_str(),
+                v.as_deref(),
+                self.origins.get(*at).map(String::as_str),
+            )
+        })
     }
 
     /// The last value of `key`, as git's `--get` gives it.
@@ -106,8 +153,8 @@ impl GitConfig {
         self.entries
             .iter()
             .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_deref())
+            .find(|(k, ..)| *k == key)
+            .map(|(_, v, _)| v.as_deref())
     }
 
     pub fn get_bool(&self, key: &str) -> Option<bool> {
@@ -129,6 +176,20 @@ impl GitConfig {
         }
         Some(p)
     }
+}
+
+/// The file of a config level, as git would name it where the entry came from.
+fn level_place(git: &git2::Repository, level: git2::ConfigLevel) -> String {
+    use git2::ConfigLevel;
+    let found = match level {
+        ConfigLevel::Local => Some(git.commondir().join("config")),
+        ConfigLevel::Worktree => Some(git.path().join("config.worktree")),
+        ConfigLevel::Global => git2::Config::find_global().ok(),
+        ConfigLevel::XDG => git2::Config::find_xdg().ok(),
+        ConfigLevel::System => git2::Config::find_system().ok(),
+        ConfigLevel::ProgramData | ConfigLevel::App | ConfigLevel::Highest => None,
+    };
+    found.map_or_else(|| "git's config".to_string(), |p| p.display().to_string())
 }
 
 /// What git passes to a subcommand as configuration from its command line: the
@@ -233,7 +294,17 @@ mod tests {
 
     #[test]
     fn config_list_parses_like_git() {
-        let c = GitConfig::parse(b"core.bare\nfalse\0ports.web.range\n8000-8099\0ports.flag\0ports.web.range\n7000-7099\0");
+        let c = GitConfig::parse(b"file:.git/config\0core.bare\nfalse\0file:/h/.gitconfig\0ports.web.range\n8000-8099\0file:.git/config\0ports.flag\0command line:\0ports.web.range\n7000-7099\0", Path::new("/src/app"));
+        let origins: Vec<Option<&str>> = c.entries().map(|e| e.2).collect();
+        assert_eq!(
+            origins,
+            [
+                Some("/src/app/.git/config"),
+                Some("/h/.gitconfig"),
+                Some("/src/app/.git/config"),
+                Some(COMMAND_LINE)
+            ]
+        );
         assert_eq!(c.get("ports.web.range").as_deref(), Some("7000-7099"));
         assert_eq!(c.get("PORTS.web.RANGE").as_deref(), Some("7000-7099"));
         assert_eq!(c.get("ports.WEB.range"), None);

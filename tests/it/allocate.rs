@@ -344,7 +344,10 @@ fn a_malformed_range_in_config_names_the_key() {
             run.stderr
         );
         assert!(
-            run.stderr.contains(&format!("(got '{bad}')")),
+            run.stderr.contains(&format!(
+                "(got '{bad}', set in {}/.git/config)",
+                repo.dir.display()
+            )),
             "{}",
             run.stderr
         );

@@ -191,11 +191,11 @@ fn settings_come_through_every_channel_git_offers() {
     env.run(&wt, ["allocate", "web"]).ok();
     same(
         &repo.run(["env", "-w", "wc-a"]).ok().stdout,
-        "export WC_A_PORT=27720\n",
+        "export WC_A_PORT=27720\nexport WEB_URL=http://localhost:27720\n",
     );
     same(
         &env.run(&wt, ["env"]).ok().stdout,
-        "export WC_A_PORT=27720\n",
+        "export WC_A_PORT=27720\nexport WEB_URL=http://localhost:27720\n",
     );
 }
 

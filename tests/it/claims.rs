@@ -411,7 +411,10 @@ fn every_invalid_entry_of_a_multi_valued_key_is_reported() {
     doctor.code(4);
     for bad in ["'../x'", "'we;b'", "'API_URL={web'"] {
         assert!(
-            doctor.stdout.contains(&format!("(got {bad})")),
+            doctor.stdout.contains(&format!(
+                "(got {bad}, set in {}/.git/config)",
+                a.dir.display()
+            )),
             "{bad}: {}",
             doctor.stdout
         );
@@ -419,7 +422,7 @@ fn every_invalid_entry_of_a_multi_valued_key_is_reported() {
     let run = a.run(["allocate", "web"]);
     run.ok();
     assert!(
-        run.stderr.contains("config ports.envFile: give a path inside the worktree, relative to its root (got '../x'); that entry is skipped"),
+        run.stderr.contains(&format!("config ports.envFile: give a path inside the worktree, relative to its root (got '../x', set in {}/.git/config); that entry is skipped", a.dir.display())),
         "{}",
         run.stderr
     );

@@ -8,8 +8,10 @@ use crate::support::{Env, same};
 fn derived_values_reach_env_exec_and_files() {
     let env = Env::new();
     let repo = env.repo("app");
-    // Derived values alone (host names have their own tests).
+    // Derived values alone (names and URLs have their own tests).
     repo.git(["config", "ports.hostVars", "false"]);
+    repo.git(["config", "ports.web.scheme", "none"]);
+    repo.git(["config", "ports.api.scheme", "none"]);
     repo.range("web", 28800, 28809);
     repo.range("api", 28810, 28819);
     repo.git([
@@ -131,27 +133,35 @@ fn env_files_follow_every_change_and_keep_their_other_lines() {
     };
     same(
         &fs::read_to_string(wt.join(".env.local")).expect("written"),
-        &block("WEB_PORT=28820\n"),
+        &block("WEB_PORT=28820\nWEB_URL=http://localhost:28820\n"),
     );
     same(
         &fs::read_to_string(wt.join("server/.env")).expect("written"),
-        &block("WEB_PORT=28820\n"),
+        &block("WEB_PORT=28820\nWEB_URL=http://localhost:28820\n"),
     );
     // Other lines stay, before and after the block; allocate and release rewrite the block.
-    let own = format!("FOO=1\n{}BAR=2\n", block("WEB_PORT=28820\n"));
+    let own = format!(
+        "FOO=1\n{}BAR=2\n",
+        block("WEB_PORT=28820\nWEB_URL=http://localhost:28820\n")
+    );
     fs::write(wt.join(".env.local"), &own).expect("write");
     env.run(&wt, ["allocate", "api"]).ok();
     same(
         &fs::read_to_string(wt.join(".env.local")).expect("read"),
         &format!(
             "FOO=1\n{}BAR=2\n",
-            block("WEB_PORT=28820\nAPI_PORT=28830\n")
+            block(
+                "WEB_PORT=28820\nAPI_PORT=28830\nWEB_URL=http://localhost:28820\nAPI_URL=http://localhost:28830\n"
+            )
         ),
     );
     env.run(&wt, ["release", "28830"]).ok();
     same(
         &fs::read_to_string(wt.join(".env.local")).expect("read"),
-        &format!("FOO=1\n{}BAR=2\n", block("WEB_PORT=28820\n")),
+        &format!(
+            "FOO=1\n{}BAR=2\n",
+            block("WEB_PORT=28820\nWEB_URL=http://localhost:28820\n")
+        ),
     );
     // Written by hand: idempotent, dotenv by default, and --write says when nothing changed.
     let run = env.run(&wt, ["env", "--write", "other.env"]);
@@ -164,7 +174,11 @@ fn env_files_follow_every_change_and_keep_their_other_lines() {
         first
     );
     // Drift: a block edited by hand is flagged by status and doctor.
-    fs::write(wt.join("server/.env"), block("WEB_PORT=1\n")).expect("write");
+    fs::write(
+        wt.join("server/.env"),
+        block("WEB_PORT=1\nWEB_URL=http://localhost:1\n"),
+    )
+    .expect("write");
     let status = repo.run(["status"]);
     status.ok();
     assert!(

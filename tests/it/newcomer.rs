@@ -248,7 +248,7 @@ fn readiness_by_http_tells_a_stopped_server_from_a_running_one() {
     bad.code(1);
     assert!(
         bad.stderr
-            .contains("config ports.web.ready: expected tcp, http or http:/PATH (got 'ftp')"),
+            .contains(&format!("config ports.web.ready: expected tcp, http or http:/PATH (got 'ftp', set in {}/.git/config)", repo.dir.display())),
         "{}",
         bad.stderr
     );
@@ -437,6 +437,44 @@ fn the_origin_of_a_main_worktree_without_ports_says_what_to_paste() {
     assert!(
         page.contains("(web of worktree 'shop' in ") && page.contains(": nothing listens on it"),
         "{page}"
+    );
+}
+
+/// A typo in a key is named with the key meant, and a wrong value says which file holds it,
+/// so a user with a global and a repository value mends the right one.
+fn a_typo_in_a_key_is_named_and_a_bad_value_says_where_it_is_set() {
+    let env = Env::new();
+    let repo = env.repo("app");
+    repo.git(["config", "ports.db.rnage", "29290-29291"]);
+    repo.git(["config", "ports.stikcy", "false"]);
+    let doctor = repo.run(["doctor"]);
+    doctor.code(4);
+    let text = scrub(&doctor.stdout, &env);
+    for want in [
+        "PROBLEM config      config ports.db.rnage: git-ports has no such key (did you mean ports.db.range?), set in [TMP]/app/.git/config\n                    fix: git config --file [TMP]/app/.git/config --unset ports.db.rnage && git config --file [TMP]/app/.git/config ports.db.range 29290-29291\n",
+        "PROBLEM config      config ports.stikcy: git-ports has no such key (did you mean ports.sticky?), set in [TMP]/app/.git/config\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    // The fix, pasted, is the key meant.
+    let fix = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("fix: git config --file"))
+        .map(|rest| format!("git config --file{rest}"))
+        .expect("a fix")
+        .replace("[TMP]", &env.root().display().to_string());
+    env.sh(&repo.dir, &fix).ok();
+    assert_eq!(repo.git(["config", "ports.db.range"]).trim(), "29290-29291");
+    // A wrong value set globally says so, beside a good one in the repository.
+    repo.git(["config", "--unset", "ports.stikcy"]);
+    env.git(
+        env.root(),
+        ["config", "--global", "ports.web.range", "8000-70000"],
+    );
+    let run = repo.run(["allocate", "web"]);
+    same(
+        &seen(&run, &env),
+        "--- stderr\ngit-ports: config ports.web.range: 70000 is outside 1-65535 (got '8000-70000', set in [TMP]/gitconfig)\n--- exit 1\n",
     );
 }
 

@@ -1014,7 +1014,8 @@ fn variable_names_that_break_the_shell_are_refused_by_key() {
             same_line(
                 &run.stderr,
                 &format!(
-                    "git-ports: config ports.web.env: that variable belongs to the shell or the system; choose another name (got '{bad}')"
+                    "git-ports: config ports.web.env: that variable belongs to the shell or the system; choose another name (got '{bad}', set in {}/.git/config)",
+                    repo.dir.display()
                 ),
             );
         }

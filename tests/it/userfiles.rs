@@ -109,7 +109,12 @@ fn broken_markers_are_refused_with_their_line_numbers_and_nothing_is_written() {
     repo.run(["env", "--write", ".env.local"]).ok();
     same(
         &fs::read_to_string(&file).expect("read"),
-        &format!("{quoted}{}", block("WEB_PORT=29000\nAPI_PORT=29005\n")),
+        &format!(
+            "{quoted}{}",
+            block(
+                "WEB_PORT=29000\nAPI_PORT=29005\nWEB_URL=http://localhost:29000\nAPI_URL=http://localhost:29005\n"
+            )
+        ),
     );
 }
 
@@ -213,7 +218,10 @@ fn symlinks_are_written_through_inside_the_worktree_and_refused_outside() {
     );
     same(
         &fs::read_to_string(wt.join("config/shared.env")).expect("read"),
-        &format!("A=1\n{}", by_hand("WEB_PORT=29020\n")),
+        &format!(
+            "A=1\n{}",
+            by_hand("WEB_PORT=29020\nWEB_URL=http://localhost:29020\n")
+        ),
     );
     // A link to a file outside the worktree (~/.bashrc) is refused: nothing is copied in,
     // nothing written out there.
@@ -308,7 +316,9 @@ fn mode_owner_line_endings_and_read_only_files_are_honoured() {
     repo.run(["env", "--write", "crlf.env"]).ok();
     same(
         &fs::read_to_string(&crlf).expect("read"),
-        &format!("A=1\r\nB=2\r\n{BEGIN}\r\n{BY_HAND}\r\nWEB_PORT=29030\r\n{END}\r\n"),
+        &format!(
+            "A=1\r\nB=2\r\n{BEGIN}\r\n{BY_HAND}\r\nWEB_PORT=29030\r\nWEB_URL=http://localhost:29030\r\n{END}\r\n"
+        ),
     );
     // And it stays CRLF when the ports change.
     repo.run(["allocate", "api"]).ok();
@@ -316,7 +326,7 @@ fn mode_owner_line_endings_and_read_only_files_are_honoured() {
     same(
         &fs::read_to_string(&crlf).expect("read"),
         &format!(
-            "A=1\r\nB=2\r\n{BEGIN}\r\n{BY_HAND}\r\nWEB_PORT=29030\r\nAPI_PORT=29035\r\n{END}\r\n"
+            "A=1\r\nB=2\r\n{BEGIN}\r\n{BY_HAND}\r\nWEB_PORT=29030\r\nAPI_PORT=29035\r\nWEB_URL=http://localhost:29030\r\nAPI_URL=http://localhost:29035\r\n{END}\r\n"
         ),
     );
 }
@@ -356,14 +366,14 @@ fn doctor_fix_rewrites_the_env_files_of_the_worktrees_it_moves() {
     crate::support::copy_all(&a.dir, &copy);
     same(
         &fs::read_to_string(copy.join(".env.local")).expect("copied"),
-        &block("WEB_PORT=29050\n"),
+        &block("WEB_PORT=29050\nWEB_URL=http://localhost:29050\n"),
     );
     let fix = env.run(&copy, ["doctor", "--fix"]);
     fix.ok();
     // The copy's port moved, and its env file says where.
     same(
         &fs::read_to_string(copy.join(".env.local")).expect("read"),
-        &block("WEB_PORT=29051\n"),
+        &block("WEB_PORT=29051\nWEB_URL=http://localhost:29051\n"),
     );
     env.run(&copy, ["doctor"]).ok();
 }
@@ -469,7 +479,7 @@ fn a_name_is_a_literal_path_never_a_glob() {
     run.ok();
     same(
         &fs::read_to_string(repo.dir.join("*.env")).expect("written"),
-        &by_hand("WEB_PORT=29070\n"),
+        &by_hand("WEB_PORT=29070\nWEB_URL=http://localhost:29070\n"),
     );
     assert_eq!(
         fs::read_to_string(repo.dir.join("example.env")).expect("read"),

@@ -89,7 +89,7 @@ fn every_variable_works_for_the_client_that_reads_it() {
     let bad = env.run(&fx, ["env"]);
     same(
         &seen(&bad, &env),
-        "--- stderr\ngit-ports: config ports.db.scheme: expected a URL scheme (http, redis, postgresql, …) or none (got 'Post Gres')\n--- exit 1\n",
+        "--- stderr\ngit-ports: config ports.db.scheme: expected a URL scheme (http, redis, postgresql, …) or none (got 'Post Gres', set in [TMP]/shop/.git/config)\n--- exit 1\n",
     );
 }
 

@@ -247,15 +247,16 @@ fn get_env_and_exec() {
     );
     same(
         &repo.run(["env"]).ok().stdout,
-        "export WEB_PORT=23060\nexport PORT=23070\nexport MY_SVC_PORT=23080\n",
+        "export WEB_PORT=23060\nexport PORT=23070\nexport MY_SVC_PORT=23080\nexport WEB_URL=http://localhost:23060\nexport API_URL=http://localhost:23070\n",
     );
     same(
         &repo.run(["env", "--format", "dotenv"]).ok().stdout,
-        "WEB_PORT=23060\nPORT=23070\nMY_SVC_PORT=23080\n",
+        "WEB_PORT=23060\nPORT=23070\nMY_SVC_PORT=23080\nWEB_URL=http://localhost:23060\nAPI_URL=http://localhost:23070\n",
     );
     assert_eq!(
         repo.run(["env", "--format", "json"]).ok().json(),
-        serde_json::json!({"WEB_PORT": 23060, "PORT": 23070, "MY_SVC_PORT": 23080})
+        serde_json::json!({"WEB_PORT": 23060, "PORT": 23070, "MY_SVC_PORT": 23080,
+            "WEB_URL": "http://localhost:23060", "API_URL": "http://localhost:23070"})
     );
     same(
         &repo
