@@ -73,7 +73,7 @@ impl Change<'_> {
             let guard = self.lock_registry()?;
             let mut registry = self.store.load()?;
             let before = registry.clone();
-            let out = f(&mut registry, &Elsewhere::new())?;
+            let out = f(&mut registry, &Elsewhere::default())?;
             if registry != before {
                 let text = registry_text(self.store, &registry)?;
                 self.store.save(&text, &guard?)?;
@@ -230,6 +230,30 @@ impl Change<'_> {
         }
         Ok(out)
     }
+}
+
+/// A change of the ledger that concerns no repository (a machine-wide reservation): `f`
+/// changes the ledger as it is under its lock, and it is written in one atomic write at
+/// `target`'s points if it changed. Nothing else is read or written.
+pub fn on_machine<T>(
+    store: &LedgerStore,
+    timeout: f64,
+    start: std::time::Instant,
+    target: crate::fault::Target,
+    f: impl FnOnce(&mut Ledger) -> Result<T>,
+) -> Result<T> {
+    let guard = store.lock(timeout, start)?;
+    let loaded = store.load()?;
+    let mut ledger = loaded.clone();
+    let out = f(&mut ledger)?;
+    if ledger != loaded {
+        let text = ledger.to_json().map_err(|reason| Error::LedgerCorrupt {
+            path: store.path.clone(),
+            reason: format!("cannot be written: {reason}; nothing was changed"),
+        })?;
+        store.write(&text, &guard, target, "cannot write (nothing was changed)")?;
+    }
+    Ok(out)
 }
 
 /// Each worktree of the registry, with the name its host is made from.

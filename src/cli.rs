@@ -66,6 +66,8 @@ pub enum Command {
     Exec(ExecArgs),
     Wait(WaitArgs),
     Lease(LeaseArgs),
+    Reserve(ReserveArgs),
+    Unreserve(UnreserveArgs),
     Mcp(McpArgs),
     Proxy(ProxyArgs),
     Point(PointArgs),
@@ -357,6 +359,39 @@ pub struct LeaseArgs {
     /// current worktree)
     #[arg(long, short = 'w', value_name = "WORKTREE")]
     pub worktree: Option<String>,
+
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Fence ports off machine-wide: no repository, lease or proxy is given them
+///
+/// A reservation is recorded in the machine-wide ledger, so every repository on this machine
+/// passes the port over, as it does one `ports.exclude` names: a port another program of
+/// this machine uses (a system database), or one kept for something that comes later. A
+/// port held now by a worktree, a lease or the proxy is refused, naming who holds it.
+#[derive(Debug, Args)]
+pub struct ReserveArgs {
+    /// The ports to reserve
+    #[arg(value_name = "PORT", required = true, value_parser = port)]
+    pub ports: Vec<u16>,
+
+    /// What the ports are kept for, shown by status --machine
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Give reserved ports back to every repository
+#[derive(Debug, Args)]
+pub struct UnreserveArgs {
+    /// The reserved ports to free
+    #[arg(value_name = "PORT", required = true, value_parser = port)]
+    pub ports: Vec<u16>,
 
     /// Print JSON for scripts
     #[arg(long)]

@@ -42,6 +42,29 @@ fn is_scheme(s: &str) -> bool {
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '+' | '.' | '-'))
 }
 
+/// Why a port is never handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// `ports.exclude` names it.
+    Excluded,
+    /// It is the proxy's (`ports.proxyPort`).
+    Proxy,
+    /// It is reserved machine-wide (`git ports reserve`), for this reason if one was given.
+    Reserved(Option<String>),
+}
+
+impl Fence {
+    /// `fenced off by ports.exclude`, after "port 8000 is".
+    pub fn describe(&self) -> String {
+        match self {
+            Fence::Excluded => format!("fenced off by {KEY_EXCLUDE}"),
+            Fence::Proxy => format!("kept for git ports proxy ({KEY_PROXY_PORT})"),
+            Fence::Reserved(Some(r)) => format!("reserved ({r})"),
+            Fence::Reserved(None) => "reserved (git ports reserve)".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
@@ -80,6 +103,8 @@ pub struct Settings {
     /// `ports.hostVars`: export the names browsers use, `<SERVICE>_PUBLIC_HOST` and
     /// `<SERVICE>_PUBLIC_URL` (default true).
     pub host_vars: bool,
+    /// `ports.exclude`: ports and ranges never handed out.
+    pub excluded: Vec<PortRange>,
     /// `ports.proxyPort`: the port `git ports proxy` listens on, never handed to a worktree.
     pub proxy_port: u16,
     /// `ports.proxyTimeout`: seconds the proxy waits for a server's answer.
@@ -285,6 +310,7 @@ const SETTINGS: &[Row] = &[
     // A variable left out would be missed: a wrong one stops the variables.
     multi(KEY_DERIVED, Stops::Variables, Settings::add_derived),
     multi(KEY_ENV_FILE, Stops::Entry, Settings::add_env_file),
+    multi(KEY_EXCLUDE, Stops::Entry, Settings::add_exclude),
     row(KEY_LOCK_TIMEOUT, Stops::Changes, Settings::set_lock_timeout),
     row(KEY_COMPOSE, Stops::Variables, |s, v| {
         s.compose = flag(KEY_COMPOSE, v)?;
@@ -414,6 +440,7 @@ impl Settings {
             host_template: crate::names::Template::default(),
             host_service: "web".to_string(),
             host_vars: true,
+            excluded: Vec::new(),
             proxy_port: DEFAULT_PROXY_PORT,
             proxy_timeout: DEFAULT_PROXY_TIMEOUT_SECS,
             problems: Vec::new(),
@@ -658,6 +685,26 @@ impl Settings {
         Ok(())
     }
 
+    /// One `ports.exclude` value: ports and ranges, separated by commas or spaces
+    /// (`5432, 8080 9000-9010`); an empty value clears what came before.
+    fn add_exclude(&mut self, value: &str) -> Result<()> {
+        if value.trim().is_empty() {
+            self.excluded.clear();
+            return Ok(());
+        }
+        let mut ranges = Vec::new();
+        for part in value.split([',', ' ', '\t']).filter(|p| !p.is_empty()) {
+            let range = if part.contains('-') {
+                part.parse::<PortRange>()
+            } else {
+                crate::allocator::parse_port(part).map(|p| PortRange { start: p, end: p })
+            };
+            ranges.push(range.map_err(|reason| config_error(KEY_EXCLUDE, value, reason))?);
+        }
+        self.excluded.extend(ranges);
+        Ok(())
+    }
+
     fn add_env_file(&mut self, value: &str) -> Result<()> {
         if value.is_empty() {
             self.env_files.clear();
@@ -689,11 +736,15 @@ impl Settings {
         Ok(())
     }
 
-    /// Whom `port` is kept for, if it is never to be handed to a worktree or a lease: the
-    /// proxy's port (`ports.proxyPort`), which a server would otherwise find taken the
-    /// moment the proxy starts.
-    pub fn fenced(&self, port: u16) -> Option<String> {
-        (port == self.proxy_port).then(|| format!("git ports proxy ({KEY_PROXY_PORT})"))
+    /// Whom `port` is kept for, if it is never to be handed to a worktree or a lease: a port
+    /// `ports.exclude` fences off, and the proxy's port (`ports.proxyPort`), which a server
+    /// would otherwise find taken the moment the proxy starts. (Machine-wide reservations
+    /// are the ledger's: see `policy::availability`.)
+    pub fn fenced(&self, port: u16) -> Option<Fence> {
+        if self.excluded.iter().any(|r| r.contains(port)) {
+            return Some(Fence::Excluded);
+        }
+        (port == self.proxy_port).then_some(Fence::Proxy)
     }
 
     /// The service called `name`. Unknown names, names without a range and names whose range

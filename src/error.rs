@@ -84,13 +84,15 @@ pub enum Error {
         range: String,
     },
 
-    #[error("no free port for service '{service}' in {range}: {}", exhausted(*held, *reserved, *total))]
+    #[error("no free port for service '{service}' in {range}: {}", exhausted(*held, *reserved, *fenced, *total))]
     RangeExhausted {
         service: String,
         range: String,
         held: usize,
         /// Ports kept for the main worktree (`ports.reserveMain`), free but not for this one.
         reserved: usize,
+        /// Ports fenced off (`ports.exclude`, reservations, the proxy's).
+        fenced: usize,
         total: usize,
     },
 
@@ -104,15 +106,21 @@ pub enum Error {
     #[error("port {port} is held by another repository: {holder}")]
     PortHeldElsewhere { port: u16, holder: String },
 
-    /// A port no worktree or lease is ever given (the proxy's).
-    #[error("port {port} is kept for {holder}")]
-    PortFenced { port: u16, holder: String },
+    /// A port no worktree or lease is ever given (the proxy's, excluded, reserved).
+    #[error("port {port} is {}", fence.describe())]
+    PortFenced {
+        port: u16,
+        fence: crate::config::Fence,
+    },
 
     #[error("port {port} is already served by {who}")]
     PortServedByOther { port: u16, who: String },
 
     #[error("gave up after {secs}s: {} never accepted a connection", ports.join(", "))]
     WaitTimeout { secs: f64, ports: Vec<String> },
+
+    #[error("port {port} is not reserved")]
+    NotReserved { port: u16, reserved: Vec<String> },
 
     #[error("port {port} is not allocated")]
     PortNotAllocated { port: u16 },
@@ -262,14 +270,20 @@ pub fn closest<'a>(typo: &str, known: &'a [String]) -> Option<&'a str> {
 }
 
 /// Why a range has no port left: what holds them, what is kept, and what is in use.
-fn exhausted(held: usize, reserved: usize, total: usize) -> String {
+fn exhausted(held: usize, reserved: usize, fenced: usize, total: usize) -> String {
     let mut parts = vec![format!("{held} of {total} are held")];
     if reserved > 0 {
         parts.push(format!(
             "{reserved} is kept for the main worktree (ports.reserveMain)"
         ));
     }
-    let rest = total.saturating_sub(held + reserved);
+    if fenced > 0 {
+        parts.push(format!(
+            "{fenced} {} fenced off (ports.exclude, reservations, the proxy's port)",
+            if fenced == 1 { "is" } else { "are" }
+        ));
+    }
+    let rest = total.saturating_sub(held + reserved + fenced);
     if rest > 0 {
         parts.push("the rest are in use on this machine".to_string());
     }
@@ -283,6 +297,7 @@ impl Error {
         match (self, family) {
             (Usage(_) | NeedWorktree | Config { .. } | Env { .. } | UnknownService { .. }, _) => 1,
             (BadServiceName(_) | PortOutsideRange { .. } | PortNotAllocated { .. }, _) => 1,
+            (NotReserved { .. }, _) => 1,
             (Spawn { .. } | Hook { .. } | Io { .. }, _) => 1,
             (LeaseRefused { .. } | NoLeaseHolder(_) | LedgerOnly, _) => 1,
             (Exec { source, .. }, _) if source.kind() == std::io::ErrorKind::NotFound => 127,
@@ -339,10 +354,24 @@ impl Error {
                 Some("the file was left as it is; fix or remove it by hand".into())
             }
             NotPrivate { fix, .. } => Some(fix.clone()),
-            PortFenced { .. } => Some(format!(
-                "ask for another port, or move the proxy with `git config --global {} PORT`",
-                crate::keys::KEY_PROXY_PORT
-            )),
+            NotReserved { reserved, .. } if reserved.is_empty() => {
+                Some("no port is reserved (`git ports status --machine` lists reservations)".into())
+            }
+            NotReserved { reserved, .. } => Some(format!("reserved: {}", reserved.join(", "))),
+            PortFenced { fence, .. } => Some(match fence {
+                crate::config::Fence::Proxy => format!(
+                    "ask for another port, or move the proxy with `git config --global {} PORT`",
+                    crate::keys::KEY_PROXY_PORT
+                ),
+                crate::config::Fence::Excluded => format!(
+                    "ask for another port, or take it out of {} (`git config --get-all {}` shows where)",
+                    crate::keys::KEY_EXCLUDE,
+                    crate::keys::KEY_EXCLUDE
+                ),
+                crate::config::Fence::Reserved(_) => {
+                    "ask for another port, or free it with `git ports unreserve PORT`".into()
+                }
+            }),
             NotARepo(_) => Some("run git ports inside a repository or one of its worktrees".into()),
             Ownership { fix, .. } => Some(match fix {
                 Some(f) => format!("if you trust it, run `{f}`"),

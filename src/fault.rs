@@ -18,7 +18,7 @@ pub const TRACE: &str = "GIT_PORTS_FAULT_TRACE";
 /// The files a change writes. A change writes them in this order: new claims into the ledger,
 /// then the registry, then the ledger without the released claims, then the env files of the
 /// worktrees whose ports changed. A hook is written by `hook install` and `hook uninstall`; a
-/// lease writes the ledger alone, once.
+/// lease, `point`, and `reserve` or `unreserve` write the ledger alone, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
     LedgerClaim,
@@ -28,6 +28,7 @@ pub enum Target {
     Hook,
     LedgerLease,
     LedgerPoint,
+    LedgerReserve,
     ProxyState,
 }
 
@@ -47,7 +48,7 @@ pub enum Step {
 pub struct Point(pub Target, pub Step);
 
 impl Target {
-    pub const ALL: [Target; 8] = [
+    pub const ALL: [Target; 9] = [
         Target::LedgerClaim,
         Target::Registry,
         Target::LedgerRelease,
@@ -55,6 +56,7 @@ impl Target {
         Target::Hook,
         Target::LedgerLease,
         Target::LedgerPoint,
+        Target::LedgerReserve,
         Target::ProxyState,
     ];
 
@@ -67,6 +69,7 @@ impl Target {
             Target::Hook => "hook",
             Target::LedgerLease => "ledger.lease",
             Target::LedgerPoint => "ledger.point",
+            Target::LedgerReserve => "ledger.reserve",
             Target::ProxyState => "proxy.state",
         }
     }

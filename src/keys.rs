@@ -41,6 +41,9 @@ pub const ENV_SLOT: &str = "GIT_PORTS_SLOT";
 /// `ports.derived`: variables computed from a worktree's ports, `NAME=TEMPLATE` with
 /// `{service}` for a port (multi-valued): `VITE_API_URL=http://localhost:{api}`.
 pub const KEY_DERIVED: &str = "ports.derived";
+/// `ports.exclude`: ports and ranges (`5432, 9000-9010`) never handed to a worktree, a lease
+/// or the proxy (multi-valued).
+pub const KEY_EXCLUDE: &str = "ports.exclude";
 /// `ports.envFile`: files, relative to each worktree's root, kept in step with its ports
 /// (multi-valued).
 pub const KEY_ENV_FILE: &str = "ports.envFile";

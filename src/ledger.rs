@@ -37,6 +37,60 @@ pub struct Ledger {
     /// none, so such a ledger is the file older versions wrote.
     #[serde(default, skip_serializing_if = "Names::is_empty")]
     pub names: Names,
+    /// Ports fenced off machine-wide (`git ports reserve`): no repository, lease or proxy is
+    /// given them. Absent while there are none.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique"
+    )]
+    pub reserved: BTreeMap<u16, Reservation>,
+}
+
+/// A port fenced off machine-wide, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reservation {
+    /// What the user said it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it was reserved.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Reservation {
+    /// `a reservation (the system's postgres)`, as a search says what it passed over.
+    pub fn describe(&self) -> String {
+        match &self.reason {
+            Some(r) => format!("a reservation ({r})"),
+            None => "a reservation (git ports reserve)".into(),
+        }
+    }
+}
+
+/// What the ledger gives to others than one repository's registry: other repositories'
+/// claims and every lease, by port, and the ports reserved machine-wide.
+#[derive(Debug, Clone, Default)]
+pub struct Elsewhere {
+    pub claims: HashMap<u16, Claim>,
+    pub reserved: BTreeMap<u16, Reservation>,
+}
+
+impl Elsewhere {
+    /// The claim on `port` of another repository, or of a lease.
+    pub fn get(&self, port: &u16) -> Option<&Claim> {
+        self.claims.get(port)
+    }
+
+    /// Whether another repository or a lease claims `port`.
+    pub fn contains_key(&self, port: &u16) -> bool {
+        self.claims.contains_key(port)
+    }
+
+    /// Takes the claim on `port` out.
+    pub fn remove(&mut self, port: &u16) -> Option<Claim> {
+        self.claims.remove(port)
+    }
 }
 
 /// Who holds a port: a repository (its common dir), a worktree of it and a service; or, for
@@ -65,6 +119,7 @@ impl Default for Ledger {
             version: VERSION,
             ports: BTreeMap::new(),
             names: Names::default(),
+            reserved: BTreeMap::new(),
         }
     }
 }
@@ -403,13 +458,18 @@ impl Ledger {
             .retain(|p, c| !c.is_registry(repo) || held.contains_key(p));
     }
 
-    /// Claims that are not `repo`'s registry's: other repositories' and every lease.
-    pub fn elsewhere(&self, repo: &Path) -> HashMap<u16, Claim> {
-        self.ports
-            .iter()
-            .filter(|(_, c)| !c.is_registry(repo))
-            .map(|(p, c)| (*p, c.clone()))
-            .collect()
+    /// Claims that are not `repo`'s registry's (other repositories' and every lease), and
+    /// the reservations.
+    pub fn elsewhere(&self, repo: &Path) -> Elsewhere {
+        Elsewhere {
+            claims: self
+                .ports
+                .iter()
+                .filter(|(_, c)| !c.is_registry(repo))
+                .map(|(p, c)| (*p, c.clone()))
+                .collect(),
+            reserved: self.reserved.clone(),
+        }
     }
 
     /// The leases whose process is alive now (or cannot be seen from here, and so is kept),
@@ -580,9 +640,6 @@ pub fn private(path: &Path, what: &'static str) -> Result<()> {
     let _ = (path, what);
     Ok(())
 }
-
-/// Claims of other repositories, by port.
-pub type Elsewhere = HashMap<u16, Claim>;
 
 #[cfg(test)]
 mod tests {

@@ -106,7 +106,9 @@ fn render(ctx: &mut Ctx, wt: &Worktree, results: &[Allocated]) {
                     (None, None) => "another process".into(),
                 };
                 if s.reason == crate::policy::allocate::SkipReason::Fenced {
-                    out.line(format!("Port {}: Kept for {by}", s.port));
+                    let mut by = by.chars();
+                    let first = by.next().map(|c| c.to_ascii_uppercase()).unwrap_or(' ');
+                    out.line(format!("Port {}: {first}{}", s.port, by.as_str()));
                 } else {
                     out.line(format!("Port {}: In use by {by}", s.port));
                 }

@@ -4,10 +4,10 @@
 use serde::Serialize;
 
 use super::Ctx;
-use crate::allocator::{compress, format_runs, lowest_free};
+use crate::allocator::{compress, format_runs};
 use crate::cli::AvailableArgs;
 use crate::error::Result;
-use crate::net;
+use crate::policy::availability::{Availability, Taken};
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -31,13 +31,16 @@ struct Held {
 pub fn run(ctx: &mut Ctx, args: AvailableArgs) -> Result<()> {
     let svc = ctx.repo.settings.service(&args.service)?.clone();
     let registry = ctx.store.load()?;
-    let held = registry.by_port();
     let elsewhere = ctx.elsewhere()?;
-    // Who holds a port: a worktree here, or `~/src/other (worktree)` in another repository.
-    let holder = |p: u16| match (held.get(&p), elsewhere.get(&p)) {
-        (Some(h), _) => Some(ctx.repo.display_name(h.worktree)),
-        (None, Some(c)) => Some(c.describe()),
-        (None, None) => ctx.repo.settings.fenced(p),
+    let name_of = |k: &str| ctx.repo.display_name(k);
+    let ports = Availability::new(&registry, &elsewhere, &ctx.repo.settings, &name_of);
+    // Who holds a port: a worktree here, `~/src/other (worktree)` in another repository, or
+    // what it is fenced off for.
+    let holder = |p: u16| {
+        ports.taken(p).map(|t| match t {
+            Taken::Worktree(w) | Taken::Elsewhere(w) => w,
+            Taken::Fenced(f) => f.describe(),
+        })
     };
     let allocated: Vec<Held> = svc
         .range
@@ -46,7 +49,25 @@ pub fn run(ctx: &mut Ctx, args: AvailableArgs) -> Result<()> {
         .collect();
     let runs = compress(svc.range.iter().filter(|&p| holder(p).is_none()));
     let free_count = svc.range.len() - allocated.len();
-    let next = lowest_free(svc.range, holder, net::in_use).chosen;
+    // What `allocate` would give this worktree now, by the same search (its memory, slots
+    // and wishes), without writing anything; outside any worktree, the lowest free port.
+    let next = match ctx.repo.target(None) {
+        Ok(wt) => {
+            let mut preview = registry.clone();
+            crate::policy::allocate::allocate_one(
+                &mut preview,
+                &elsewhere,
+                &ctx.repo,
+                &wt,
+                &svc.name,
+                None,
+                ctx.now,
+            )
+            .ok()
+            .map(|a| a.port)
+        }
+        Err(_) => svc.range.iter().find(|&p| ports.free(p)),
+    };
     let report = Report {
         service: svc.name.clone(),
         range: svc.range.to_string(),

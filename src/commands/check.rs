@@ -19,6 +19,9 @@ struct Report {
     allocated_to: Option<Holder>,
     /// The holder, when another repository on this machine holds it.
     elsewhere: Option<Elsewhere>,
+    /// Why no worktree is ever given it, if none is: `fenced off by ports.exclude`, `kept
+    /// for git ports proxy (ports.proxyPort)`, `reserved (REASON)`.
+    fenced: Option<String>,
     /// Another repository that holds it too, when a worktree of this one does: a conflict
     /// (`git ports doctor --fix` resolves it).
     conflict: Option<Elsewhere>,
@@ -59,8 +62,20 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<Outcome> {
         service: h.service.to_string(),
         allocated_at: timestamp(&h.allocation.allocated_at),
     });
+    let mut elsewhere = ctx.elsewhere()?;
+    let fenced = {
+        let name_of = |k: &str| ctx.repo.display_name(k);
+        crate::policy::availability::Availability::new(
+            &registry,
+            &elsewhere,
+            &ctx.repo.settings,
+            &name_of,
+        )
+        .fence(port)
+        .map(|f| f.describe())
+    };
     let claim = if holder.is_none() {
-        ctx.elsewhere()?.remove(&port)
+        elsewhere.remove(&port)
     } else {
         None
     };
@@ -99,12 +114,13 @@ pub fn run(ctx: &mut Ctx, args: CheckArgs) -> Result<Outcome> {
     } else {
         None
     };
-    let taken = holder.is_some() || claim.is_some();
+    let taken = holder.is_some() || claim.is_some() || fenced.is_some();
     let report = Report {
         port,
         available: !taken,
         allocated_to: holder,
         elsewhere: claim.map(describe),
+        fenced,
         conflict: conflict.map(describe),
         services,
         listening,
@@ -124,6 +140,14 @@ fn render(ctx: &mut Ctx, r: &Report) {
     out.line(format!("Checking port {} availability", r.port));
     out.blank();
     match (&r.allocated_to, &r.elsewhere) {
+        (None, None) if r.fenced.is_some() => {
+            let word = out.paint("FENCED OFF", Style::Bad);
+            out.line(format!("Port {}: {word}", r.port));
+            out.line(format!(
+                "- Never given to a worktree: it is {}",
+                r.fenced.as_deref().unwrap_or_default()
+            ));
+        }
         (None, None) => {
             let word = out.paint("AVAILABLE", Style::Good);
             out.line(format!("Port {}: {word}", r.port));
@@ -170,6 +194,9 @@ fn render(ctx: &mut Ctx, r: &Report) {
     }
     out.blank();
     match (&r.allocated_to, &r.elsewhere, r.listening) {
+        (None, None, _) if r.fenced.is_some() => {
+            out.line("Allocation and leases in every repository skip this port.")
+        }
         (None, None, false) => out.line("This port can be allocated immediately."),
         (None, None, true) => {
             out.line("Allocation skips this port while something is listening on it.")

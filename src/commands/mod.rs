@@ -13,8 +13,10 @@ pub mod man;
 pub mod point;
 pub mod prune;
 pub mod release;
+pub mod reserve;
 pub mod status;
 pub mod stop;
+pub mod unreserve;
 pub mod wait;
 
 use std::path::PathBuf;
@@ -114,7 +116,7 @@ impl Ctx {
     pub fn elsewhere(&self) -> Result<Elsewhere> {
         match &self.ledger {
             Some(l) => Ok(l.load_for(&self.repo_id)?.elsewhere(&self.repo_id)),
-            None => Ok(Elsewhere::new()),
+            None => Ok(Elsewhere::default()),
         }
     }
 
@@ -186,6 +188,10 @@ impl Ctx {
         let settings = &self.repo.settings;
         if let Some(e) = settings.stopping(crate::config::Stops::Changes, None) {
             return Err(e);
+        }
+        // A wrong entry of the ports fenced off is skipped by every search: said, not hidden.
+        for e in settings.problems_of(crate::config::KEY_EXCLUDE) {
+            self.out.warn(format!("{e}; that entry is skipped"));
         }
         Ok(Change {
             ledger: self.ledger.as_ref(),
@@ -284,6 +290,17 @@ impl Ctx {
     }
 }
 
+/// Ports as named on the command line, each once, in the order first named.
+pub fn unique_ports(ports: &[u16]) -> Vec<u16> {
+    let mut out: Vec<u16> = Vec::new();
+    for &p in ports {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Services as named on the command line, each once, in the order first named.
 pub fn unique(names: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -379,7 +396,7 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Outcome> {
         })
     );
     let machine_wide = match &command {
-        Command::Check(_) => true,
+        Command::Check(_) | Command::Reserve(_) | Command::Unreserve(_) => true,
         Command::Status(a) => a.machine,
         _ => false,
     };
@@ -425,6 +442,8 @@ fn run_in_repo(ctx: &mut Ctx, command: Command) -> Result<Outcome> {
         Command::Exec(args) => env::exec(ctx, args),
         Command::Wait(args) => done(wait::run(ctx, args)),
         Command::Lease(args) => done(lease::run(ctx, args)),
+        Command::Reserve(args) => done(reserve::run(ctx, args)),
+        Command::Unreserve(args) => done(unreserve::run(ctx, args)),
         // Run by `run` before a repository is opened.
         Command::Point(args) => done(point::run(ctx, args)),
         Command::Man(_)

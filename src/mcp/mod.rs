@@ -137,6 +137,21 @@ pub struct LeaseParams {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+pub struct ReserveParams {
+    /// The ports to fence off machine-wide.
+    pub ports: Vec<u16>,
+    /// What they are kept for (shown by status with machine).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct UnreserveParams {
+    /// The reserved ports to give back.
+    pub ports: Vec<u16>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct StopParams {
     /// Services whose servers to stop (default: every port the worktree holds).
     #[serde(default)]
@@ -475,6 +490,35 @@ impl Server {
             .worktree(&p.place)
             .words(["--"])
             .words(p.services);
+        self.json(call).await
+    }
+
+    #[tool(
+        name = "reserve",
+        description = "Fence ports off machine-wide: no repository, lease or proxy is given them (a port another program of this machine uses, say). Refused when a worktree, a lease or the proxy holds one now. Same fields as `git ports reserve --json`."
+    )]
+    async fn reserve(
+        &self,
+        Parameters(p): Parameters<ReserveParams>,
+    ) -> std::result::Result<CallToolResult, ErrorData> {
+        let call = Call::new(&["reserve", "--json"], None)
+            .opt("--reason", p.reason.as_deref())
+            .words(["--"])
+            .words(p.ports);
+        self.json(call).await
+    }
+
+    #[tool(
+        name = "unreserve",
+        description = "Give reserved ports back. Same fields as `git ports unreserve --json`."
+    )]
+    async fn unreserve(
+        &self,
+        Parameters(p): Parameters<UnreserveParams>,
+    ) -> std::result::Result<CallToolResult, ErrorData> {
+        let call = Call::new(&["unreserve", "--json"], None)
+            .words(["--"])
+            .words(p.ports);
         self.json(call).await
     }
 

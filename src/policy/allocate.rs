@@ -15,6 +15,7 @@ use crate::output::timestamp;
 use crate::registry::{Allocation, Registry};
 use crate::repo::{Repo, Worktree};
 
+use super::availability::{Availability, Taken as Held};
 use super::memory;
 
 /// Why the search passed over a port.
@@ -203,15 +204,11 @@ fn choose_slot(reg: &Registry, search: &Search, services: &[String]) -> Result<O
         others,
         ..wishes_of(repo, wt, len)
     };
-    let by_port = reg.by_port();
-    let settings = &repo.settings;
-    let free = |p: u16| {
-        !by_port.contains_key(&p)
-            && !elsewhere.contains_key(&p)
-            && settings.fenced(p).is_none()
-            && !net::in_use(p)
-    };
-    Ok(first_free_slot(&ranges, order(len, &wishes), free))
+    let name_of = |k: &str| repo.display_name(k);
+    let ports = Availability::new(reg, elsewhere, &repo.settings, &name_of);
+    Ok(first_free_slot(&ranges, order(len, &wishes), |p| {
+        ports.free(p)
+    }))
 }
 
 /// Allocates one service to `wt` (see [`allocate_all`]).
@@ -295,14 +292,13 @@ fn allocate_with(
                     service: h.service.into(),
                 });
             }
-            if let Some(c) = elsewhere.get(&port) {
-                return Err(Error::PortHeldElsewhere {
-                    port,
-                    holder: c.describe(),
-                });
-            }
-            if let Some(holder) = repo.settings.fenced(port) {
-                return Err(Error::PortFenced { port, holder });
+            let ports = Availability::new(reg, elsewhere, &repo.settings, &name_of);
+            match ports.taken(port) {
+                Some(Held::Elsewhere(holder)) => {
+                    return Err(Error::PortHeldElsewhere { port, holder });
+                }
+                Some(Held::Fenced(fence)) => return Err(Error::PortFenced { port, fence }),
+                Some(Held::Worktree(_)) | None => {}
             }
             (port, Vec::new(), net::in_use(port))
         }
@@ -333,12 +329,8 @@ fn allocate_with(
                 others,
                 ..wishes_of(repo, wt, range.len())
             };
-            let held = reg.by_port();
-            let holder = |p: u16| match (held.get(&p), elsewhere.get(&p)) {
-                (Some(h), _) => Some((SkipReason::Worktree, name_of(h.worktree))),
-                (None, Some(c)) => Some((SkipReason::Repository, c.describe())),
-                (None, None) => repo.settings.fenced(p).map(|f| (SkipReason::Fenced, f)),
-            };
+            let ports = Availability::new(reg, elsewhere, &repo.settings, &name_of);
+            let holder = |p: u16| ports.taken(p).map(|t| t.skip());
             let search = first_free(port_order(range, &wishes), holder, net::in_use);
             let skipped = search
                 .skipped
@@ -359,23 +351,8 @@ fn allocate_with(
                 })
                 .collect();
             let Some(port) = search.chosen else {
-                let taken = |p: &u16| {
-                    held.contains_key(p)
-                        || elsewhere.contains_key(p)
-                        || repo.settings.fenced(*p).is_some()
-                };
-                let reserved = wishes
-                    .reserved
-                    .and_then(|k| range.iter().nth(k))
-                    .filter(|p| !taken(p))
-                    .map_or(0, |_| 1);
-                return Err(Error::RangeExhausted {
-                    service: service.into(),
-                    range: range.to_string(),
-                    held: range.iter().filter(taken).count(),
-                    reserved,
-                    total: range.len(),
-                });
+                let for_main = wishes.reserved.and_then(|k| range.iter().nth(k));
+                return Err(ports.no_free_port(service, range, for_main));
             };
             (port, skipped, false)
         }

@@ -5,10 +5,10 @@
 
 use std::collections::HashSet;
 
-use crate::error::{Error, Result};
+use super::availability::Availability;
+use crate::error::Result;
 use crate::lease::Holder;
 use crate::ledger::{Claim, Elsewhere};
-use crate::net;
 use crate::registry::Registry;
 use crate::repo::{Repo, Worktree};
 
@@ -26,21 +26,14 @@ pub fn pick(
     let mut leases = Vec::new();
     for service in services {
         let range = repo.settings.lease_range(service)?;
-        let held = |p: u16| {
-            registry.holder(p).is_some()
-                || elsewhere.contains_key(&p)
-                || taken.contains(&p)
-                || repo.settings.fenced(p).is_some()
-        };
-        let Some(port) = range.iter().rev().find(|&p| !held(p) && !net::in_use(p)) else {
-            let held = range.iter().filter(|&p| held(p)).count();
-            return Err(Error::RangeExhausted {
-                service: service.clone(),
-                range: range.to_string(),
-                held,
-                reserved: 0,
-                total: range.len(),
-            });
+        let name_of = |k: &str| repo.display_name(k);
+        let ports = Availability::new(registry, elsewhere, &repo.settings, &name_of);
+        let Some(port) = range
+            .iter()
+            .rev()
+            .find(|&p| !taken.contains(&p) && ports.free(p))
+        else {
+            return Err(ports.no_free_port(service, range, None));
         };
         taken.insert(port);
         leases.push((

@@ -2,6 +2,7 @@
 //! the commands. No command holds a rule another command needs; they all live here.
 
 pub mod allocate;
+pub mod availability;
 pub mod lease;
 pub mod memory;
 #[cfg(test)]

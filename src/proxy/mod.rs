@@ -113,6 +113,8 @@ pub fn proven(state: &State) -> std::result::Result<(), NotProxy> {
 /// How the proxy is set up: git config (global, or the repository's where it runs).
 pub struct Setup {
     pub port: u16,
+    /// `ports.exclude` fences the port off.
+    excluded: bool,
     pub answer_timeout: Duration,
     pub ledger: LedgerStore,
 }
@@ -133,6 +135,7 @@ impl Setup {
         // The proxy's state and log go beside the ledger, which may not exist yet.
         ledger.make_dir()?;
         Ok(Setup {
+            excluded: settings.fenced(settings.proxy_port) == Some(crate::config::Fence::Excluded),
             port: settings.proxy_port,
             answer_timeout: Duration::from_secs_f64(settings.proxy_timeout),
             ledger,
@@ -213,6 +216,17 @@ impl Setup {
     /// from under that server.
     fn check_port_free(&self) -> Result<()> {
         let ledger = self.ledger.load()?;
+        let fence = match ledger.reserved.get(&self.port) {
+            Some(r) => Some(crate::config::Fence::Reserved(r.reason.clone())),
+            None => self.excluded.then_some(crate::config::Fence::Excluded),
+        };
+        if let Some(fence) = fence {
+            return Err(Error::Usage(format!(
+                "port {} is {}: give the proxy another port with `git config --global {KEY_PROXY_PORT} PORT`",
+                self.port,
+                fence.describe()
+            )));
+        }
         if let Some(c) = ledger.ports.get(&self.port) {
             return Err(Error::Usage(format!(
                 "port {} is held by {} in the ledger: give the proxy another port with `git config --global {KEY_PROXY_PORT} PORT`",

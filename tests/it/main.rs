@@ -9,6 +9,7 @@ mod browser;
 mod choice;
 mod claims;
 mod envfiles;
+mod fences;
 mod harness;
 mod hostile;
 mod leases;

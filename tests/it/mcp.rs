@@ -103,8 +103,19 @@ fn the_mcp_inspector_lists_the_tools_and_calls_each() {
     assert_eq!(
         names,
         [
-            "allocate", "check", "doctor", "env", "get", "lease", "point", "release", "status",
-            "stop", "wait"
+            "allocate",
+            "check",
+            "doctor",
+            "env",
+            "get",
+            "lease",
+            "point",
+            "release",
+            "reserve",
+            "status",
+            "stop",
+            "unreserve",
+            "wait"
         ]
     );
     for t in list["tools"].as_array().into_iter().flatten() {

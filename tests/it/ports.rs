@@ -26,6 +26,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("hostile", 29800, 29849),
     ("limits", 29850, 29899),
     ("variables", 20100, 20199),
+    ("fences", 20200, 20299),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -59,6 +60,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("hostile", include_str!("hostile.rs")),
         ("limits", include_str!("limits.rs")),
         ("variables", include_str!("variables.rs")),
+        ("fences", include_str!("fences.rs")),
     ]
 }
 

@@ -297,6 +297,17 @@ fn change(s: &Scene, command: &str, vars: &[(&str, &str)]) -> Run {
         "uninstall" => run_with(s.env, &s.a.dir, &["hook", "uninstall"], vars),
         // The origin pointed at a worktree: the ledger alone.
         "point" => run_with(s.env, &s.a.dir, &["point", "a1"], vars),
+        // A machine-wide reservation, and giving it back: the ledger alone.
+        "reserve" => run_with(
+            s.env,
+            s.env.root(),
+            &["reserve", "27499", "--reason", "x"],
+            vars,
+        ),
+        "unreserve" => {
+            s.a.run(["reserve", "27498"]).ok();
+            run_with(s.env, s.env.root(), &["unreserve", "27498"], vars)
+        }
         // A lease for this test's own process, which outlives every walk.
         "lease" => run_with(
             s.env,
@@ -465,6 +476,11 @@ fn crash_at_every_point_of_a_lease() {
     crash_case("lease", 27440, &[Target::LedgerLease]);
 }
 
+fn crash_at_every_point_of_a_reservation() {
+    crash_case("reserve", 27460, &[Target::LedgerReserve]);
+    crash_case("unreserve", 27460, &[Target::LedgerReserve]);
+}
+
 fn crash_at_every_point_of_hook_install_and_uninstall() {
     crash_case("install", 27400, &[Target::Hook]);
     crash_case("uninstall", 27420, &[Target::Hook]);
@@ -481,6 +497,7 @@ fn every_crash_point_is_walked() {
         Target::Hook,
         Target::LedgerLease,
         Target::LedgerPoint,
+        Target::LedgerReserve,
         // Walked in proxy.rs: a state file half-written never blocks the next start.
         Target::ProxyState,
     ];

@@ -103,8 +103,17 @@ pub(super) fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
             /// Live leases on this machine; absent when there are none.
             #[serde(skip_serializing_if = "Vec::is_empty")]
             leases: Vec<super::leases::LeaseRow>,
+            /// Ports reserved machine-wide; absent when there are none.
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            reserved: Vec<JsonReserved>,
             #[serde(skip_serializing_if = "Option::is_none")]
             summary: Option<Summary>,
+        }
+        #[derive(Serialize)]
+        struct JsonReserved {
+            port: u16,
+            reason: Option<String>,
+            reserved_at: String,
         }
         #[derive(Serialize)]
         struct JsonUnreadable {
@@ -146,6 +155,15 @@ pub(super) fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
                 })
                 .collect(),
             leases,
+            reserved: ledger
+                .reserved
+                .iter()
+                .map(|(p, r)| JsonReserved {
+                    port: *p,
+                    reason: r.reason.clone(),
+                    reserved_at: timestamp(&r.at),
+                })
+                .collect(),
             summary,
         };
         ctx.out.json(&json);
@@ -198,6 +216,14 @@ pub(super) fn machine(ctx: &mut Ctx, args: &StatusArgs) -> Result<()> {
         ));
         conflict_hint(out, &rows);
         super::leases::render(out, &leases, true);
+        if !ledger.reserved.is_empty() {
+            out.blank();
+            out.line("Reserved (no repository, lease or proxy is given these):");
+            for (p, r) in &ledger.reserved {
+                let why = r.reason.as_deref().unwrap_or("(no reason given)");
+                out.line(format!("  {p}  {why}, since {}", timestamp(&r.at)));
+            }
+        }
         if let Some(s) = &summary {
             render_summary(out, s);
         }

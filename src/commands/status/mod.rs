@@ -155,10 +155,26 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
         } else {
             Vec::new()
         };
+        // How many ports of a range nobody has: not this repository, another, a lease, or a
+        // fence (the one answer allocation gives).
+        let elsewhere = ledger
+            .as_ref()
+            .map(|l| l.elsewhere(&ctx.repo_id))
+            .unwrap_or_default();
+        let settings = ctx.repo.settings.clone();
+        let names = |k: &str| ctx.repo.display_name(k);
+        let ports = crate::policy::availability::Availability::new(
+            &registry, &elsewhere, &settings, &names,
+        );
+        let free: Vec<(String, usize)> = settings
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), ports.unheld(s.range)))
+            .collect();
         match &view {
-            View::All => render_all(ctx, &rows, args.health_check),
+            View::All => render_all(ctx, &rows, args.health_check, &free),
             View::Worktree(name) => render_worktree(ctx, name, &rows, args.health_check),
-            View::Service(s) => render_service(ctx, s, &rows, &registry),
+            View::Service(s) => render_service(ctx, s, &rows, &free),
         }
         leases::render(&mut ctx.out, &leases, false);
         if matches!(view, View::All) {

@@ -97,7 +97,8 @@ pub(super) fn heading_of(r: &Row) -> String {
     format!("{}{head}{slot}{stale}:", r.name)
 }
 
-pub(super) fn render_all(ctx: &mut Ctx, rows: &[Row], checked: bool) {
+/// `free`: how many ports of each service's range nobody has.
+pub(super) fn render_all(ctx: &mut Ctx, rows: &[Row], checked: bool, free: &[(String, usize)]) {
     let out = &mut ctx.out;
     out.heading(if checked {
         "Port Allocation Status with Health Check"
@@ -145,15 +146,13 @@ pub(super) fn render_all(ctx: &mut Ctx, rows: &[Row], checked: bool) {
         out.line("Available capacity:");
         let width = used.iter().map(|s| s.name.len() + 1).max().unwrap_or(0);
         for s in used {
-            let held = rows
+            let unheld = free
                 .iter()
-                .flat_map(|r| r.ports.iter())
-                .filter(|p| s.range.contains(p.1.port))
-                .count();
+                .find(|(n, _)| *n == s.name)
+                .map_or(0, |(_, f)| *f);
             let label = format!("{}:", s.name);
             out.line(format!(
-                "  {label:<width$} {}/{} ports free",
-                s.range.len() - held,
+                "  {label:<width$} {unheld}/{} ports free",
                 s.range.len()
             ));
         }
@@ -243,7 +242,7 @@ pub(super) fn render_worktree(ctx: &mut Ctx, name: &str, rows: &[Row], checked: 
     stale_hint(out, rows);
 }
 
-pub(super) fn render_service(ctx: &mut Ctx, service: &str, rows: &[Row], registry: &Registry) {
+pub(super) fn render_service(ctx: &mut Ctx, service: &str, rows: &[Row], free: &[(String, usize)]) {
     let range = ctx.repo.settings.service(service).ok().map(|s| s.range);
     let out = &mut ctx.out;
     out.heading(&format!("Port Status for Service: {service}"));
@@ -281,14 +280,14 @@ pub(super) fn render_service(ctx: &mut Ctx, service: &str, rows: &[Row], registr
         out.line("  none");
     }
     if let Some(range) = range {
-        let held = registry
-            .allocations()
-            .filter(|h| range.contains(h.allocation.port))
-            .count();
+        let unheld = free
+            .iter()
+            .find(|(n, _)| n == service)
+            .map_or(0, |(_, f)| *f);
         out.blank();
         out.line(format!("Service '{service}' usage:"));
         out.line(format!("  Allocated: {} ports", entries.len()));
-        out.line(format!("  Available: {} ports", range.len() - held));
+        out.line(format!("  Available: {unheld} ports"));
         out.line(format!(
             "  Utilization: {}%",
             (entries.len() * 100 + range.len() / 2) / range.len()
