@@ -72,8 +72,12 @@ fn zsh(script: &str) -> String {
         let positional_service = line.starts_with("':service -- ")
             || line.starts_with("'*::services -- ")
             || line.starts_with("'::service -- ");
+        let positional_worktree =
+            line.starts_with("'::worktree -- ") || line.starts_with("':worktree -- ");
         let line = if positional_service && line.ends_with(":_default' \\") {
             line.replace(":_default' \\", ":_git_ports_services' \\")
+        } else if positional_worktree && line.ends_with(":_default' \\") {
+            line.replace(":_default' \\", ":_git_ports_worktrees' \\")
         } else if line.contains("::command -- ") {
             line.replace(":_default'", ":_normal'")
         } else {
@@ -109,7 +113,8 @@ _git_ports_services() {
 /// served too (fish 3.6's git completion looks for `git-ports` under the wrong name).
 fn fish(script: &str) -> String {
     let hidden = hidden_flags();
-    let mut out = String::new();
+    // A file left in conf.d after git-ports is gone defines nothing, and says nothing.
+    let mut out = String::from("command -q git-ports; or return\n");
     for line in script.lines().filter(|l| !offers_hidden(l, &hidden)) {
         let line = if line.contains(" -l worktree ") && line.ends_with(" -r") {
             format!("{line} -f -a \"(git-ports complete worktrees 2>/dev/null)\"")
@@ -130,8 +135,9 @@ fn fish(script: &str) -> String {
 }
 
 const FISH_EXTRA: &str = r#"
-# Services as arguments, asked of the repository at completion time.
+# Services and worktrees as arguments, asked of the repository at completion time.
 complete -c git-ports -n "__fish_git_ports_using_subcommand allocate get wait available" -f -a "(git-ports complete services 2>/dev/null)"
+complete -c git-ports -n "__fish_git_ports_using_subcommand point" -f -a "(git-ports complete worktrees 2>/dev/null)"
 # After `exec --`, a command line of its own.
 complete -c git-ports -n "__fish_git_ports_using_subcommand exec; and contains -- -- (commandline -opc)" -f -a "(__fish_complete_subcommand --fcs-skip=(math (contains -i -- -- (commandline -opc))))"
 
@@ -181,12 +187,12 @@ fn longs(cmd: &clap::Command) -> String {
         .join(" ")
 }
 
-/// Whether a subcommand's positional arguments are services.
-fn takes_services(cmd: &clap::Command) -> bool {
+/// Whether a subcommand's positional arguments are values named `name` (SERVICE, WORKTREE).
+fn takes(cmd: &clap::Command, name: &str) -> bool {
     cmd.get_arguments().any(|a| {
         a.is_positional()
             && a.get_value_names()
-                .is_some_and(|v| v.iter().any(|n| n == "SERVICE"))
+                .is_some_and(|v| v.iter().any(|n| n == name))
     })
 }
 
@@ -202,9 +208,14 @@ fn git_bash(cmd: &clap::Command) -> String {
             c.get_subcommands().filter(|s| !s.is_hide_set()).collect();
         if nested.is_empty() {
             cases += &format!("\t{},-*) __gitcomp \"{}\" ;;\n", c.get_name(), longs(c));
-            if takes_services(c) {
+            if takes(c, "SERVICE") {
                 cases += &format!(
                     "\t{},*) __gitcomp_nl \"$(git ports complete services 2>/dev/null)\" ;;\n",
+                    c.get_name()
+                );
+            } else if takes(c, "WORKTREE") {
+                cases += &format!(
+                    "\t{},*) __gitcomp_nl \"$(git ports complete worktrees 2>/dev/null)\" ;;\n",
                     c.get_name()
                 );
             }
@@ -251,6 +262,22 @@ _git_ports ()
 	esac
 	local subcommands="{subs}"
 	local subcommand="$(__git_find_on_cmdline "$subcommands")"
+	# After `exec --`: a command, then that command's own arguments (files).
+	if [ "$subcommand" = exec ]; then
+		local i=1 dashes=0
+		while [ $i -lt $cword ]; do
+			[ "${{words[i]}}" = "--" ] && dashes=$i
+			i=$((i+1))
+		done
+		if [ $dashes -gt 0 ]; then
+			if [ $((dashes+1)) -eq $cword ]; then
+				COMPREPLY=($(compgen -c -- "$cur"))
+			else
+				COMPREPLY=($(compgen -f -- "$cur"))
+			fi
+			return
+		fi
+	fi
 	if [ -z "$subcommand" ]; then
 		case "$cur" in
 		-*) __gitcomp "{top}" ;;

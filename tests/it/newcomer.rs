@@ -478,4 +478,40 @@ fn a_typo_in_a_key_is_named_and_a_bad_value_says_where_it_is_set() {
     );
 }
 
+/// The fish completion file left in conf.d after git-ports is uninstalled says nothing on
+/// TAB.
+fn a_fish_completion_file_left_behind_is_silent() {
+    if std::process::Command::new("fish")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::support::skip("fish is not installed (apt-get install fish)");
+    }
+    let env = Env::new();
+    let file = env.path("git-ports.fish");
+    std::fs::write(
+        &file,
+        env.run(env.root(), ["completions", "fish"])
+            .ok()
+            .stdout
+            .as_bytes(),
+    )
+    .expect("write");
+    let out = std::process::Command::new("fish")
+        .args([
+            "-c",
+            &format!(
+                "source {}; complete -C 'git ports al'; complete -C 'git-ports al'",
+                file.display()
+            ),
+        ])
+        // git, but no git-ports.
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", env.path("home"))
+        .output()
+        .expect("fish");
+    same(&String::from_utf8_lossy(&out.stderr), "");
+}
+
 include!(concat!(env!("OUT_DIR"), "/it_newcomer.rs"));

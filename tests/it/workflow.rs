@@ -501,6 +501,16 @@ fn git_bash_completion_completes_git_ports() {
         vec!["feature-x"]
     );
     assert_eq!(complete("git ports allocate st"), vec!["storybook"]);
+    // point takes a worktree; after `exec --`, a command.
+    assert_eq!(
+        complete("git ports point fea"),
+        vec!["feature-x", "feat/login"]
+    );
+    assert!(
+        complete("git ports exec -- ech").contains(&"echo".to_string()),
+        "{:?}",
+        complete("git ports exec -- ech")
+    );
     assert_eq!(complete("git ports status --service st"), vec!["storybook"]);
     assert_eq!(
         complete("git ports env --format ''"),
