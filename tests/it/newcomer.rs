@@ -502,7 +502,7 @@ fn a_fish_completion_file_left_behind_is_silent() {
         .args([
             "-c",
             &format!(
-                "source {}; complete -C 'git ports al'; complete -C 'git-ports al'",
+                "source {}; complete -C 'git ports allocate '; complete -C 'git-ports get --worktree '",
                 file.display()
             ),
         ])
