@@ -145,7 +145,7 @@ fn render(ctx: &mut Ctx, wt: &Worktree, results: &[Allocated]) {
     for a in results {
         let env = ctx.repo.settings.env_name(&a.service);
         let hint = match a.service.as_str() {
-            "web" | "websocket" => format!("npm run dev -- --port {}", a.port),
+            "web" | "websocket" => format!("npm run dev -- --port {} --strictPort", a.port),
             "db" => format!("postgres -p {}", a.port),
             "redis" => format!("redis-server --port {}", a.port),
             _ => format!("{env}={} <your {} server>", a.port, a.service),

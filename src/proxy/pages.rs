@@ -18,19 +18,54 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// `text` as an HTML page titled by the status.
-pub fn html(status: StatusCode, text: &str) -> String {
+/// What a page adds for a browser: links to follow, and whether it reloads itself until the
+/// server it waits for answers.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// URLs to list as links.
+    pub links: Vec<String>,
+    /// Reload every [`RETRY_SECS`] seconds.
+    pub retry: bool,
+}
+
+/// How often a page waiting for a server reloads itself.
+pub const RETRY_SECS: u32 = 2;
+
+/// `text` as an HTML page titled by the status, with `extra`'s links and reloading.
+pub fn html(status: StatusCode, text: &str, extra: &Extra) -> String {
     let title = format!(
         "{} {}",
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     );
     let body = escape(text.trim_start_matches("git ports proxy: "));
+    let refresh = if extra.retry {
+        format!("<meta http-equiv=\"refresh\" content=\"{RETRY_SECS}\">")
+    } else {
+        String::new()
+    };
+    let waiting = if extra.retry {
+        format!(
+            "<p><small>This page reloads every {RETRY_SECS} seconds until the server answers.</small></p>\n"
+        )
+    } else {
+        String::new()
+    };
+    let links = if extra.links.is_empty() {
+        String::new()
+    } else {
+        let items: String = extra
+            .links
+            .iter()
+            .map(|l| format!("<li><a href=\"{u}\">{u}</a></li>", u = escape(l)))
+            .collect();
+        format!("<ul>{items}</ul>\n")
+    };
     format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title>\
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\">{refresh}<title>{t}</title>\
          <style>body{{font:16px system-ui,sans-serif;max-width:46em;margin:3em auto;padding:0 1em}}\
          code{{background:#eee;padding:0 .2em}}</style></head>\n<body><h1>{t}</h1>\n<p>{body}</p>\n\
-         <p><small>git ports proxy</small></p></body></html>\n",
+         {links}{waiting}<p><small>git ports proxy</small></p></body></html>\n",
         t = escape(&title),
     )
 }

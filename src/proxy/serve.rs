@@ -192,8 +192,17 @@ pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 fn page(status: StatusCode, wants_html: bool, text: &str) -> Response<Body> {
+    page_with(status, wants_html, text, &pages::Extra::default())
+}
+
+fn page_with(
+    status: StatusCode,
+    wants_html: bool,
+    text: &str,
+    extra: &pages::Extra,
+) -> Response<Body> {
     let (kind, body) = if wants_html {
-        ("text/html; charset=utf-8", pages::html(status, text))
+        ("text/html; charset=utf-8", pages::html(status, text, extra))
     } else {
         ("text/plain; charset=utf-8", format!("{text}\n"))
     };
@@ -372,7 +381,14 @@ async fn handle(
             };
             let text =
                 format!("git ports proxy: no worktree is named {host}; the names are: {list}");
-            return page(StatusCode::NOT_FOUND, wants_html, &text);
+            let links = pages::Extra {
+                links: names
+                    .iter()
+                    .map(|n| format!("http://{n}:{}/", shared.port))
+                    .collect(),
+                retry: false,
+            };
+            return page_with(StatusCode::NOT_FOUND, wants_html, &text, &links);
         }
     };
     if port == shared.port {
@@ -392,11 +408,17 @@ async fn handle(
             crate::output::git_in(&place.path, "exec -- COMMAND")
         )
     };
+    // A browser waiting for a server to come up sees it as soon as it does.
+    let retry = pages::Extra {
+        links: Vec::new(),
+        retry: true,
+    };
     let refused = |r: &Refusal| match r {
-        Refusal::Nothing => page(
+        Refusal::Nothing => page_with(
             StatusCode::BAD_GATEWAY,
             wants_html,
             &down("nothing listens on it"),
+            &retry,
         ),
         Refusal::NotLoopback(a) => page(
             StatusCode::BAD_GATEWAY,
@@ -508,10 +530,11 @@ async fn handle(
             )),
         ),
         Ok(Err(SendError::Refused(r))) => refused(&r),
-        Ok(Err(SendError::Connect)) => page(
+        Ok(Err(SendError::Connect)) => page_with(
             StatusCode::BAD_GATEWAY,
             wants_html,
             &down("the connection was refused"),
+            &retry,
         ),
         Ok(Err(SendError::Http(e))) if e.is_parse() => page(
             StatusCode::BAD_GATEWAY,

@@ -41,7 +41,7 @@ Configuration:
   Port: 21003
 
 To start service, run in worktree directory:
-  npm run dev -- --port 21003
+  npm run dev -- --port 21003 --strictPort
 ",
     );
     drop(listener);

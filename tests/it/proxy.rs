@@ -265,7 +265,18 @@ fn the_proxy_routes_names_live_and_says_what_is_wrong() {
     let (code, page) = curl(&["-H", "Accept: text/html", &url("shop.localhost", "/")]);
     assert_eq!(code, 502);
     assert!(
-        page.starts_with("<!doctype html>") && page.contains("<h1>502 Bad Gateway</h1>"),
+        page.starts_with("<!doctype html>")
+            && page.contains("<h1>502 Bad Gateway</h1>")
+            // It reloads itself until the server answers.
+            && page.contains("<meta http-equiv=\"refresh\" content=\"2\">"),
+        "{page}"
+    );
+    // A name nobody has: the names there are, as links.
+    let (code, page) = curl(&["-H", "Accept: text/html", &url("nope.shop.localhost", "/")]);
+    assert_eq!(code, 404);
+    assert!(
+        page.contains("<li><a href=\"http://fx.shop.localhost:29690/\">http://fx.shop.localhost:29690/</a></li>")
+            && !page.contains("http-equiv"),
         "{page}"
     );
     // Pointed at fx, the origin serves fx at once.
