@@ -116,7 +116,8 @@ pub enum Error {
     #[error("port {port} is already served by {who}")]
     PortServedByOther { port: u16, who: String },
 
-    #[error("gave up after {secs}s: {} never accepted a connection", ports.join(", "))]
+    /// `ports`: each with what it never did (`web (8001) never answered HTTP`).
+    #[error("gave up after {secs}s: {}", ports.join(", "))]
     WaitTimeout { secs: f64, ports: Vec<String> },
 
     #[error("port {port} is not reserved")]
@@ -319,8 +320,43 @@ impl Error {
         }
     }
 
-    /// A second line that helps the user act on the error, if one does.
+    /// A second line that helps the user act on the error, if one does: a command to run,
+    /// or, for a coding agent's MCP session (`GIT_PORTS_AUDIENCE=mcp`), the tool to call and
+    /// its arguments.
     pub fn hint(&self) -> Option<String> {
+        if std::env::var_os(crate::keys::ENV_AUDIENCE).is_some_and(|v| v == "mcp")
+            && let Some(h) = self.hint_for_agents()
+        {
+            return Some(h);
+        }
+        self.hint_for_people()
+    }
+
+    /// The hints an agent acts on through MCP tools rather than a command line.
+    fn hint_for_agents(&self) -> Option<String> {
+        use Error::*;
+        let quote = |s: &str| serde_json::Value::from(s).to_string();
+        match self {
+            NeedWorktree => Some("give worktree: its name, path or branch".into()),
+            LeaseRefused { .. } | NoLeaseHolder(_) => Some(
+                "give pid: a running process of yours that will use the port (without it, the lease lasts as long as this MCP session)".into(),
+            ),
+            PortServedByOther { .. } => Some(
+                "that is not this worktree's server: do not kill it; call status with health_check for who it is, or allocate another worktree's port".into(),
+            ),
+            NoSuchAllocation { service, worktree } => Some(format!(
+                "call allocate with services [{}] and worktree {}",
+                quote(service),
+                quote(worktree)
+            )),
+            WaitTimeout { .. } => Some(
+                "start the server in the background first (with the variables env gives), then call wait again, with a longer timeout if it starts slowly".into(),
+            ),
+            _ => None,
+        }
+    }
+
+    fn hint_for_people(&self) -> Option<String> {
         use Error::*;
         match self {
             WorktreeNotFound { known, .. } => {
@@ -354,6 +390,10 @@ impl Error {
                 Some("the file was left as it is; fix or remove it by hand".into())
             }
             NotPrivate { fix, .. } => Some(fix.clone()),
+            WaitTimeout { .. } => Some(
+                "start the server first (`git ports exec -- COMMAND &`, in the worktree), or wait longer with --timeout SECONDS"
+                    .into(),
+            ),
             NotReserved { reserved, .. } if reserved.is_empty() => {
                 Some("no port is reserved (`git ports status --machine` lists reservations)".into())
             }

@@ -79,6 +79,9 @@ pub const DEFAULT_PROXY_TIMEOUT_SECS: f64 = 60.0;
 pub const KEY_LOCK_TIMEOUT: &str = "ports.lockTimeout";
 /// How long to wait for a lock when `ports.lockTimeout` is not set.
 pub const DEFAULT_LOCK_TIMEOUT_SECS: f64 = 10.0;
+/// Who reads the hints: `mcp` when the MCP server runs a command for an agent, which acts
+/// through tools, not a command line.
+pub const ENV_AUDIENCE: &str = "GIT_PORTS_AUDIENCE";
 /// Overrides the directory of the machine-wide ledger; must be absolute.
 pub const ENV_HOME: &str = "GIT_PORTS_HOME";
 

@@ -55,8 +55,29 @@ pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
             }
         }
         waiting = still;
-        let names = |ps: &[(String, u16)]| -> Vec<String> {
-            ps.iter().map(|(s, p)| format!("{s} ({p})")).collect()
+        // Each port with what it is waited for: a connection, or an HTTP answer.
+        let how = |p: u16| {
+            let i = ports.iter().position(|(_, q)| *q == p);
+            match i.map(|i| &ready[i]) {
+                Some(net::Ready::Http(_)) => "to answer HTTP",
+                _ => "to accept connections",
+            }
+        };
+        let waited = |ps: &[(String, u16)]| -> Vec<String> {
+            ps.iter()
+                .map(|(s, p)| format!("{s} ({p}) {}", how(*p)))
+                .collect()
+        };
+        let never = |ps: &[(String, u16)]| -> Vec<String> {
+            ps.iter()
+                .map(|(s, p)| {
+                    let what = match how(*p) {
+                        "to answer HTTP" => "never answered HTTP",
+                        _ => "never accepted a connection",
+                    };
+                    format!("{s} ({p}) {what}")
+                })
+                .collect()
         };
         if waiting.is_empty() {
             // A port served from outside the worktree is someone else's server, as `exec`
@@ -91,14 +112,14 @@ pub fn run(ctx: &mut Ctx, args: WaitArgs) -> Result<()> {
         if start.elapsed() >= limit {
             return Err(Error::WaitTimeout {
                 secs: args.timeout,
-                ports: names(&waiting),
+                ports: never(&waiting),
             });
         }
         if !told && start.elapsed() >= Duration::from_secs(1) {
             told = true;
             crate::output::notice(&format!(
-                "waiting for {} to accept connections (up to {}s)",
-                names(&waiting).join(", "),
+                "waiting for {} (up to {}s)",
+                waited(&waiting).join(", "),
                 args.timeout
             ));
         }

@@ -44,9 +44,11 @@ pub struct Place {
     /// A directory inside the repository or one of its worktrees (default: the server's
     /// working directory).
     #[serde(default)]
+    #[schemars(with = "String")]
     pub repository: Option<String>,
     /// The worktree: its name, its path or its branch (default: the one `repository` is in).
     #[serde(default)]
+    #[schemars(with = "String")]
     pub worktree: Option<String>,
 }
 
@@ -57,6 +59,7 @@ pub struct AllocateParams {
     /// Ask for this port instead of the lowest free one (one service only). Only when the
     /// user asked for this port: never guess one.
     #[serde(default)]
+    #[schemars(with = "u16")]
     pub port: Option<u16>,
     #[serde(flatten)]
     pub place: Place,
@@ -80,9 +83,11 @@ pub struct StatusParams {
     pub machine: bool,
     /// Only this service.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub service: Option<String>,
     /// Seconds for the health check (default 2).
     #[serde(default)]
+    #[schemars(with = "f64")]
     pub timeout: Option<f64>,
     #[serde(flatten)]
     pub place: Place,
@@ -95,6 +100,7 @@ pub struct WaitParams {
     pub services: Vec<String>,
     /// Seconds to wait at most (default 30).
     #[serde(default)]
+    #[schemars(with = "f64")]
     pub timeout: Option<f64>,
     #[serde(flatten)]
     pub place: Place,
@@ -106,6 +112,7 @@ pub struct CheckParams {
     pub port: u16,
     /// A directory inside the repository (default: the server's working directory).
     #[serde(default)]
+    #[schemars(with = "String")]
     pub repository: Option<String>,
 }
 
@@ -116,6 +123,7 @@ pub struct ReleaseParams {
     pub ports: Vec<u16>,
     /// With `worktree`: only this service's port.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub service: Option<String>,
     /// Also forget that the worktree held these ports, so they are not given back to it first.
     #[serde(default)]
@@ -131,6 +139,7 @@ pub struct LeaseParams {
     /// The process the lease is for; it ends when that process exits. Default: this MCP
     /// server's process, so the lease lasts as long as the session.
     #[serde(default)]
+    #[schemars(with = "u32")]
     pub pid: Option<u32>,
     #[serde(flatten)]
     pub place: Place,
@@ -142,6 +151,7 @@ pub struct ReserveParams {
     pub ports: Vec<u16>,
     /// What they are kept for (shown by status with machine).
     #[serde(default)]
+    #[schemars(with = "String")]
     pub reason: Option<String>,
 }
 
@@ -158,6 +168,7 @@ pub struct StopParams {
     pub services: Vec<String>,
     /// Seconds between SIGTERM and SIGKILL (default 5).
     #[serde(default)]
+    #[schemars(with = "f64")]
     pub grace: Option<f64>,
     #[serde(flatten)]
     pub place: Place,
@@ -170,6 +181,7 @@ pub struct DoctorParams {
     pub fix: bool,
     /// A directory inside the repository (default: the server's working directory).
     #[serde(default)]
+    #[schemars(with = "String")]
     pub repository: Option<String>,
 }
 
@@ -241,7 +253,8 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .env(crate::keys::ENV_AUDIENCE, "mcp");
         if let Some(dir) = &call.repository {
             let dir = PathBuf::from(dir);
             if !dir.is_dir() {

@@ -347,6 +347,20 @@ fn hostile_json_rpc_gets_clear_answers_and_leaves_the_ledger_consistent() {
     let v = s.call(1, "get", json!({"service": "web"}));
     let text = v["result"]["content"][0]["text"].as_str().unwrap_or("");
     assert!(text.contains("holds no port for service 'web'"), "{v}");
+    // The hint names the tool to call, not a command line.
+    assert_eq!(
+        v["result"]["structuredContent"]["hint"],
+        "call allocate with services [\"web\"] and worktree \"app\"",
+        "{v}"
+    );
+    // Every argument has one type: no optional one is typed as a union with null, which
+    // single-type schema dialects (some model providers') refuse.
+    s.send(&json!({"jsonrpc": "2.0", "id": 21, "method": "tools/list"}));
+    let list = s.next();
+    for t in list["result"]["tools"].as_array().into_iter().flatten() {
+        let schema = t["inputSchema"].to_string();
+        assert!(!schema.contains("\"null\""), "{}: {schema}", t["name"]);
+    }
     // An unknown tool is a protocol error.
     let v = s.call(2, "rm-rf", json!({}));
     assert_eq!(v["error"]["code"], -32602, "{v}");
@@ -396,6 +410,14 @@ fn hostile_json_rpc_gets_clear_answers_and_leaves_the_ledger_consistent() {
     let v = s.call(11, "allocate", json!({"services": ["web"]}));
     assert_eq!(
         v["result"]["structuredContent"]["allocations"][0]["port"], 29520,
+        "{v}"
+    );
+    // A wait that times out says what to do next, in tools.
+    let v = s.call(20, "wait", json!({"services": ["web"], "timeout": 0.2}));
+    assert!(
+        v["result"]["structuredContent"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("start the server in the background first")),
         "{v}"
     );
 

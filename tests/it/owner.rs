@@ -202,18 +202,21 @@ fn wait_returns_when_a_late_server_comes_up_and_fails_when_none_does() {
     repo.range("api", 28210, 28219);
     let wt = repo.worktree("wt", "wt");
     env.run(&wt, ["allocate", "web", "api"]).ok();
-    // Nothing ever listens: exit 4, naming what never came up.
+    // Nothing ever listens: exit 4, naming what never came up and what each was waited for
+    // (web answering HTTP, as ports.web.ready says).
+    repo.git(["config", "ports.web.ready", "http"]);
     let none = run_with(&env, &wt, &["wait", "--timeout", "1.5"], &[]);
     none.code(4);
     assert!(
         none.stderr.contains(
-            "git-ports: waiting for web (28200), api (28210) to accept connections (up to 1.5s)"
+            "git-ports: waiting for web (28200) to answer HTTP, api (28210) to accept connections (up to 1.5s)"
         ) && none.stderr.contains(
-            "git-ports: gave up after 1.5s: web (28200), api (28210) never accepted a connection"
+            "git-ports: gave up after 1.5s: web (28200) never answered HTTP, api (28210) never accepted a connection\nhint: start the server first (`git ports exec -- COMMAND &`, in the worktree), or wait longer with --timeout SECONDS\n"
         ),
         "{}",
         none.stderr
     );
+    repo.git(["config", "--unset", "ports.web.ready"]);
     // A server that starts late: wait returns once it accepts.
     let dir = wt.clone();
     let late = std::thread::spawn(move || {
