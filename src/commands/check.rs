@@ -188,7 +188,18 @@ fn render(ctx: &mut Ctx, r: &Report) {
         out.line(format!("- Valid for services: {}", list.join(", ")));
     }
     match (&r.process, r.listening) {
-        (Some(p), _) => out.line(format!("- In use now by {}", p.describe())),
+        (Some(p), _) => {
+            let holder = match (&r.allocated_to, &r.elsewhere) {
+                (Some(h), _) => format!("worktree '{}'", h.worktree),
+                (None, Some(e)) => format!(
+                    "{} ({})",
+                    crate::ledger::tilde(std::path::Path::new(&e.repository)),
+                    e.worktree
+                ),
+                (None, None) => String::new(),
+            };
+            out.line(format!("- In use now by {}", p.describe_for(&holder)))
+        }
         (None, true) => out.line("- In use now by another process"),
         (None, false) => out.line("- Nothing on this machine is listening on it now"),
     }

@@ -444,6 +444,16 @@ impl Owner {
         Some(format!("pid {pid} ({command})"))
     }
 
+    /// As [`Owner::describe`], for a command that is not run in the holder's worktree
+    /// (`check`): the holder's own server is named as `holder`'s (`worktree 'fx'`,
+    /// `~/src/app (fx)`), never as "this worktree's".
+    pub fn describe_for(&self, holder: &str) -> String {
+        match (self.owner, self.process()) {
+            (Kind::Own, Some(who)) => format!("{who}, the server of {holder}, which holds it"),
+            _ => self.describe(),
+        }
+    }
+
     /// `pid 4242 (node) in worktree 'feature-y'`, as every command says it.
     pub fn describe(&self) -> String {
         let who = match (self.process(), self.owner) {

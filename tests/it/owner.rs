@@ -76,6 +76,24 @@ fn status_check_and_allocate_name_who_serves_each_port() {
         serde_json::Value::Null
     );
 
+    // check names the holder's own server as the holder's, in the repository or outside it.
+    for (dir, holder) in [
+        (repo.dir.clone(), "worktree 'wt-a'".to_string()),
+        (
+            env.root().to_path_buf(),
+            format!("{} (wt-a)", repo.dir.display()),
+        ),
+    ] {
+        let check = env.run(&dir, ["check", "28000"]);
+        assert!(
+            check
+                .stdout
+                .contains(&format!("), the server of {holder}, which holds it\n"))
+                && !check.stdout.contains("this worktree's own"),
+            "{}",
+            check.stdout
+        );
+    }
     // check and allocate use the same words.
     let check = repo.run(["check", "28010"]);
     assert!(
