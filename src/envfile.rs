@@ -170,7 +170,9 @@ pub fn compose_project(repo: &Repo, wt: &Worktree) -> String {
     let raw = if wt.is_main {
         base
     } else {
-        format!("{base}-{}", wt.name)
+        // `webapp-beta`, not `webapp-webapp-beta`, for a worktree named after the repository.
+        let own = crate::names::without_repo(wt.name.as_bytes(), base.as_bytes());
+        format!("{base}-{}", String::from_utf8_lossy(own))
     };
     let mut name: String = raw
         .to_lowercase()

@@ -58,6 +58,27 @@ pub fn label(raw: &[u8]) -> String {
     out
 }
 
+/// A worktree's name without the repository's name it repeats: `webapp-alpha` of repository
+/// `webapp` is `alpha` (and so are `webapp_alpha`, `webapp.alpha` and `alpha-webapp`), so a
+/// sibling folder named after the repository, the most common layout, gives
+/// `alpha.webapp.localhost`, not `webapp-alpha.webapp.localhost`. A name that is only the
+/// repository's is kept whole.
+pub fn without_repo<'a>(name: &'a [u8], repo: &[u8]) -> &'a [u8] {
+    let sep = |b: u8| matches!(b, b'-' | b'_' | b'.');
+    let n = repo.len();
+    if n == 0 || name.len() <= n + 1 {
+        return name;
+    }
+    if name[..n].eq_ignore_ascii_case(repo) && sep(name[n]) {
+        return &name[n + 1..];
+    }
+    let cut = name.len() - n;
+    if name[cut..].eq_ignore_ascii_case(repo) && sep(name[cut - 1]) {
+        return &name[..cut - 1];
+    }
+    name
+}
+
 fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -341,7 +362,7 @@ impl Names {
             if room == 0 {
                 break;
             }
-            let base = within(&label(raw), room);
+            let base = within(&label(without_repo(raw, repo_raw)), room);
             let base = if base.is_empty() {
                 "w".to_string()
             } else {
@@ -385,6 +406,21 @@ mod tests {
         assert_eq!(label(&[b'a'; 100]).len(), 63);
         assert_eq!(numbered(&"a".repeat(63), 12, LABEL_MAX).len(), 63);
         assert_eq!(within("ab-cd", 3), "ab");
+        for (name, bare) in [
+            ("webapp-alpha", "alpha"),
+            ("WebApp_alpha", "alpha"),
+            ("webapp.alpha", "alpha"),
+            ("alpha-webapp", "alpha"),
+            ("webapp", "webapp"),
+            ("webapp-", "webapp-"),
+            ("webappalpha", "webappalpha"),
+        ] {
+            assert_eq!(
+                without_repo(name.as_bytes(), b"webapp"),
+                bare.as_bytes(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

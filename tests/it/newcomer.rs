@@ -514,4 +514,26 @@ fn a_fish_completion_file_left_behind_is_silent() {
     same(&String::from_utf8_lossy(&out.stderr), "");
 }
 
+/// Names read naturally in the common layouts: a sibling folder named after the repository,
+/// `.worktrees/NAME` and `.claude/worktrees/NAME` inside it.
+fn names_read_naturally_in_the_common_layouts() {
+    let env = Env::new();
+    let repo = env.repo("webapp");
+    repo.range("web", 29270, 29279);
+    repo.git(["config", "ports.compose", "true"]);
+    let alpha = repo.worktree("webapp-alpha", "alpha");
+    let beta = repo.worktree("webapp/.worktrees/beta", "beta");
+    let gamma = repo.worktree("webapp/.claude/worktrees/gamma", "gamma");
+    for (dir, host, project) in [
+        (&alpha, "alpha.webapp.localhost", "webapp-alpha"),
+        (&beta, "beta.webapp.localhost", "webapp-beta"),
+        (&gamma, "gamma.webapp.localhost", "webapp-gamma"),
+    ] {
+        env.run(dir, ["allocate", "web"]).ok();
+        let vars = env.run(dir, ["env", "--format", "json"]).ok().json();
+        assert_eq!(vars["WEB_PUBLIC_HOST"], host, "{vars}");
+        assert_eq!(vars["COMPOSE_PROJECT_NAME"], project, "{vars}");
+    }
+}
+
 include!(concat!(env!("OUT_DIR"), "/it_newcomer.rs"));
