@@ -103,6 +103,17 @@ fn main() -> ExitCode {
                 (None, Some("exec"), ErrorKind::UnknownArgument) => eprintln!(
                     "hint: the command goes after `--`: git ports exec -- COMMAND [ARG]..."
                 ),
+                (None, Some("release"), ErrorKind::MissingRequiredArgument) => eprintln!(
+                    "hint: name the ports to release, or release all of a worktree's with `git ports release --worktree WORKTREE`"
+                ),
+                (None, Some(sub), ErrorKind::MissingRequiredArgument)
+                    if usage_line(&e).contains("<SERVICE>") =>
+                {
+                    eprintln!(
+                        "hint: name a service: {} (see `git ports {sub} -h`)",
+                        commands::known_services().join(", ")
+                    )
+                }
                 (None, Some(sub), _) => eprintln!("hint: see `git ports {sub} -h`"),
                 (None, None, _) => eprintln!("hint: see `git ports -h`"),
             }

@@ -290,6 +290,15 @@ impl Ctx {
     }
 }
 
+/// The services known where git-ports runs (the defaults, and those git config adds), for a
+/// hint; the defaults where no config can be read.
+pub fn known_services() -> Vec<String> {
+    match Repo::open().or_else(|_| Repo::outside()) {
+        Ok(repo) => repo.settings.known(),
+        Err(_) => crate::config::Settings::defaults().known(),
+    }
+}
+
 /// Ports as named on the command line, each once, in the order first named.
 pub fn unique_ports(ports: &[u16]) -> Vec<u16> {
     let mut out: Vec<u16> = Vec::new();

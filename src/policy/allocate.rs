@@ -255,8 +255,8 @@ fn allocate_with(
     if let Some(a) = existing {
         if want.is_some_and(|p| p != a.port) {
             return Err(Error::Usage(format!(
-                "worktree '{}' already holds port {} for {service}; release it first",
-                wt.name, a.port
+                "worktree '{}' already holds port {} for {service}; release it first with `git ports release {}`",
+                wt.name, a.port, a.port
             )));
         }
         return Ok(Allocated {

@@ -9,10 +9,15 @@ use crate::support::{Env, same, scrub, seen};
 fn usage_errors_keep_what_is_missing_the_values_and_the_suggestion() {
     let env = Env::new();
     let repo = env.repo("app");
+    repo.range("storybook", 29260, 29269);
     let cases: &[(&[&str], &str)] = &[
         (
             &["get"],
-            "git-ports: missing <SERVICE>\nhint: see `git ports get -h`\n",
+            "git-ports: missing <SERVICE>\nhint: name a service: web, api, db, redis, grpc, websocket, storybook (see `git ports get -h`)\n",
+        ),
+        (
+            &["release"],
+            "git-ports: missing <PORT>...\nhint: name the ports to release, or release all of a worktree's with `git ports release --worktree WORKTREE`\n",
         ),
         (
             &["stauts"],
@@ -42,6 +47,13 @@ fn usage_errors_keep_what_is_missing_the_values_and_the_suggestion() {
             &format!("--- stderr\n{want}--- exit 1\n"),
         );
     }
+    // Asking for another port for a service the worktree holds: the command that frees it.
+    repo.range("web", 29250, 29259);
+    repo.run(["allocate", "web"]).ok();
+    same(
+        &seen(&repo.run(["allocate", "web", "--port", "29255"]), &env),
+        "--- stderr\ngit-ports: worktree 'app' already holds port 29250 for web; release it first with `git ports release 29250`\n--- exit 1\n",
+    );
 }
 
 fn help_is_a_command_and_dash_h_is_short() {
