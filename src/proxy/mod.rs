@@ -364,6 +364,12 @@ pub fn foreground(out: &mut Out) -> Result<()> {
 pub fn start(out: &mut Out) -> Result<()> {
     let setup = Setup::read()?;
     if let Some(s) = setup.running()? {
+        if s.port != setup.port {
+            return Err(Error::Usage(format!(
+                "git ports proxy already runs (pid {}) on port {}, not on port {} as {KEY_PROXY_PORT} says now: stop it with `git ports proxy stop`, then start it again",
+                s.holder.pid, s.port, setup.port
+            )));
+        }
         out.line(format!(
             "git ports proxy already runs (pid {}) on port {}",
             s.holder.pid, s.port

@@ -514,6 +514,19 @@ fn start_stop_status_and_a_killed_proxy_never_block_the_next_start() {
         run.stdout
     );
     wait_listening(29693, true);
+    // Asked for another port while it runs: said, not silently ignored.
+    let mut cmd = env.cmd(env.root());
+    cmd.args(["proxy", "start"])
+        .env("GIT_CONFIG_PARAMETERS", "'ports.proxyPort'='29699'");
+    let moved = Run::from(cmd.output().expect("proxy start"));
+    moved.code(1);
+    assert!(
+        moved
+            .stderr
+            .contains("on port 29693, not on port 29699 as ports.proxyPort says now: stop it with `git ports proxy stop`, then start it again"),
+        "{}",
+        moved.stderr
+    );
     let again = proxy_cmd(&env, &["start"]);
     again.ok();
     assert!(
