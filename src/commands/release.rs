@@ -9,13 +9,18 @@ use crate::error::{Error, Result};
 use crate::output::{Style, timestamp};
 use crate::policy::release::take;
 
-/// One released allocation.
+/// One released allocation, or lease.
 #[derive(Debug, Clone, Serialize)]
 pub struct Released {
     pub port: u16,
     pub worktree: String,
     pub service: String,
-    pub allocated_at: String,
+    /// When it was allocated; absent for a lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated_at: Option<String>,
+    /// For a lease ended early: the process it was for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_pid: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -30,24 +35,83 @@ pub fn run(ctx: &mut Ctx, args: ReleaseArgs) -> Result<()> {
     }
 }
 
-/// Releases each port; if any is not allocated, none is released.
+/// Releases each port: an allocation of this repository's, or a lease made from it, which
+/// ends early (its process runs on without the port). If any is neither, none is released.
 pub fn release_ports(ctx: &mut Ctx, ports: &[u16], json: bool, forget: bool) -> Result<()> {
-    let repo = &ctx.repo;
-    let released = ctx.update(|reg, _| {
-        ports
-            .iter()
-            .map(|&port| {
-                let (key, service, a) =
-                    take(reg, repo, port, forget).ok_or(Error::PortNotAllocated { port })?;
-                Ok(Released {
+    let registry = ctx.store.load()?;
+    let ledger = match &ctx.ledger {
+        Some(l) => l.load_for(&ctx.repo_id)?,
+        None => crate::ledger::Ledger::default(),
+    };
+    let mut leased = Vec::new();
+    for &port in ports {
+        if registry.holder(port).is_some() {
+            continue;
+        }
+        match ledger.ports.get(&port) {
+            Some(c) if c.lease.is_some() && c.repo == ctx.repo_id => leased.push(port),
+            Some(c) if c.lease.is_some() => {
+                return Err(Error::PortHeldElsewhere {
                     port,
-                    worktree: repo.display_name(&key),
-                    service,
-                    allocated_at: timestamp(&a.allocated_at),
+                    holder: c.describe(),
+                });
+            }
+            _ => return Err(Error::PortNotAllocated { port }),
+        }
+    }
+    let mut released = Vec::new();
+    if !leased.is_empty() {
+        let repo = &ctx.repo;
+        let repo_id = ctx.repo_id.clone();
+        released = ctx.change_of()?.on_ledger(
+            |k| repo.display_name(k),
+            crate::fault::Target::LedgerLease,
+            |_, ledger| {
+                let mut ended = Vec::new();
+                for port in &leased {
+                    let Some(c) = ledger.ports.get(port) else {
+                        // Its process ended meanwhile: nothing is left to release.
+                        continue;
+                    };
+                    let Some(h) = c.lease.as_ref().filter(|_| c.repo == repo_id) else {
+                        continue;
+                    };
+                    ended.push(Released {
+                        port: *port,
+                        worktree: c.name.clone(),
+                        service: c.service.clone(),
+                        allocated_at: None,
+                        lease_pid: Some(h.pid),
+                    });
+                    ledger.ports.remove(port);
+                }
+                Ok(ended)
+            },
+        )?;
+    }
+    let repo = &ctx.repo;
+    let held: Vec<u16> = ports
+        .iter()
+        .copied()
+        .filter(|p| !leased.contains(p))
+        .collect();
+    if !held.is_empty() {
+        released.extend(ctx.update(|reg, _| {
+            held.iter()
+                .map(|&port| {
+                    let (key, service, a) =
+                        take(reg, repo, port, forget).ok_or(Error::PortNotAllocated { port })?;
+                    Ok(Released {
+                        port,
+                        worktree: repo.display_name(&key),
+                        service,
+                        allocated_at: Some(timestamp(&a.allocated_at)),
+                        lease_pid: None,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
+                .collect::<Result<Vec<_>>>()
+        })?);
+    }
     render(ctx, &released, json);
     Ok(())
 }
@@ -94,7 +158,8 @@ fn release_worktree(
                     port,
                     worktree: repo.display_name(&k),
                     service,
-                    allocated_at: timestamp(&a.allocated_at),
+                    allocated_at: Some(timestamp(&a.allocated_at)),
+                    lease_pid: None,
                 })
             })
             .collect::<Result<Vec<_>>>()
@@ -123,12 +188,22 @@ fn render(ctx: &mut Ctx, released: &[Released], json: bool) {
         if i > 0 {
             out.blank();
         }
+        if let Some(pid) = r.lease_pid {
+            out.line(format!(
+                "{tick} Ended the lease of port {} ({}, leased from worktree '{}' for pid {pid}): it is free again",
+                r.port, r.service, r.worktree
+            ));
+            continue;
+        }
         out.line(format!("Releasing port {}", r.port));
         out.blank();
         out.line(format!("Port {} is currently allocated to:", r.port));
         out.line(format!("  Worktree: {}", r.worktree));
         out.line(format!("  Service: {}", r.service));
-        out.line(format!("  Allocated at: {}", r.allocated_at));
+        out.line(format!(
+            "  Allocated at: {}",
+            r.allocated_at.as_deref().unwrap_or_default()
+        ));
         out.blank();
         out.line(format!("{tick} Port {} released", r.port));
         out.line(format!(

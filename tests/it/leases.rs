@@ -347,4 +347,43 @@ fn thousands_of_dead_leases_are_dropped_in_one_change() {
     end(live);
 }
 
+/// A lease can be ended before its process exits: `release PORT`, from its repository.
+/// Another repository's lease is not this one's to end.
+fn a_lease_is_released_early_by_its_port() {
+    let env = Env::new();
+    let app = env.repo("app");
+    app.range("web", 29480, 29489);
+    let holder = sleeper();
+    let pid = holder.id().to_string();
+    let port = app
+        .run(["lease", "web", "--pid", &pid])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(port, "29489");
+    let other = env.repo("other");
+    other.range("web", 29480, 29489);
+    let refused = other.run(["release", &port]);
+    refused.code(4);
+    assert!(
+        refused
+            .stderr
+            .contains("is held by another repository: a lease of pid "),
+        "{}",
+        refused.stderr
+    );
+    let run = app.run(["release", &port]);
+    same(
+        &run.ok().stdout,
+        &format!(
+            "✓ Ended the lease of port 29489 (web, leased from worktree 'app' for pid {pid}): it is free again\n"
+        ),
+    );
+    assert!(leased_ports(&env).is_empty());
+    let json = app.run(["release", &port, "--json"]);
+    json.code(1);
+    end(holder);
+}
+
 include!(concat!(env!("OUT_DIR"), "/it_leases.rs"));
