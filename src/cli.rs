@@ -180,6 +180,10 @@ pub struct CheckArgs {
 }
 
 /// List the allocated and free ports of a service
+///
+/// The ports held (by a worktree here, another repository or a lease) or fenced off
+/// (ports.exclude, reservations, the proxy's port), the free ones as ranges, and the port
+/// `allocate` would give this worktree now.
 #[derive(Debug, Args)]
 pub struct AvailableArgs {
     /// The service
@@ -256,7 +260,11 @@ pub struct GetArgs {
 ///
 /// One variable per allocated service: WEB_PORT, API_PORT, DB_PORT, … (the service in
 /// capitals, '-' as '_', then _PORT), or the name set with `git config ports.<service>.env`;
-/// then the variables of `ports.derived` (such as VITE_API_URL=http://localhost:{api}),
+/// for each service with a URL scheme (ports.<service>.scheme: http for web and api, ws for
+/// websocket, redis for redis), SERVICE_URL with localhost, which every client on this machine
+/// reaches, and for a browser's scheme SERVICE_PUBLIC_HOST and SERVICE_PUBLIC_URL with the
+/// worktree's own name; then the variables of `ports.derived` (such as
+/// VITE_API_URL={public_url:api}/v1),
 /// GIT_PORTS_SLOT with `ports.align`, and COMPOSE_PROJECT_NAME with `ports.compose`. The
 /// shell format is safe for `eval "$(git ports env)"`. With --write, the variables go into a
 /// file as a marked block instead (a file git tracks is refused).
