@@ -208,7 +208,10 @@ fn the_mcp_inspector_lists_the_tools_and_calls_each() {
     let g = call(&env, &tools, &wt, "get", &["service=api"]);
     let text = failed(&g);
     assert!(text.contains("holds no port for service 'api'"), "{text}");
-    assert!(text.contains("\nhint: allocate one with"), "{text}");
+    assert!(
+        text.contains("\nhint: call allocate with services [\"api\"] and worktree \"wt\""),
+        "{text}"
+    );
     // The origin, pointed at this worktree.
     let pt = call(&env, &tools, &repo.dir, "point", &["worktree=wt"]);
     assert_eq!(ok(&pt)["origin"], "app.localhost", "{pt:#}");
