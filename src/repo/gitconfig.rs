@@ -91,21 +91,35 @@ impl GitConfig {
         Ok(GitConfig::parse(&out.stdout, &base))
     }
 
-    /// The configuration libgit2 reads for `git`, with what git adds on the command line
-    /// (`GIT_CONFIG_COUNT`, then `GIT_CONFIG_PARAMETERS`, which is how `git -c` reaches a
-    /// subcommand) on top, in git's order of precedence. `None` where libgit2 cannot stand in
-    /// for git: when the environment names config files libgit2 does not look at
-    /// (`GIT_CONFIG_GLOBAL`, `GIT_CONFIG_SYSTEM`, `GIT_CONFIG_NOSYSTEM`), or on any error.
-    pub(super) fn from_libgit2(git: &git2::Repository) -> Option<GitConfig> {
-        const FILES: [&str; 3] = [
-            "GIT_CONFIG_GLOBAL",
-            "GIT_CONFIG_SYSTEM",
-            "GIT_CONFIG_NOSYSTEM",
-        ];
-        if FILES.iter().any(|v| std::env::var_os(v).is_some()) {
-            return None;
-        }
-        let config = git.config().ok()?.snapshot().ok()?;
+    /// The configuration git reads for this process, through libgit2 (no git process): the
+    /// repository's own files when `git` is given, and the user's and the system's as git
+    /// picks them, `GIT_CONFIG_GLOBAL`, `GIT_CONFIG_SYSTEM` and `GIT_CONFIG_NOSYSTEM` included
+    /// (which libgit2 does not read itself: the files are opened here), with what git adds on
+    /// the command line (`GIT_CONFIG_COUNT`, then `GIT_CONFIG_PARAMETERS`, which is how
+    /// `git -c` reaches a subcommand) on top, in git's order of precedence. `None` where
+    /// libgit2 cannot stand in for git: files with `include` or `includeIf` opened here
+    /// (whose conditions need git), or any error.
+    pub(super) fn from_libgit2(git: Option<&git2::Repository>) -> Option<GitConfig> {
+        let set = |v: &str| std::env::var_os(v).is_some();
+        let by_hand = git.is_none()
+            || [
+                "GIT_CONFIG_GLOBAL",
+                "GIT_CONFIG_SYSTEM",
+                "GIT_CONFIG_NOSYSTEM",
+            ]
+            .iter()
+            .any(|v| set(v));
+        let config = match git {
+            Some(g) if !by_hand => g.config().ok()?.snapshot().ok()?,
+            _ => {
+                let mut c = git_files(git)?;
+                // An include's conditions (`includeIf "gitdir:…"`) are git's to judge.
+                if c.entries(Some("^include")).ok()?.next().is_some() {
+                    return None;
+                }
+                c.snapshot().ok()?
+            }
+        };
         let mut entries: Vec<(i32, git2::ConfigLevel, String, Option<Vec<u8>>)> = Vec::new();
         let mut iter = config
             .entries(Some(r"^(ports|color|core|extensions|remote)\."))
@@ -178,15 +192,80 @@ impl GitConfig {
     }
 }
 
+/// The user's global config file as git picks it: `GIT_CONFIG_GLOBAL` (empty: none), else
+/// `~/.gitconfig`.
+fn global_file() -> Option<PathBuf> {
+    match std::env::var_os("GIT_CONFIG_GLOBAL") {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => git2::Config::find_global().ok(),
+    }
+}
+
+/// The system's config file as git picks it: none with `GIT_CONFIG_NOSYSTEM`, else
+/// `GIT_CONFIG_SYSTEM`, else git's own.
+fn system_file() -> Option<PathBuf> {
+    let off = std::env::var("GIT_CONFIG_NOSYSTEM")
+        .ok()
+        .is_some_and(|v| crate::config::parse_bool(v.trim()).unwrap_or(true));
+    if off {
+        return None;
+    }
+    match std::env::var_os("GIT_CONFIG_SYSTEM") {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => git2::Config::find_system().ok(),
+    }
+}
+
+/// git's config files for this process, opened one by one: the system's, the user's (XDG,
+/// then the global file, unless `GIT_CONFIG_GLOBAL` names another), and the repository's
+/// and its worktree's, where they exist.
+fn git_files(git: Option<&git2::Repository>) -> Option<git2::Config> {
+    use git2::ConfigLevel;
+    let mut c = git2::Config::new().ok()?;
+    fn add(c: &mut git2::Config, path: Option<PathBuf>, level: ConfigLevel) -> Option<()> {
+        match path.filter(|p| p.is_file()) {
+            Some(p) => c.add_file(&p, level, false).ok(),
+            None => Some(()),
+        }
+    }
+    add(&mut c, system_file(), ConfigLevel::System)?;
+    if std::env::var_os("GIT_CONFIG_GLOBAL").is_none() {
+        add(&mut c, git2::Config::find_xdg().ok(), ConfigLevel::XDG)?;
+    }
+    add(&mut c, global_file(), ConfigLevel::Global)?;
+    if let Some(g) = git {
+        add(
+            &mut c,
+            Some(g.commondir().join("config")),
+            ConfigLevel::Local,
+        )?;
+        let worktree_config = c
+            .snapshot()
+            .ok()
+            .and_then(|s| s.get_bool("extensions.worktreeconfig").ok())
+            .unwrap_or(false);
+        if worktree_config {
+            add(
+                &mut c,
+                Some(g.path().join("config.worktree")),
+                ConfigLevel::Worktree,
+            )?;
+        }
+    }
+    Some(c)
+}
+
 /// The file of a config level, as git would name it where the entry came from.
-fn level_place(git: &git2::Repository, level: git2::ConfigLevel) -> String {
+fn level_place(git: Option<&git2::Repository>, level: git2::ConfigLevel) -> String {
     use git2::ConfigLevel;
     let found = match level {
-        ConfigLevel::Local => Some(git.commondir().join("config")),
-        ConfigLevel::Worktree => Some(git.path().join("config.worktree")),
-        ConfigLevel::Global => git2::Config::find_global().ok(),
+        ConfigLevel::Local => git.map(|g| g.commondir().join("config")),
+        ConfigLevel::Worktree => git.map(|g| g.path().join("config.worktree")),
+        ConfigLevel::Global => global_file(),
         ConfigLevel::XDG => git2::Config::find_xdg().ok(),
-        ConfigLevel::System => git2::Config::find_system().ok(),
+        ConfigLevel::System => system_file(),
         ConfigLevel::ProgramData | ConfigLevel::App | ConfigLevel::Highest => None,
     };
     found.map_or_else(|| "git's config".to_string(), |p| p.display().to_string())

@@ -63,7 +63,7 @@ impl Layout {
             work_tree: git.workdir().map(strip_slash),
             bare: git.is_bare(),
         };
-        Ok((layout, GitConfig::from_libgit2(&git)))
+        Ok((layout, GitConfig::from_libgit2(Some(&git))))
     }
 
     /// The git CLI, for everything else git can open: one `git rev-parse`. Outside a work
@@ -128,7 +128,10 @@ impl Repo {
     /// No repository: for the commands that describe the whole machine (`status --machine`,
     /// `check`) run outside any. Settings come from the global and system config.
     pub fn outside() -> Result<Repo> {
-        let config = GitConfig::read(None)?;
+        let config = match GitConfig::from_libgit2(None) {
+            Some(c) => c,
+            None => GitConfig::read(None)?,
+        };
         Ok(Repo {
             common_dir: PathBuf::new(),
             bare: true,

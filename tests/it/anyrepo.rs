@@ -539,68 +539,89 @@ fn machine_wide_commands_run_outside_any_repository() {
     assert!(ledger_path(&env).exists());
 }
 
-/// libgit2 reads the config in-process where it can stand in for git; both ways must give
-/// what git gives, channel by channel.
+/// libgit2 reads the config in-process where it can stand in for git (the files found from
+/// HOME, or named by GIT_CONFIG_GLOBAL and friends, opened here); `git config` reads it where
+/// an include's conditions are git's to judge. Every way must give what git gives, channel by
+/// channel.
 fn both_ways_of_reading_config_agree_with_git() {
     let env = Env::new();
     let repo = env.repo("app");
     let wt = repo.worktree("wc", "wc");
-    fs::write(
-        env.path("home/.gitconfig"),
-        "[ports \"api\"]\n\trange = 27800-27809\n",
-    )
-    .expect("write");
-    fs::copy(env.path("home/.gitconfig"), env.path("gitconfig")).expect("copy");
-    // In-process (no variable names a config file) and through `git config` (one does).
-    let ways: [&[(&str, &str)]; 2] = [&[], &[("GIT_CONFIG_NOSYSTEM", "1")]];
-    let range = |dir: &std::path::Path, vars: &[(&str, &str)], in_process: bool| {
+    let global = "[ports \"api\"]\n\trange = 27800-27809\n";
+    fs::write(env.path("home/.gitconfig"), global).expect("write");
+    fs::write(env.path("gitconfig"), global).expect("write");
+    fs::write(env.path("included"), global).expect("write");
+    fs::write(env.path("with-include"), "[include]\n\tpath = included\n").expect("write");
+    let with_include = env.path("with-include");
+    // From HOME, from GIT_CONFIG_GLOBAL (the test default), and through an include.
+    let ways: [&[(&str, &str)]; 3] = [
+        &[],
+        &[("GIT_CONFIG_NOSYSTEM", "1")],
+        &[("GIT_CONFIG_GLOBAL", with_include.to_str().unwrap_or(""))],
+    ];
+    let range = |dir: &std::path::Path, vars: &[(&str, &str)], way: usize| {
         let mut cmd = env.cmd(dir);
         cmd.args(["available", "api", "--json"]);
-        if in_process {
+        if way == 0 {
             cmd.env_remove("GIT_CONFIG_GLOBAL")
                 .env_remove("GIT_CONFIG_NOSYSTEM");
         }
-        for (k, v) in vars {
+        for (k, v) in ways[way].iter().chain(vars) {
             cmd.env(k, v);
         }
         let run = crate::support::Run::from(cmd.output().expect("run"));
         run.json()["range"].as_str().unwrap_or("").to_string()
     };
-    for (i, _) in ways.iter().enumerate() {
-        let in_process = i == 0;
+    for (way, _) in ways.iter().enumerate() {
         // Global, from HOME.
-        assert_eq!(
-            range(&repo.dir, &[], in_process),
-            "27800-27809",
-            "in process: {in_process}"
-        );
+        assert_eq!(range(&repo.dir, &[], way), "27800-27809", "way {way}");
         repo.range("api", 27810, 27819);
-        assert_eq!(range(&repo.dir, &[], in_process), "27810-27819");
+        assert_eq!(range(&repo.dir, &[], way), "27810-27819");
         let count = [
             ("GIT_CONFIG_COUNT", "1"),
             ("GIT_CONFIG_KEY_0", "ports.api.range"),
             ("GIT_CONFIG_VALUE_0", "27820-27829"),
         ];
-        assert_eq!(range(&repo.dir, &count, in_process), "27820-27829");
+        assert_eq!(range(&repo.dir, &count, way), "27820-27829");
         let mut both = count.to_vec();
         both.push(("GIT_CONFIG_PARAMETERS", "'ports.api.range'='27830-27839'"));
         assert_eq!(
-            range(&repo.dir, &both, in_process),
+            range(&repo.dir, &both, way),
             "27830-27839",
             "-c wins over GIT_CONFIG_COUNT"
         );
         let old_form = [("GIT_CONFIG_PARAMETERS", "'ports.api.range=27840-27849'")];
-        assert_eq!(range(&repo.dir, &old_form, in_process), "27840-27849");
+        assert_eq!(range(&repo.dir, &old_form, way), "27840-27849");
         repo.git(["config", "extensions.worktreeConfig", "true"]);
         env.git(
             &wt,
             ["config", "--worktree", "ports.api.range", "27850-27859"],
         );
-        assert_eq!(range(&wt, &[], in_process), "27850-27859");
-        assert_eq!(range(&repo.dir, &[], in_process), "27810-27819");
+        assert_eq!(range(&wt, &[], way), "27850-27859");
+        assert_eq!(range(&repo.dir, &[], way), "27810-27819");
         env.git(&wt, ["config", "--worktree", "--unset", "ports.api.range"]);
         repo.git(["config", "--unset", "extensions.worktreeConfig"]);
         repo.git(["config", "--unset", "ports.api.range"]);
+    }
+    // An includeIf holds only where git says its condition does.
+    fs::write(&with_include, "").expect("write");
+    let default = range(&repo.dir, &[], 2);
+    assert_ne!(default, "27800-27809");
+    for (dir, expected) in [
+        (repo.dir.clone(), "27800-27809"),
+        (env.path("nowhere"), &default),
+    ] {
+        let condition = format!(
+            "[includeIf \"gitdir:{}/\"]\n\tpath = included\n",
+            dir.display()
+        );
+        fs::write(&with_include, condition).expect("write");
+        assert_eq!(
+            range(&repo.dir, &[], 2),
+            expected,
+            "includeIf for {}",
+            dir.display()
+        );
     }
 }
 
