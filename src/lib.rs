@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod keys;
 pub mod lease;
 pub mod ledger;
+pub mod machine;
 pub mod mcp;
 pub mod names;
 pub mod net;

@@ -10,20 +10,13 @@
 //! only once it answers an HTTP request as well.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Whether something on this machine holds `port`. Binds both `[::]` (dual stack) and
-/// `127.0.0.1`: a probe of one family misses a server that listens only on the other.
-/// Only "address in use" counts: a machine without IPv6 fails the `[::]` bind for other reasons.
+/// Whether something on this machine holds `port`: a bind probe of each address this OS
+/// needs tried (see `machine::port_taken`).
 pub fn in_use(port: u16) -> bool {
-    let addrs = [
-        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-    ];
-    addrs
-        .iter()
-        .any(|a| matches!(TcpListener::bind(a), Err(e) if e.kind() == io::ErrorKind::AddrInUse))
+    crate::machine::port_taken(port)
 }
 
 /// What a connect found.
@@ -87,14 +80,7 @@ pub fn starved(e: &io::Error) -> bool {
 /// How many files this process may have open (its soft limit), where the system says;
 /// 1024, the common default, where it does not.
 pub fn open_file_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
-        })
-        .unwrap_or(1024)
+    crate::machine::open_file_limit()
 }
 
 /// Checks every port on both address families at once, one timeout for all: every connect
@@ -333,6 +319,7 @@ fn check_wave(ports: &[u16], timeout: Duration, out: &mut [Option<Health>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     #[test]
     fn probe_and_check_see_a_real_listener() {

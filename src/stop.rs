@@ -1,21 +1,25 @@
-//! Stopping a server: SIGTERM, a bounded grace, then SIGKILL, and what came of it. Only the
-//! processes a caller has judged to be a worktree's own get here (see `owner.rs`).
+//! Stopping a server: asked to end (SIGTERM, or Windows' request to close), a bounded grace,
+//! then ended for good, and what came of it. Only the processes a caller has judged to be a
+//! worktree's own get here (see `owner.rs`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::machine::{self, Census, Identity, Life, Refused, Sent, Signal};
 use crate::owner::Owner;
 
 /// How stopping one process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Ending {
-    /// It ended on SIGTERM within the grace.
+    /// It ended when asked, within the grace.
     Stopped,
-    /// It ignored SIGTERM for the whole grace, and was killed.
+    /// It ignored the request for the whole grace, and was ended.
     Killed,
+    /// It cannot be asked on this system (a console program on Windows), and was ended.
+    Ended,
     /// It had ended before it was asked to.
     AlreadyGone,
     /// The system refused to signal it (another user's process).
@@ -27,7 +31,12 @@ impl Ending {
     pub fn describe(self, grace: Duration) -> String {
         match self {
             Ending::Stopped => "stopped".into(),
-            Ending::Killed => format!("ignored SIGTERM for {}s: killed", grace.as_secs_f64()),
+            Ending::Killed => format!(
+                "ignored {} for {}s: killed",
+                machine::ASK,
+                grace.as_secs_f64()
+            ),
+            Ending::Ended => format!("cannot be sent {}: ended", machine::ASK),
             Ending::AlreadyGone => "had already exited".into(),
             Ending::NotPermitted => {
                 "not stopped: the system does not let this user signal it".into()
@@ -38,62 +47,68 @@ impl Ending {
 
 /// Whether process `pid` is still there (and not a zombie waiting for its parent).
 pub fn alive(pid: u32) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // `pid (comm) S …`: the state follows the last `)`.
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-            Err(_) => false,
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        signal(pid, "0")
-    }
+    machine::alive(pid)
 }
 
-/// Sends a signal with `kill(1)`: git-ports writes no unsafe code, and `kill` is on every Unix.
-fn signal(pid: u32, sig: &str) -> bool {
-    std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// Whether the process `id` names still runs: not only its pid, which a later process may
+/// have been given.
+fn still(id: &Identity) -> bool {
+    matches!(Census::default().life(id), Life::Alive(_))
 }
 
-/// Stops process `pid`: SIGTERM, up to `grace` for it to end, then SIGKILL. Pid 1 (the
-/// system's, or a pid namespace's first process) is never signalled.
+/// Stops process `pid`: asks it to end (SIGTERM), up to `grace` for it to, then ends it
+/// (SIGKILL). The process is known by its identity, taken first: a pid the system gives to
+/// another process meanwhile is never signalled. Pid 1 (the system's, or a pid namespace's
+/// first process) never is either.
 pub fn stop(pid: u32, grace: Duration) -> Ending {
     if pid <= 1 {
         return Ending::NotPermitted;
     }
-    if !alive(pid) {
-        return Ending::AlreadyGone;
-    }
-    if !signal(pid, "TERM") {
-        return if alive(pid) {
-            Ending::NotPermitted
-        } else {
-            Ending::AlreadyGone
-        };
+    let id = match Identity::of(pid) {
+        Ok(id) => id,
+        Err(Refused::OtherUser | Refused::Init) => return Ending::NotPermitted,
+        Err(_) if !alive(pid) => return Ending::AlreadyGone,
+        Err(_) => return Ending::NotPermitted,
+    };
+    match machine::signal(pid, Signal::Ask) {
+        Sent::Delivered => {}
+        Sent::Gone => return Ending::AlreadyGone,
+        Sent::NotPermitted => return Ending::NotPermitted,
+        Sent::CannotAsk => {
+            if !still(&id) {
+                return Ending::AlreadyGone;
+            }
+            return match machine::signal(pid, Signal::End) {
+                Sent::NotPermitted => Ending::NotPermitted,
+                Sent::Gone => Ending::AlreadyGone,
+                _ => {
+                    settle(&id);
+                    Ending::Ended
+                }
+            };
+        }
     }
     let start = Instant::now();
     while start.elapsed() < grace {
-        if !alive(pid) {
+        if !still(&id) {
             return Ending::Stopped;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    signal(pid, "KILL");
+    if !still(&id) {
+        return Ending::Stopped;
+    }
+    machine::signal(pid, Signal::End);
+    settle(&id);
+    Ending::Killed
+}
+
+/// Waits (two seconds at most) for an ended process to be gone.
+fn settle(id: &Identity) {
     let start = Instant::now();
-    while alive(pid) && start.elapsed() < Duration::from_secs(2) {
+    while still(id) && start.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ending::Killed
 }
 
 /// Stops every process of `owner` (a port may be listened on by one process per address),
@@ -102,8 +117,9 @@ pub fn stop_owner(owner: &Owner, grace: Duration) -> Ending {
     let rank = |e: &Ending| match e {
         Ending::AlreadyGone => 0,
         Ending::Stopped => 1,
-        Ending::Killed => 2,
-        Ending::NotPermitted => 3,
+        Ending::Ended => 2,
+        Ending::Killed => 3,
+        Ending::NotPermitted => 4,
     };
     let endings: Vec<Ending> = owner.pids.iter().map(|&p| stop(p, grace)).collect();
     endings
@@ -119,7 +135,7 @@ pub fn ours(owner: &Owner) -> bool {
         && owner
             .pids
             .iter()
-            .all(|&p| crate::lease::same_user(p) == Some(true))
+            .all(|&p| machine::same_user(p) == Some(true))
 }
 
 /// Whether every process of `owner` is this user's and runs in `dir` now: a check just
@@ -130,20 +146,29 @@ pub fn still_in(owner: &Owner, dir: &Path) -> bool {
         && owner
             .pids
             .iter()
-            .all(|&pid| crate::owner::cwd_of(pid).is_some_and(|c| crate::owner::runs_in(&c, dir)))
+            .all(|&pid| machine::cwd(pid).is_some_and(|c| crate::owner::runs_in(&c, dir)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn a_process_that_already_exited_is_said_so_and_not_signalled() {
-        let mut child = std::process::Command::new("true").spawn().expect("true");
+        // This test binary, which exits at once without arguments it knows.
+        let exe = std::env::current_exe().expect("test binary");
+        let mut child = std::process::Command::new(exe)
+            .arg("--no-such-flag")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
         let pid = child.id();
         // Exited but not reaped: a zombie, which is gone too.
-        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        while alive(pid) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(!alive(pid));
         assert_eq!(stop(pid, Duration::from_millis(100)), Ending::AlreadyGone);
         let _ = child.wait();

@@ -105,41 +105,9 @@ pub fn lock(path: &Path, timeout: f64, start: Instant) -> Result<Lock, LockError
     }
 }
 
-/// Who holds the lock on `file`, from `/proc/locks` on Linux: `pid 123 (git-ports)`.
+/// Who holds the lock on `file` (`pid 123 (git-ports)`), where the system tells.
 pub fn holder(file: &File) -> Option<String> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let ino = file.metadata().ok()?.ino();
-        let table = fs::read_to_string("/proc/locks").ok()?;
-        for line in table.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // `1: FLOCK  ADVISORY  WRITE 12345 08:01:1234 0 EOF`; waiters have a `->`.
-            if f.get(1) == Some(&"->") {
-                continue;
-            }
-            let (Some(pid), Some(dev_ino)) = (f.get(4), f.get(5)) else {
-                continue;
-            };
-            if dev_ino.rsplit(':').next() != Some(&ino.to_string()) {
-                continue;
-            }
-            let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| c.trim().to_string())
-                .unwrap_or_default();
-            return Some(if comm.is_empty() {
-                format!("pid {pid}")
-            } else {
-                format!("pid {pid} ({comm})")
-            });
-        }
-        None
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = file;
-        None
-    }
+    crate::machine::lock_holder(file)
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {

@@ -56,8 +56,9 @@ impl From<io::Error> for Failure {
 #[derive(Debug, Clone, Copy)]
 struct Meta {
     mode: u32,
-    uid: u32,
-    gid: u32,
+    /// The owner (uid, gid), kept through a replacement.
+    #[cfg(unix)]
+    owner: Option<(u32, u32)>,
     nlink: u64,
 }
 
@@ -184,8 +185,7 @@ fn meta_of(m: &fs::Metadata) -> Meta {
     use std::os::unix::fs::MetadataExt;
     Meta {
         mode: m.mode() & 0o7777,
-        uid: m.uid(),
-        gid: m.gid(),
+        owner: Some((m.uid(), m.gid())),
         nlink: m.nlink(),
     }
 }
@@ -198,8 +198,6 @@ fn meta_of(m: &fs::Metadata) -> Meta {
         } else {
             0o644
         },
-        uid: 0,
-        gid: 0,
         nlink: 1,
     }
 }
@@ -344,12 +342,12 @@ impl UserFile {
         if let Some(m) = self.meta {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
             let mine = tmp.as_file().metadata()?;
-            if (mine.uid(), mine.gid()) != (m.uid, m.gid)
-                && std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid), Some(m.gid)).is_err()
+            if let Some((uid, gid)) = m.owner
+                && (mine.uid(), mine.gid()) != (uid, gid)
+                && std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid)).is_err()
             {
                 return Err(Failure::Refused(format!(
-                    "belongs to uid {}; git-ports cannot give a new version the same owner",
-                    m.uid
+                    "belongs to uid {uid}; git-ports cannot give a new version the same owner"
                 )));
             }
             tmp.as_file()

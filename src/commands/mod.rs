@@ -211,7 +211,7 @@ impl Ctx {
         &self,
         wt: &Worktree,
         services: &[String],
-        holder: &crate::lease::Holder,
+        holder: &crate::machine::Identity,
     ) -> Result<Vec<(String, u16)>> {
         for s in services {
             self.repo.settings.lease_range(s)?;

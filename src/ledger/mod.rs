@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::bytes::os_path;
 use crate::config::ENV_HOME;
 use crate::error::{Error, Result};
-use crate::lease::{Alive, Holder};
+use crate::machine::{Census, Identity, Life};
 use crate::names::Names;
 use crate::registry::{Registry, unique};
 use crate::store::{self, Lock, LockError, Store};
@@ -113,7 +113,7 @@ pub struct Claim {
     /// A lease: the port is this process's, not the registry's, and is free again once the
     /// process is gone. A ledger without leases is the same file as before leases existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease: Option<Holder>,
+    pub lease: Option<Identity>,
 }
 
 impl Default for Ledger {
@@ -149,7 +149,7 @@ impl Claim {
 #[derive(Default)]
 pub struct Witness {
     seen: HashMap<PathBuf, Seen>,
-    alive: Alive,
+    alive: Census,
 }
 
 impl Witness {
@@ -370,13 +370,13 @@ impl Ledger {
 
     /// The leases whose process is alive now (or cannot be seen from here, and so is kept),
     /// by port, with what can be told of each.
-    pub fn live_leases(&self) -> Vec<(u16, &Claim, crate::lease::Life)> {
-        let mut alive = Alive::default();
+    pub fn live_leases(&self) -> Vec<(u16, &Claim, Life)> {
+        let mut alive = Census::default();
         self.ports
             .iter()
             .filter_map(|(p, c)| {
                 let life = alive.life(c.lease.as_ref()?);
-                (life != crate::lease::Life::Gone).then_some((*p, c, life))
+                (life != Life::Gone).then_some((*p, c, life))
             })
             .collect()
     }
@@ -510,7 +510,7 @@ pub fn private(path: &Path, what: &'static str) -> Result<()> {
             return Ok(());
         };
         let shown = crate::output::shell_quote(&path.display().to_string());
-        let me = crate::owner::my_uid();
+        let me = crate::machine::my_uid();
         if let Some(me) = me
             && m.uid() != me
         {

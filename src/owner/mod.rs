@@ -3,11 +3,10 @@
 //! where the system tells; and whose worktree that is. A port is a worktree's own only when
 //! every one of its listeners is: a server on `[::1]:P` beside another user's on
 //! `127.0.0.1:P` is FOREIGN, since half of the clients that ask for `localhost:P` reach the
-//! other one. Only listening sockets count, never a client's connection. The lookup reads
-//! `/proc` on Linux; elsewhere nothing is known, and callers say "another process".
+//! other one. Only listening sockets count, never a client's connection. What the system
+//! shows of sockets and processes comes from `machine`; this module judges it.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -15,129 +14,7 @@ use serde::Serialize;
 
 use crate::bytes::{os_bytes, show_bytes};
 
-/// One listening socket on a port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
-    /// The address it is bound to: `127.0.0.1`, `::1`, `0.0.0.0`, `::`, …
-    pub addr: IpAddr,
-    /// The user whose socket it is, as the socket table gives it.
-    pub uid: Option<u32>,
-    /// The socket's identity (its inode): the same number while the socket lives, a new one
-    /// for every socket bound since.
-    pub socket: u64,
-    /// The process holding it, where the system tells (another user's processes are hidden
-    /// from all but root).
-    pub process: Option<Process>,
-}
-
-/// A process, as the system shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Process {
-    pub pid: u32,
-    /// Its name as the system gives it: bytes, kept exactly.
-    pub command: OsString,
-    /// Its working directory, where the system tells.
-    pub cwd: Option<Cwd>,
-}
-
-/// A process's working directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cwd {
-    /// The directory's path; for a deleted one, the path it had.
-    pub path: PathBuf,
-    /// It was deleted (a removed worktree's server runs on in it). Told by the file system
-    /// (the directory has no links left), never by the text the system shows: a directory
-    /// may well be named `wt (deleted)`.
-    pub deleted: bool,
-}
-
-/// The user this process runs as (its effective uid, as `/proc/self` shows it).
-pub fn my_uid() -> Option<u32> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::MetadataExt;
-        static UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
-        *UID.get_or_init(|| std::fs::metadata("/proc/self").ok().map(|m| m.uid()))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
-}
-
-/// Every socket listening on each of `ports`, found in one pass over the socket tables and
-/// the processes. A port nothing listens on is absent.
-pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
-    #[cfg(target_os = "linux")]
-    {
-        linux::listeners(ports)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = ports;
-        HashMap::new()
-    }
-}
-
-/// The sockets listening on `port` (address, user, socket), from the socket tables alone,
-/// without looking for their processes: cheap enough to ask before every connection.
-pub fn sockets(port: u16) -> Vec<(IpAddr, Option<u32>, u64)> {
-    #[cfg(target_os = "linux")]
-    {
-        linux::sockets(&[port])
-            .into_iter()
-            .map(|s| (s.addr, s.uid, s.inode))
-            .collect()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = port;
-        Vec::new()
-    }
-}
-
-/// The working directory of process `pid` now.
-pub fn cwd_of(pid: u32) -> Option<Cwd> {
-    #[cfg(target_os = "linux")]
-    {
-        linux::cwd(pid)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = pid;
-        None
-    }
-}
-
-/// Whether process `pid` holds a socket listening on `port` now.
-pub fn listens(pid: u32, port: u16) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        linux::listens(pid, port)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (pid, port);
-        false
-    }
-}
-
-/// The file name of the program process `pid` runs (`git-ports`), and its arguments after
-/// the program's own name, where the system tells.
-pub fn program(pid: u32) -> Option<(OsString, Vec<OsString>)> {
-    #[cfg(target_os = "linux")]
-    {
-        linux::program(pid)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = pid;
-        None
-    }
-}
-
-#[cfg(target_os = "linux")]
-mod linux;
+pub use crate::machine::{Cwd, Listener, Process, listeners};
 
 /// Whether a directory whose working directory is `cwd` is in `dir` or below it; a deleted
 /// one by the path it had (a server a removed worktree left running). A `dir` that is empty,
@@ -149,7 +26,11 @@ pub fn runs_in(cwd: &Cwd, dir: &Path) -> bool {
     {
         return false;
     }
-    cwd.path.starts_with(dir) || std::fs::canonicalize(dir).is_ok_and(|d| cwd.path.starts_with(d))
+    let here = match cwd.deleted {
+        true => cwd.path.clone(),
+        false => crate::machine::canonical(&cwd.path).unwrap_or_else(|| cwd.path.clone()),
+    };
+    here.starts_with(dir) || crate::machine::canonical(dir).is_some_and(|d| here.starts_with(d))
 }
 
 #[cfg(test)]
@@ -158,20 +39,24 @@ mod tests {
 
     #[test]
     fn a_directory_runs_in_its_worktree_deleted_or_not_and_never_in_no_directory() {
+        // An absolute path on every OS, that is not there.
+        let src = std::env::temp_dir()
+            .join("git-ports-no-such-dir")
+            .join("src");
         let deleted = Cwd {
-            path: PathBuf::from("/src/app-wt/server"),
+            path: src.join("app-wt").join("server"),
             deleted: true,
         };
-        assert!(runs_in(&deleted, Path::new("/src/app-wt")));
-        assert!(!runs_in(&deleted, Path::new("/src/app")));
+        assert!(runs_in(&deleted, &src.join("app-wt")));
+        assert!(!runs_in(&deleted, &src.join("app")));
         assert!(!runs_in(&deleted, Path::new("")));
         assert!(!runs_in(&deleted, Path::new("relative")));
         // A directory that exists and is named so is not in `/src/app-wt`.
         let named = Cwd {
-            path: PathBuf::from("/src/app-wt (deleted)"),
+            path: src.join("app-wt (deleted)"),
             deleted: false,
         };
-        assert!(!runs_in(&named, Path::new("/src/app-wt")));
+        assert!(!runs_in(&named, &src.join("app-wt")));
     }
 }
 
@@ -201,8 +86,9 @@ pub enum Kind {
     Other,
     /// Another user's process: never this user's worktree's, wherever it runs.
     User,
-    /// Something listens, but the system does not say what (a system without `/proc`, or a
-    /// socket no process visible here holds): never taken for the worktree's own server.
+    /// Something listens, but the system does not say what or whose (a socket no process
+    /// visible here holds, an elevated process on Windows): never taken for the worktree's
+    /// own server.
     Unknown,
 }
 
@@ -212,7 +98,7 @@ fn place_dir(path: &Path, prunable: bool) -> Option<PathBuf> {
     if prunable || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         return None;
     }
-    std::fs::canonicalize(path).ok()
+    crate::machine::canonical(path)
 }
 
 /// The worktrees a listener may run in: `ours` (this repository's), and the worktrees of the
@@ -277,10 +163,9 @@ pub fn who_serves(
 /// The processes among `ls` that are this user's and run in `dir`: a server a removed
 /// worktree left running on its port. `None` when there is none.
 pub fn left_in(ls: &[Listener], dir: &Path) -> Option<Owner> {
-    let me = my_uid();
     let mine: Vec<&Listener> = ls
         .iter()
-        .filter(|l| me.is_some() && l.uid == me)
+        .filter(|l| l.mine == Some(true))
         .filter(|l| {
             l.process
                 .as_ref()
@@ -377,10 +262,13 @@ impl Owner {
         l: &Listener,
         holder: Option<&Path>,
         places: &'p [Place],
-        me: Option<u32>,
     ) -> (Kind, Option<&'p Place>) {
-        if l.uid.is_none() || l.uid != me {
-            return (Kind::User, None);
+        match l.mine {
+            Some(true) => {}
+            Some(false) => return (Kind::User, None),
+            // The system does not say whose it is (an elevated process on Windows): never
+            // taken for this user's.
+            None => return (Kind::Unknown, None),
         }
         let Some(p) = &l.process else {
             return (Kind::Unknown, None);
@@ -391,7 +279,7 @@ impl Owner {
         let path = if cwd.deleted {
             cwd.path.clone()
         } else {
-            std::fs::canonicalize(&cwd.path).unwrap_or_else(|_| cwd.path.clone())
+            crate::machine::canonical(&cwd.path).unwrap_or_else(|| cwd.path.clone())
         };
         let place = places
             .iter()
@@ -410,11 +298,8 @@ impl Owner {
     /// Classifies the listeners of one port against the worktree that holds it (`holder`,
     /// its directory, if one does): the worktree's own only if every listener is.
     pub fn of(ls: &[Listener], holder: Option<&Path>, places: &[Place]) -> Owner {
-        let me = my_uid();
-        let kinds: Vec<(Kind, Option<&Place>)> = ls
-            .iter()
-            .map(|l| Owner::kind(l, holder, places, me))
-            .collect();
+        let kinds: Vec<(Kind, Option<&Place>)> =
+            ls.iter().map(|l| Owner::kind(l, holder, places)).collect();
         let deciding = kinds.iter().position(|(k, _)| *k != Kind::Own).unwrap_or(0);
         let Some(l) = ls.get(deciding) else {
             return Owner::unknown();

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use super::availability::Availability;
 use crate::error::Result;
-use crate::lease::Holder;
 use crate::ledger::{Claim, Elsewhere};
+use crate::machine::Identity;
 use crate::registry::Registry;
 use crate::repo::{Repo, Worktree};
 
@@ -20,7 +20,7 @@ pub fn pick(
     registry: &Registry,
     elsewhere: &Elsewhere,
     services: &[String],
-    holder: &Holder,
+    holder: &Identity,
 ) -> Result<Vec<(u16, Claim)>> {
     let mut taken: HashSet<u16> = HashSet::new();
     let mut leases = Vec::new();

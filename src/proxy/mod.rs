@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::keys::KEY_PROXY_PORT;
-use crate::lease::{Alive, Holder};
 use crate::ledger::LedgerStore;
+use crate::machine::{Census, Identity, Life};
 use crate::output::Out;
 use routes::{Route, Routes};
 
@@ -35,7 +35,7 @@ pub const LOG_FILE: &str = "proxy.log";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
-    pub holder: Holder,
+    pub holder: Identity,
     pub port: u16,
 }
 
@@ -83,29 +83,26 @@ pub fn proven(state: &State) -> std::result::Result<(), NotProxy> {
         return Err(NotProxy::Elsewhere);
     }
     if !matches!(
-        Alive::default().life(&state.holder),
-        crate::lease::Life::Alive(p) if p == pid
+        Census::default().life(&state.holder),
+        Life::Alive(p) if p == pid
     ) {
         return Err(NotProxy::Gone);
     }
-    if crate::lease::same_user(pid) != Some(true) {
+    if crate::machine::same_user(pid) != Some(true) {
         return Err(NotProxy::OtherUser);
     }
-    #[cfg(target_os = "linux")]
-    {
-        let Some((name, args)) = crate::owner::program(pid) else {
-            return Err(NotProxy::Gone);
-        };
-        let own = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.file_name().map(std::ffi::OsStr::to_os_string));
-        let named = name == "git-ports" || own.is_some_and(|o| o == name);
-        if !named || args.first().is_none_or(|a| a != "proxy") || args.len() > 1 {
-            return Err(NotProxy::Program);
-        }
-        if !crate::owner::listens(pid, state.port) {
-            return Err(NotProxy::NotListening);
-        }
+    let Some((name, args)) = crate::machine::program(pid) else {
+        return Err(NotProxy::Gone);
+    };
+    let own = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.file_name().map(std::ffi::OsStr::to_os_string));
+    let named = name == "git-ports" || name == "git-ports.exe" || own.is_some_and(|o| o == name);
+    if !named || args.first().is_none_or(|a| a != "proxy") || args.len() > 1 {
+        return Err(NotProxy::Program);
+    }
+    if !crate::machine::listens(pid, state.port) {
+        return Err(NotProxy::NotListening);
     }
     Ok(())
 }
@@ -183,7 +180,7 @@ impl Setup {
 
     /// Records this process as the proxy, in one atomic write.
     fn record(&self) -> Result<()> {
-        let holder = Holder::of_self().map_err(|r| Error::LeaseRefused {
+        let holder = Identity::of_self().map_err(|r| Error::LeaseRefused {
             pid: std::process::id(),
             reason: r.reason(),
         })?;
@@ -465,16 +462,20 @@ pub fn stop(out: &mut Out) -> Result<()> {
         }
         Some((s, Ok(()))) => s,
     };
-    let ending = crate::stop::stop(s.holder.pid, Duration::from_secs(5));
+    let grace = Duration::from_secs(5);
+    let ending = crate::stop::stop(s.holder.pid, grace);
+    if ending == crate::stop::Ending::NotPermitted {
+        return Err(Error::Usage(format!(
+            "git ports proxy (pid {}) {}",
+            s.holder.pid,
+            ending.describe(grace)
+        )));
+    }
     let _ = std::fs::remove_file(setup.state_path());
     out.line(format!(
         "✓ git ports proxy (pid {}) {}",
         s.holder.pid,
-        match ending {
-            crate::stop::Ending::Killed => "ignored SIGTERM and was killed",
-            crate::stop::Ending::NotPermitted => "could not be signalled",
-            _ => "stopped",
-        }
+        ending.describe(grace)
     ));
     Ok(())
 }

@@ -33,7 +33,7 @@ pub enum Refusal {
 
 /// The sockets of a port as last judged, and the verdict.
 struct Verdict {
-    sockets: Vec<(IpAddr, Option<u32>, u64)>,
+    sockets: Vec<crate::machine::Socket>,
     holder: std::path::PathBuf,
     at: Instant,
     verdict: Result<IpAddr, Refusal>,
@@ -67,11 +67,7 @@ fn address(ls: &[owner::Listener]) -> Result<IpAddr, Refusal> {
 impl Guard {
     /// Where to connect for `port` of `place`, or why not.
     pub fn target(&self, port: u16, place: &routes::Place) -> Result<SocketAddr, Refusal> {
-        if !cfg!(target_os = "linux") {
-            // No socket tables to read here: the first loopback address that accepts.
-            return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-        }
-        let sockets = owner::sockets(port);
+        let sockets = crate::machine::sockets(port);
         if sockets.is_empty() {
             return Err(Refusal::Nothing);
         }
@@ -131,6 +127,7 @@ mod tests {
         owner::Listener {
             addr: a.parse().expect("address"),
             uid: Some(0),
+            mine: Some(true),
             socket: 1,
             process: None,
         }

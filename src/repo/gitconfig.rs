@@ -375,12 +375,15 @@ mod tests {
     fn config_list_parses_like_git() {
         let c = GitConfig::parse(b"file:.git/config\0core.bare\nfalse\0file:/h/.gitconfig\0ports.web.range\n8000-8099\0file:.git/config\0ports.flag\0command line:\0ports.web.range\n7000-7099\0", Path::new("/src/app"));
         let origins: Vec<Option<&str>> = c.entries().map(|e| e.2).collect();
+        // A relative file is joined to the worktree as the OS joins paths.
+        let local = Path::new("/src/app").join(".git/config");
+        let local = local.display().to_string();
         assert_eq!(
             origins,
             [
-                Some("/src/app/.git/config"),
+                Some(local.as_str()),
                 Some("/h/.gitconfig"),
-                Some("/src/app/.git/config"),
+                Some(local.as_str()),
                 Some(COMMAND_LINE)
             ]
         );

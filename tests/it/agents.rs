@@ -192,6 +192,7 @@ fn claude_code_worktrees_get_their_ports_from_the_hook_and_keep_their_own_server
 }
 
 /// A server of another user in this worktree is never stopped, root or not.
+#[cfg(unix)]
 fn stop_never_stops_another_users_server() {
     let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
         use std::os::unix::fs::MetadataExt;

@@ -2,7 +2,6 @@
 //! the problem, and leaves the registry and the ledger byte for byte as they were.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::support::{Env, Repo};
@@ -37,7 +36,7 @@ fn config(r: &Repo, key: &str, value: &str) {
 const A: &str = r#""allocated_at": "2026-01-01T00:00:00Z""#;
 
 fn cases() -> Vec<Case> {
-    vec![
+    let mut cases = vec![
         // Ports.
         Case {
             name: "port 0",
@@ -349,18 +348,6 @@ fn cases() -> Vec<Case> {
             says: "is not a regular file",
         },
         Case {
-            name: "registry is a symlink",
-            setup: |e, r| {
-                let t = e.path("elsewhere.json");
-                fs::copy(r.registry_path(), &t).expect("copy");
-                fs::remove_file(r.registry_path()).expect("rm");
-                std::os::unix::fs::symlink(&t, r.registry_path()).expect("symlink");
-            },
-            args: &["allocate", "web"],
-            code: 5,
-            says: "is a symlink",
-        },
-        Case {
             name: "status of a corrupt registry",
             setup: reg!(b"{"),
             args: &["status"],
@@ -373,6 +360,28 @@ fn cases() -> Vec<Case> {
             args: &["allocate", "web"],
             code: 5,
             says: "ledger ",
+        },
+    ];
+    cases.extend(unix_cases());
+    cases
+}
+
+/// The cases only Unix can make: a symlinked registry, and mode bits that forbid.
+#[cfg(unix)]
+fn unix_cases() -> Vec<Case> {
+    use std::os::unix::fs::PermissionsExt;
+    vec![
+        Case {
+            name: "registry is a symlink",
+            setup: |e, r| {
+                let t = e.path("elsewhere.json");
+                fs::copy(r.registry_path(), &t).expect("copy");
+                fs::remove_file(r.registry_path()).expect("rm");
+                std::os::unix::fs::symlink(&t, r.registry_path()).expect("symlink");
+            },
+            args: &["allocate", "web"],
+            code: 5,
+            says: "is a symlink",
         },
         Case {
             name: "unreadable registry",
@@ -397,6 +406,11 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+#[cfg(not(unix))]
+fn unix_cases() -> Vec<Case> {
+    Vec::new()
+}
+
 fn garbage(n: usize) -> Vec<u8> {
     let mut x: u32 = 12345;
     (0..n)
@@ -411,10 +425,21 @@ fn garbage(n: usize) -> Vec<u8> {
 fn permissions_bite(env: &Env) -> bool {
     let dir = env.path("probe");
     fs::create_dir_all(&dir).expect("mkdir");
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).expect("chmod");
+    set_mode(&dir, 0o555);
     let bites = fs::write(dir.join("x"), "x").is_err();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    set_mode(&dir, 0o755);
     bites
+}
+
+/// Sets a path's mode bits, where files have them.
+fn set_mode(path: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
 }
 
 fn snapshot(path: &Path) -> Option<Vec<u8>> {
@@ -447,8 +472,8 @@ fn every_bad_input_is_refused_cleanly() {
         let (reg_before, ledger_before) = (snapshot(&reg_path), snapshot(&ledger_path));
         let run = env.run(&wt, case.args);
         // Undo permission changes so the temp dir can be read and removed.
-        let _ = fs::set_permissions(repo.dir.join(".git"), fs::Permissions::from_mode(0o755));
-        let _ = fs::set_permissions(&reg_path, fs::Permissions::from_mode(0o644));
+        set_mode(&repo.dir.join(".git"), 0o755);
+        set_mode(&reg_path, 0o644);
         assert_eq!(run.code, case.code, "{}: {run:?}", case.name);
         let lines: Vec<&str> = run
             .stderr

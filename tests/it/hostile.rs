@@ -17,10 +17,17 @@ use crate::support::{Env, listen_in, seen, skip, wait_listening};
 
 /// Whether the tests run as root, who can start a process as another user.
 pub fn root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    })
+    #[cfg(unix)]
+    {
+        std::fs::metadata("/proc/self").is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == 0
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
 }
 
 /// A server of user `nobody` (uid 65534) on 127.0.0.1:`port`, working in `dir`, that writes
@@ -461,6 +468,7 @@ fn proxy_stop_signals_only_this_users_proxy() {
 
 /// A ledger directory others can write, or another user's, is refused by every command with
 /// one line saying why and how to fix it; nothing is written.
+#[cfg(unix)]
 fn a_ledger_directory_others_can_write_or_own_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
@@ -539,6 +547,7 @@ fn prune_stop_leaves_a_directory_merely_named_deleted_alone() {
 
 /// A worktree directory replaced by a symlink to an ancestor owns no process: `stop` leaves
 /// alone what runs below that ancestor.
+#[cfg(unix)]
 fn a_worktree_replaced_by_a_symlink_owns_no_process() {
     let env = Env::new();
     let repo = env.repo("app");

@@ -251,6 +251,7 @@ fn leases_refuse_what_they_cannot_honour_and_change_nothing() {
     end(holder);
 }
 
+#[cfg(unix)]
 fn a_process_of_another_user_cannot_hold_a_lease() {
     let env = Env::new();
     let repo = env.repo("app");
@@ -309,7 +310,7 @@ fn thousands_of_dead_leases_are_dropped_in_one_change() {
     // 3000 dead leases: pids that do not run, an earlier boot, and a live pid whose process
     // started at another time (the pid was reused); and one that is alive.
     for i in 0..3000u32 {
-        let holder = git_ports::lease::Holder {
+        let holder = git_ports::machine::Identity {
             pid: match i % 3 {
                 0 => 4_000_000 + i,
                 _ => live.id(),
@@ -327,7 +328,7 @@ fn thousands_of_dead_leases_are_dropped_in_one_change() {
         ledger.ports.insert(40000 + i as u16, c);
     }
     let mut c = claim.clone();
-    c.lease = Some(git_ports::lease::Holder {
+    c.lease = Some(git_ports::machine::Identity {
         pid: live.id(),
         start,
         boot: boot.trim().into(),

@@ -2,11 +2,14 @@
 //! another repository, and in no worktree, each named for what it is; `exec` that becomes its
 //! command; `wait` for a server that comes up late, or never.
 
+#[cfg(unix)]
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::promise::run_with;
-use crate::support::{Env, LISTEN, listen_in, wait_listening};
+use crate::support::{Env, listen_in};
+#[cfg(unix)]
+use crate::support::{LISTEN, wait_listening};
 
 fn status_check_and_allocate_name_who_serves_each_port() {
     if !std::path::Path::new("/proc/net/tcp").exists() {
@@ -119,6 +122,7 @@ fn status_check_and_allocate_name_who_serves_each_port() {
 }
 
 /// `git-ports exec` in `dir`, with the listener helper's port set, as a child to watch.
+#[cfg(unix)]
 fn exec_child(env: &Env, dir: &std::path::Path, port: u16, args: &[&str]) -> std::process::Child {
     let mut cmd = env.cmd(dir);
     cmd.args(args)

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use git_ports::fault::{self, Point, Target};
 
-use crate::support::{Env, Run, listen_in, same, skip, wait_listening};
+#[cfg(unix)]
+use crate::support::listen_in;
+use crate::support::{Env, Run, same, skip, wait_listening};
 
 pub const UPSTREAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/upstream.js");
 
@@ -491,6 +493,7 @@ fn proxy_cmd(env: &Env, args: &[&str]) -> Run {
     env.run(env.root(), all)
 }
 
+#[cfg(unix)]
 fn start_stop_status_and_a_killed_proxy_never_block_the_next_start() {
     let env = Env::new();
     let (_repo, _fx) = shop(&env, 29650);

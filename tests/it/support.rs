@@ -391,6 +391,9 @@ pub fn listener_process(port: &str) {
     let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
         return;
     };
+    // Wine 8 names a socket's process only once the process has touched the socket's own
+    // descriptor, which reading an option does (Windows itself always names it).
+    let _ = l.ttl();
     let _ = l.set_nonblocking(true);
     let start = std::time::Instant::now();
     while start.elapsed() < std::time::Duration::from_secs(60) {

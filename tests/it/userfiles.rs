@@ -4,12 +4,19 @@
 //! Ports: this module takes 29000-29099.
 
 use std::fs;
+#[cfg(unix)]
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+#[cfg(unix)]
 use std::path::Path;
+#[cfg(unix)]
 use std::time::{Duration, Instant};
 
-use crate::promise::{env_files_agree, leftovers};
-use crate::support::{Env, Repo, Run, same, scrub, seen};
+use crate::promise::env_files_agree;
+#[cfg(unix)]
+use crate::promise::leftovers;
+#[cfg(unix)]
+use crate::support::Run;
+use crate::support::{Env, Repo, same, scrub, seen};
 
 const BEGIN: &str = "# >>> git-ports >>>";
 const END: &str = "# <<< git-ports <<<";
@@ -120,6 +127,7 @@ fn broken_markers_are_refused_with_their_line_numbers_and_nothing_is_written() {
 
 /// Runs git-ports with a bound: a command that blocks (on a pipe, say) fails the test instead
 /// of hanging it.
+#[cfg(unix)]
 fn bounded(env: &Env, dir: &Path, args: &[&str]) -> Run {
     let mut child = env
         .cmd(dir)
@@ -140,6 +148,7 @@ fn bounded(env: &Env, dir: &Path, args: &[&str]) -> Run {
     Run::from(child.wait_with_output().expect("output"))
 }
 
+#[cfg(unix)]
 fn a_named_pipe_is_never_opened_and_never_replaced() {
     let env = Env::new();
     let repo = app(&env, 29010);
@@ -189,10 +198,12 @@ fn a_named_pipe_is_never_opened_and_never_replaced() {
     assert!(leftovers(env.root()).is_empty());
 }
 
+#[cfg(unix)]
 trait FifoLike {
     fn is_fifo_like(&self) -> bool;
 }
 
+#[cfg(unix)]
 impl FifoLike for fs::FileType {
     fn is_fifo_like(&self) -> bool {
         use std::os::unix::fs::FileTypeExt;
@@ -200,6 +211,7 @@ impl FifoLike for fs::FileType {
     }
 }
 
+#[cfg(unix)]
 fn symlinks_are_written_through_inside_the_worktree_and_refused_outside() {
     let env = Env::new();
     let repo = app(&env, 29020);
@@ -264,6 +276,7 @@ fn symlinks_are_written_through_inside_the_worktree_and_refused_outside() {
     assert_eq!(fs::read_dir(&outside).expect("dir").count(), 0);
 }
 
+#[cfg(unix)]
 fn mode_owner_line_endings_and_read_only_files_are_honoured() {
     let env = Env::new();
     let repo = app(&env, 29030);
@@ -378,6 +391,7 @@ fn doctor_fix_rewrites_the_env_files_of_the_worktrees_it_moves() {
     env.run(&copy, ["doctor"]).ok();
 }
 
+#[cfg(unix)]
 fn hooks_are_read_as_git_runs_them() {
     let env = Env::new();
     let repo = app(&env, 29060);

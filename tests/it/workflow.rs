@@ -1,6 +1,7 @@
 //! The git workflow: the post-checkout hook, prune, get/env/exec, the man page, completions.
 
 use std::fs;
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
 
 use clap::CommandFactory;
@@ -92,6 +93,7 @@ fn hook_allocates_on_worktree_add_keeps_user_hook_and_prune_releases() {
     assert_eq!(fs::read_to_string(&hook).expect("hook"), user);
 }
 
+#[cfg(unix)]
 fn a_new_hook_file_is_created_and_removed_whole() {
     let env = Env::new();
     let repo = env.repo("app");

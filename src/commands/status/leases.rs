@@ -32,7 +32,7 @@ pub(super) fn live(ctx: &Ctx, ledger: Option<&Ledger>, machine: bool) -> Vec<Lea
         .filter_map(|(port, c, life)| {
             let h = c.lease.as_ref()?;
             let (command, kept) = match life {
-                crate::lease::Life::Alive(at) => (crate::lease::Holder::command_at(at), None),
+                crate::machine::Life::Alive(at) => (crate::machine::Identity::command_at(at), None),
                 _ => (
                     None,
                     Some(format!(

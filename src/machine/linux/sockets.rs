@@ -1,12 +1,15 @@
-//! The Linux side of `owner`: the socket tables and the processes, from `/proc`.
+//! Listening sockets and the processes that hold them, from `/proc/net/tcp{,6}` and every
+//! process's `/proc/PID/fd`.
 
-use super::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::processes::{command, cwd};
+use crate::machine::{Listener, Process};
 
 /// A listening socket from `/proc/net/tcp{,6}`.
-pub struct Socket {
+pub struct Row {
     pub port: u16,
     pub addr: IpAddr,
     pub uid: Option<u32>,
@@ -42,7 +45,7 @@ fn address(hex: &str) -> Option<IpAddr> {
 /// sockets first, then every connection (walking a table that may have a million
 /// buckets): reading stops at the first line that is not a listener, which keeps a look
 /// under a millisecond where reading the whole file takes tens.
-pub fn sockets(ports: &[u16]) -> Vec<Socket> {
+pub fn rows(ports: &[u16]) -> Vec<Row> {
     use std::io::Read;
     let mut found = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -76,7 +79,7 @@ pub fn sockets(ports: &[u16]) -> Vec<Socket> {
 }
 
 enum Line {
-    Listener(Socket),
+    Listener(Row),
     OtherPort,
     /// Not a listener: the listeners are all read.
     Connection,
@@ -104,7 +107,7 @@ fn parse(line: &str, ports: &[u16]) -> Line {
     let (Some(addr), Ok(inode)) = (address(host), inode.parse::<u64>()) else {
         return Line::OtherPort;
     };
-    Line::Listener(Socket {
+    Line::Listener(Row {
         port,
         addr,
         uid: uid.parse().ok(),
@@ -112,25 +115,8 @@ fn parse(line: &str, ports: &[u16]) -> Line {
     })
 }
 
-pub fn cwd(pid: u32) -> Option<Cwd> {
-    use std::os::unix::fs::MetadataExt;
-    let link = format!("/proc/{pid}/cwd");
-    let text = fs::read_link(&link).ok()?;
-    // The link itself leads to the directory, deleted or not: a directory that has been
-    // removed has no links left.
-    let deleted = fs::metadata(&link).is_ok_and(|m| m.nlink() == 0);
-    let path = if deleted {
-        let raw = os_bytes(text.as_os_str());
-        let raw = raw.strip_suffix(b" (deleted)").unwrap_or(&raw).to_vec();
-        PathBuf::from(crate::bytes::os_from_bytes(&raw))
-    } else {
-        text
-    };
-    Some(Cwd { path, deleted })
-}
-
 pub fn listens(pid: u32, port: u16) -> bool {
-    let inodes: HashSet<u64> = sockets(&[port]).iter().map(|s| s.inode).collect();
+    let inodes: HashSet<u64> = rows(&[port]).iter().map(|s| s.inode).collect();
     if inodes.is_empty() {
         return false;
     }
@@ -148,34 +134,8 @@ pub fn listens(pid: u32, port: u16) -> bool {
     })
 }
 
-pub fn program(pid: u32) -> Option<(OsString, Vec<OsString>)> {
-    let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    // A binary replaced since it started (a rebuild, an upgrade) shows as `NAME (deleted)`.
-    let name = os_bytes(exe.file_name()?);
-    let name = name.strip_suffix(b" (deleted)").unwrap_or(&name).to_vec();
-    let args = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args = args
-        .split(|&b| b == 0)
-        .skip(1)
-        .filter(|a| !a.is_empty())
-        .map(crate::bytes::os_from_bytes)
-        .collect();
-    Some((crate::bytes::os_from_bytes(&name), args))
-}
-
-fn command(pid: u32) -> OsString {
-    fs::read(format!("/proc/{pid}/comm"))
-        .map(|mut c| {
-            while c.last() == Some(&b'\n') {
-                c.pop();
-            }
-            crate::bytes::os_from_bytes(&c)
-        })
-        .unwrap_or_default()
-}
-
 pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
-    let sockets = sockets(ports);
+    let sockets = rows(ports);
     let mut found: HashMap<u16, Vec<Listener>> = HashMap::new();
     if sockets.is_empty() {
         return found;
@@ -226,6 +186,7 @@ pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
         found.entry(s.port).or_default().push(Listener {
             addr: s.addr,
             uid: s.uid,
+            mine: s.uid.zip(super::my_uid()).map(|(a, b)| a == b),
             socket: s.inode,
             process,
         });
