@@ -157,19 +157,11 @@ pub fn exec(ctx: &mut Ctx, args: ExecArgs) -> Result<Outcome> {
         program: program.to_string_lossy().into_owned(),
         source,
     };
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // Nothing of ours is printed after this point: say what there is to say now.
-        ctx.out.say_warnings();
-        let _ = crate::output::emit(&std::mem::take(&mut ctx.out.text));
-        // Only returns if the command could not be started.
-        Err(spawn_error(cmd.exec()))
-    }
-    #[cfg(not(unix))]
-    {
-        // No exec here: run it as a child and give back its status.
-        let status = cmd.status().map_err(spawn_error)?;
-        Ok(Outcome::Exited(status.code().unwrap_or(1)))
-    }
+    // Nothing of ours is printed after this point: say what there is to say now.
+    ctx.out.say_warnings();
+    let _ = crate::output::emit(&std::mem::take(&mut ctx.out.text));
+    // Returns only once the command has ended where it runs as a child (Windows), or if it
+    // could not be started.
+    let code = crate::machine::hand_over(&mut cmd).map_err(spawn_error)?;
+    Ok(Outcome::Exited(code))
 }

@@ -14,7 +14,7 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System,
 use super::os;
 use super::{Cwd, Identity, Life, Listener, Process, Refused, Sent, Signal, Socket};
 
-pub use os::{ASK, PROBE, PROBE_TABLES};
+pub use os::{ASK, PROBE, PROBE_TABLES, detach, hand_over};
 
 pub const UNIDENTIFIABLE: &str = "the system does not show this process's start time, which tells it from a later one with its pid";
 

@@ -33,3 +33,13 @@ pub fn signal(pid: u32, signal: Signal) -> Sent {
         },
     )
 }
+
+pub fn detach(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+}
+
+pub fn hand_over(cmd: &mut std::process::Command) -> std::io::Result<i32> {
+    use std::os::unix::process::CommandExt;
+    Err(cmd.exec())
+}

@@ -137,6 +137,13 @@ pub fn cwd(pid: u32) -> Option<Cwd> {
     sys::cwd(pid)
 }
 
+/// Makes a listening socket of this process's known as this process's to the socket
+/// tables: wine names a socket's process only once the process has touched the socket's own
+/// descriptor, which reading an option does (Linux, macOS and Windows always name it).
+pub fn own(listener: &std::net::TcpListener) {
+    let _ = listener.ttl();
+}
+
 /// Whether process `pid` holds a socket listening on `port` now.
 pub fn listens(pid: u32, port: u16) -> bool {
     sys::listens(pid, port)
@@ -195,6 +202,21 @@ pub fn signal(pid: u32, signal: Signal) -> Sent {
 
 /// What [`Signal::Ask`] is called on this OS, for reports: `SIGTERM`.
 pub const ASK: &str = sys::ASK;
+
+/// Makes `cmd` start a daemon: in a session of its own (its own process group on Unix; on
+/// Windows a new process group without a console), so a ^C or a closed terminal that ends
+/// its starter does not end it.
+pub fn detach(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    sys::detach(cmd)
+}
+
+/// Hands this process over to `cmd`: on Unix the process becomes it (`exec`), keeping its
+/// pid, so a lease for this process is the command's, and this returns only the error that
+/// kept it from starting. Where there is no `exec` (Windows), `cmd` runs as a child, and this
+/// returns its exit code once it ends.
+pub fn hand_over(cmd: &mut std::process::Command) -> std::io::Result<i32> {
+    sys::hand_over(cmd)
+}
 
 /// Who holds the lock on `file` (`pid 123 (git-ports)`), where the system tells.
 pub fn lock_holder(file: &std::fs::File) -> Option<String> {
@@ -382,6 +404,7 @@ mod tests {
     #[test]
     fn a_listener_of_this_process_is_found_with_its_directory() {
         let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+        own(&l);
         let port = l.local_addr().expect("addr").port();
         let found = listeners(&[port]);
         let ls = found.get(&port).expect("the listener is found");

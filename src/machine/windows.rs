@@ -52,3 +52,13 @@ pub fn signal(pid: u32, signal: Signal) -> Sent {
         }
     }
 }
+
+pub fn detach(cmd: &mut Command) -> &mut Command {
+    use std::os::windows::process::CommandExt;
+    // CREATE_NEW_PROCESS_GROUP | DETACHED_PROCESS: no console of its starter to end with.
+    cmd.creation_flags(0x0000_0200 | 0x0000_0008)
+}
+
+pub fn hand_over(cmd: &mut Command) -> std::io::Result<i32> {
+    Ok(cmd.status()?.code().unwrap_or(1))
+}

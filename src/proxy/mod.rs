@@ -277,6 +277,7 @@ fn bind(port: u16) -> Result<Vec<std::net::TcpListener>> {
         l.set_nonblocking(true)
             .map_err(|e| Error::Usage(format!("cannot listen on port {port}: {e}")))?;
     }
+    all.iter().for_each(crate::machine::own);
     Ok(all)
 }
 
@@ -399,12 +400,8 @@ pub fn start(out: &mut Out) -> Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(err);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // Its own process group: a ^C in the terminal that started it does not stop it.
-        cmd.process_group(0);
-    }
+    // Its own process group: a ^C in the terminal that started it does not stop it.
+    crate::machine::detach(&mut cmd);
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         program: "git-ports proxy".into(),
         source,

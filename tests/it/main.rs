@@ -26,6 +26,7 @@ mod status;
 mod support;
 mod userfiles;
 mod variables;
+mod windows;
 mod workflow;
 
 include!(concat!(env!("OUT_DIR"), "/it_all.rs"));

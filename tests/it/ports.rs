@@ -27,6 +27,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("limits", 29850, 29899),
     ("variables", 20100, 20199),
     ("fences", 20200, 20299),
+    ("windows", 20300, 20399),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -61,6 +62,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("limits", include_str!("limits.rs")),
         ("variables", include_str!("variables.rs")),
         ("fences", include_str!("fences.rs")),
+        ("windows", include_str!("windows.rs")),
     ]
 }
 

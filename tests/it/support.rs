@@ -383,24 +383,53 @@ pub fn scrub_self(text: &str) -> String {
 pub const LISTEN: &str = "GIT_PORTS_TEST_LISTEN";
 
 /// What this test binary does when [`LISTEN`] names a port: listens on 127.0.0.1 there,
-/// accepting and dropping connections, until killed or a minute has passed.
+/// prints its pid (as its own system counts it: the Windows pid under wine), and accepts
+/// connections, until killed or a minute has passed. It drops each one, or with
+/// [`LISTEN_HTTP`] set answers it with `200 served by PID`.
 pub fn listener_process(port: &str) {
+    use std::io::{Read, Write};
     let Ok(port) = port.parse::<u16>() else {
         return;
     };
     let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
         return;
     };
-    // Wine 8 names a socket's process only once the process has touched the socket's own
-    // descriptor, which reading an option does (Windows itself always names it).
-    let _ = l.ttl();
+    // As a server does, and as wine needs to name the socket's process.
+    git_ports::machine::own(&l);
     let _ = l.set_nonblocking(true);
+    let me = std::process::id();
+    println!("{me}");
+    let _ = std::io::stdout().flush();
+    let http = std::env::var_os(LISTEN_HTTP).is_some();
     let start = std::time::Instant::now();
     while start.elapsed() < std::time::Duration::from_secs(60) {
-        let _ = l.accept();
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        match l.accept() {
+            Ok((mut c, _)) if http => {
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = format!("served by {me}");
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
     }
 }
+
+/// With [`LISTEN`], makes the listener answer HTTP.
+pub const LISTEN_HTTP: &str = "GIT_PORTS_TEST_LISTEN_HTTP";
 
 /// Starts a process that listens on 127.0.0.1:`port` with `dir` as its working directory:
 /// this test binary, as [`listener_process`]. It ends when killed, or after a minute. Waits

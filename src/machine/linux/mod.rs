@@ -111,3 +111,13 @@ pub fn open_file_limit() -> Option<usize> {
             .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
     })
 }
+
+pub fn detach(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+}
+
+pub fn hand_over(cmd: &mut std::process::Command) -> std::io::Result<i32> {
+    use std::os::unix::process::CommandExt;
+    Err(cmd.exec())
+}
