@@ -587,4 +587,7 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
+    /// PowerShell, on Windows and elsewhere: `git-ports` is completed
+    #[value(name = "powershell")]
+    PowerShell,
 }

@@ -14,6 +14,7 @@ pub fn run(out: &mut Out, args: CompletionsArgs) -> Result<()> {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
+        Shell::PowerShell => clap_complete::Shell::PowerShell,
     };
     clap_complete::generate(shell, &mut cmd, "git-ports", &mut buf);
     let script = String::from_utf8_lossy(&buf);
@@ -24,6 +25,7 @@ pub fn run(out: &mut Out, args: CompletionsArgs) -> Result<()> {
         }
         Shell::Zsh => out.text.push_str(&zsh(&script)),
         Shell::Fish => out.text.push_str(&fish(&script)),
+        Shell::PowerShell => out.text.push_str(&powershell(&script)),
     }
     Ok(())
 }
@@ -153,6 +155,18 @@ function __fish_git_ports_complete_from_git
 end
 complete -c git -f -n __fish_git_ports_from_git -a "(__fish_git_ports_complete_from_git)"
 "#;
+
+/// clap's PowerShell completer for `git-ports`, without the hidden command and flags.
+fn powershell(script: &str) -> String {
+    let hidden = hidden_flags();
+    script
+        .lines()
+        .filter(|l| {
+            !(l.contains("'complete'") || hidden.iter().any(|f| l.contains(&format!("'--{f}'"))))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
 
 /// Prints what completion offers, one per line: worktree names and branches, or services.
 /// Outside a repository, or on any error, it prints what it can (services from the global
@@ -286,7 +300,7 @@ _git_ports ()
 		return
 	fi
 	case "$subcommand,$cur" in
-{cases}	completions,*) __gitcomp "bash zsh fish" ;;
+{cases}	completions,*) __gitcomp "bash zsh fish powershell" ;;
 	esac
 }}
 "#,

@@ -29,7 +29,7 @@ fn usage_errors_keep_what_is_missing_the_values_and_the_suggestion() {
         ),
         (
             &["completions", "tcsh"],
-            "git-ports: invalid value 'tcsh' for '<SHELL>' (possible values: bash, zsh, fish)\nhint: see `git ports completions -h`\n",
+            "git-ports: invalid value 'tcsh' for '<SHELL>' (possible values: bash, zsh, fish, powershell)\nhint: see `git ports completions -h`\n",
         ),
         (
             &["allocate", "web", "--prot", "8001"],

@@ -442,6 +442,37 @@ fn completions_include_git_bash_integration() {
             "{shell}"
         );
     }
+    // PowerShell's completer for git-ports: every command and its flags, nothing hidden.
+    let ps = env.run(env.root(), ["completions", "powershell"]);
+    ps.ok();
+    assert!(
+        ps.stdout
+            .contains("Register-ArgumentCompleter -Native -CommandName 'git-ports'"),
+        "{}",
+        ps.stdout
+    );
+    for c in Cli::command()
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+    {
+        let name = c.get_name();
+        assert!(
+            ps.stdout.contains(&format!("'git-ports;{name}' {{")),
+            "{name}"
+        );
+        for flag in c
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .filter_map(|a| a.get_long())
+        {
+            assert!(
+                ps.stdout.contains(&format!("'--{flag}'")),
+                "{name} --{flag}"
+            );
+        }
+    }
+    assert!(!ps.stdout.contains("new('complete'"), "the hidden command");
+    assert!(!ps.stdout.contains("'--release'"), "a hidden flag");
 }
 
 fn git_bash_completion_completes_git_ports() {
