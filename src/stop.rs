@@ -36,7 +36,7 @@ impl Ending {
                 machine::ASK,
                 grace.as_secs_f64()
             ),
-            Ending::Ended => format!("cannot be sent {}: ended", machine::ASK),
+            Ending::Ended => format!("cannot be sent {}, so it was ended at once", machine::ASK),
             Ending::AlreadyGone => "had already exited".into(),
             Ending::NotPermitted => {
                 "not stopped: the system does not let this user signal it".into()

@@ -356,7 +356,13 @@ impl Owner {
             }
         };
         let base = match (self.owner, &self.worktree, &self.repository) {
-            (Kind::User | Kind::Unknown, _, _) => who,
+            (Kind::User, _, _) => who,
+            // A process the system names but whose user it does not show (an elevated one on
+            // Windows): never taken for this user's.
+            (Kind::Unknown, _, _) if self.pid.is_some() => {
+                format!("{who}, whose user the system does not show")
+            }
+            (Kind::Unknown, _, _) => who,
             (Kind::Own, _, _) => format!("{who}, this worktree's own server"),
             (Kind::Worktree, Some(w), _) => format!("{who} in worktree '{w}'"),
             (Kind::Repository, Some(w), Some(r)) => format!("{who} in {r} ({w})"),
@@ -365,7 +371,7 @@ impl Owner {
                     "{who} in {}, not a known worktree",
                     show_bytes(&os_bytes(c.as_os_str()))
                 ),
-                None => who,
+                None => format!("{who}, whose working directory the system does not show"),
             },
         };
         match (self.beside_own, self.address) {

@@ -151,8 +151,13 @@ impl Repo {
         let (layout, config) = match Layout::from_libgit2() {
             Ok(found) => found,
             // libgit2 cannot open every repository git can (reftable, SHA-256, extensions,
-            // ownership): git itself decides, and its words are the error.
-            Err(_) => (Layout::from_cli()?, None),
+            // ownership): git itself decides, and its words are the error. Where there is no
+            // git to ask, libgit2's words are.
+            Err(refused) => match Layout::from_cli() {
+                Ok(layout) => (layout, None),
+                Err(Error::Spawn { .. }) => return Err(without_git(&refused)),
+                Err(e) => return Err(e),
+            },
         };
         let config = match config {
             Some(c) => c,
@@ -260,10 +265,30 @@ impl Repo {
         }
     }
 
-    /// Sets a multi-valued key in the repository's own config file to exactly `values`.
-    /// A failure is the config file's: it cannot be written (git's words say why).
+    /// Sets a multi-valued key in the repository's own config file to exactly `values`:
+    /// through libgit2, which writes git's format, else (a file libgit2 cannot parse) through
+    /// `git config`. A failure is the config file's: it cannot be written (git's words say
+    /// why).
     pub fn set_local(&self, key: &str, values: &[String]) -> Result<()> {
         let file = self.common_dir.join("config");
+        let by_libgit2 = || -> std::result::Result<(), git2::Error> {
+            let mut config = git2::Config::open(&file)?;
+            match config.remove_multivar(key, ".*") {
+                Err(e) if e.code() != git2::ErrorCode::NotFound => return Err(e),
+                _ => {}
+            }
+            for v in values.iter().filter(|v| !v.is_empty()) {
+                // A pattern no value set here matches (none is empty): each is added.
+                config.set_multivar(key, "^$", v)?;
+            }
+            if values.iter().any(String::is_empty) {
+                return Err(git2::Error::from_str("an empty value"));
+            }
+            Ok(())
+        };
+        if by_libgit2().is_ok() {
+            return Ok(());
+        }
         let mut unset = git_command(None);
         unset
             .arg("config")
@@ -292,6 +317,27 @@ impl Repo {
 }
 
 /// The main worktree of a non-bare repository: `core.worktree`, else the common dir's parent.
+/// Why libgit2 could not open the repository, when git is not there to decide instead.
+fn without_git(refused: &git2::Error) -> Error {
+    match refused.code() {
+        git2::ErrorCode::NotFound => Error::NotARepo(None),
+        // libgit2 names the path as git's safe.directory wants it: `repository path '…' is
+        // not owned by current user`.
+        git2::ErrorCode::Owner => Error::Ownership {
+            message: refused.message().to_string(),
+            fix: refused
+                .message()
+                .split('\'')
+                .nth(1)
+                .map(|p| format!("git config --global --add safe.directory {p}")),
+        },
+        _ => Error::GitSays(format!(
+            "{} (and git, which could open it, is not on PATH)",
+            refused.message()
+        )),
+    }
+}
+
 fn main_path(common_dir: &Path, config: &GitConfig) -> PathBuf {
     if let Some(wt) = config.get_path("core.worktree") {
         return strip_slash(&common_dir.join(wt));

@@ -82,8 +82,10 @@ impl Repo {
             return None;
         }
         let main = self.main.as_ref().filter(|m| m.name == query);
+        // The name as git wrote it, compared exactly: on a file system that ignores case,
+        // `worktrees/FEATURE` opens `worktrees/Feature`, which is not a worktree of that name.
         let linked = crate::registry::name_of_key(query)
-            .filter(|n| self.common_dir.join("worktrees").join(n).is_dir())
+            .filter(|n| self.linked_names().iter().any(|l| l == n))
             .map(|n| linked_worktree(&self.common_dir, &n));
         match (main, linked) {
             (Some(m), None) => Some(m.clone()),

@@ -51,6 +51,20 @@ fn win() -> Win {
     Win { exe, listener }
 }
 
+/// The test environment for the Windows build. Wine gives a file the Windows owner of this
+/// user only when its Unix owner is the wineserver's user; where a machine maps owners
+/// otherwise, libgit2 would take every test repository for someone else's. Trusting them in
+/// the tests' own global config keeps that out of what the tests are about (ownership has its
+/// own test, with no such entry).
+fn win_env() -> Env {
+    let env = Env::new();
+    let config = env.path("gitconfig");
+    let mut text = std::fs::read_to_string(&config).expect("gitconfig");
+    text.push_str("[safe]\n\tdirectory = *\n");
+    std::fs::write(&config, text).expect("gitconfig");
+    env
+}
+
 /// `path` as Windows programs under wine name it: on drive Z:, which is `/`.
 fn windows_path(path: &Path) -> String {
     format!("Z:{}", path.display()).replace('/', "\\")
@@ -69,7 +83,9 @@ fn wine(env: &Env, dir: &Path, program: &Path) -> Command {
     ] {
         cmd.env(var, windows_path(&env.path(rel)));
     }
-    cmd.env("WINEDEBUG", "-all");
+    // Wine turns Unix file names into Windows ones by the locale's character set: UTF-8, as
+    // the names git wrote are, not the C locale's ASCII.
+    cmd.env("WINEDEBUG", "-all").env("LC_ALL", "C.UTF-8");
     cmd
 }
 
@@ -151,7 +167,7 @@ fn listener_name(w: &Win) -> String {
 #[cfg(target_os = "linux")]
 fn status_check_and_exec_name_a_windows_listener_and_refuse_another() {
     let w = win();
-    let env = Env::new();
+    let env = win_env();
     let repo = env.repo("app");
     repo.range("web", 20300, 20309);
     repo.range("api", 20310, 20319);
@@ -250,7 +266,7 @@ fn status_check_and_exec_name_a_windows_listener_and_refuse_another() {
 #[cfg(target_os = "linux")]
 fn stop_in_another_worktree_leaves_a_windows_server_alone_and_its_own_stops_it() {
     let w = win();
-    let env = Env::new();
+    let env = win_env();
     let repo = env.repo("app");
     repo.range("web", 20320, 20329);
     let wt = repo.worktree("wt", "wt");
@@ -283,7 +299,7 @@ fn stop_in_another_worktree_leaves_a_windows_server_alone_and_its_own_stops_it()
 #[cfg(target_os = "linux")]
 fn a_lease_for_a_windows_process_ends_with_it() {
     let w = win();
-    let env = Env::new();
+    let env = win_env();
     let repo = env.repo("app");
     repo.range("web", 20330, 20339);
     repo.range("api", 20340, 20349);
@@ -332,7 +348,7 @@ fn a_lease_for_a_windows_process_ends_with_it() {
 #[cfg(target_os = "linux")]
 fn the_proxy_routes_a_name_to_a_windows_server() {
     let w = win();
-    let env = Env::new();
+    let env = win_env();
     let repo = env.repo("app");
     repo.range("web", 20350, 20359);
     env.git(
@@ -373,4 +389,143 @@ fn the_proxy_routes_a_name_to_a_windows_server() {
     wait_listening(20390, false);
 }
 
+/// Windows file names ignore case, and wine's do too: a worktree named in another case, or
+/// reached by its path in another case, is the same one, never a second registry entry;
+/// and a name that is not UTF-8-safe ASCII is kept exactly.
+#[cfg(target_os = "linux")]
+fn another_case_never_splits_a_worktree_and_non_ascii_names_are_kept() {
+    let w = win();
+    let env = win_env();
+    let repo = env.repo("app");
+    repo.range("web", 20370, 20379);
+    let feature = repo.worktree("Feature", "topic");
+    run(&env, &w, &feature, &["allocate", "web"]).ok();
+    let before = std::fs::read(repo.registry_path()).expect("registry");
+    // Its name in another case names no worktree: nothing is added.
+    let named = run(
+        &env,
+        &w,
+        &repo.dir,
+        &["allocate", "web", "--worktree", "FEATURE"],
+    );
+    named.code(2);
+    assert!(
+        named.stderr.contains("known worktrees: app, Feature"),
+        "{}",
+        named.stderr
+    );
+    assert_eq!(
+        std::fs::read(repo.registry_path()).expect("registry"),
+        before
+    );
+    // Its path in another case is its path.
+    let upper = windows_path(&feature).replace("Feature", "FEATURE");
+    let by_path = run(&env, &w, &repo.dir, &["get", "web", "--worktree", &upper]);
+    by_path.ok();
+    assert_eq!(by_path.stdout.trim(), "20370", "{by_path:?}");
+    let reg = repo.registry();
+    let keys: Vec<&str> = reg["worktrees"]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["Feature"], "{reg}");
+    // A worktree whose path is not ASCII: its listener is its own, its name exact.
+    let cafe = repo.worktree("café", "café");
+    run(&env, &w, &cafe, &["allocate", "web"]).ok();
+    let (_server, pid) = windows_listener(&env, &w, &cafe, 20371, false);
+    let json = run(&env, &w, &repo.dir, &["status", "--health-check", "--json"]);
+    let j = json.json();
+    let row = j["worktrees"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == "café"))
+        .expect("café in the JSON")
+        .clone();
+    assert_eq!(row["path"], windows_path(&cafe).as_str(), "{j}");
+    assert_eq!(row["ports"]["web"]["listener"]["pid"], pid, "{j}");
+    assert_eq!(row["ports"]["web"]["listener"]["owner"], "self", "{j}");
+}
+
+#[cfg(target_os = "linux")]
+fn the_hook_block_allocates_through_the_windows_build() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = win();
+    let env = win_env();
+    let repo = env.repo("app");
+    repo.range("web", 20360, 20369);
+    run(&env, &w, &repo.dir, &["hook", "install"]).ok();
+    let hook = repo.dir.join(".git/hooks/post-checkout");
+    let text = std::fs::read_to_string(&hook).expect("hook");
+    assert!(text.starts_with("#!/bin/sh\n"), "{text}");
+    assert!(!text.contains('\r'), "{text:?}");
+    // Git for Windows runs a hook with its own sh whatever the file's mode; the Linux git
+    // standing in for it here wants the executable bit, which a file wine writes lacks.
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // The `git-ports` that sh finds on PATH: the Windows build, as on Windows.
+    let bin = env.path("winbin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let wrapper = bin.join("git-ports");
+    let vars: Vec<String> = [
+        ("GIT_PORTS_HOME", "ports-home"),
+        ("GIT_CONFIG_GLOBAL", "gitconfig"),
+    ]
+    .iter()
+    .map(|(v, rel)| format!("{v}='{}'", windows_path(&env.path(rel))))
+    .collect();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n{} WINEDEBUG=-all exec wine '{}' \"$@\"\n",
+            vars.join(" "),
+            w.exe.display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut git = Command::new("git");
+    git.args(["worktree", "add", "-q", "-b", "hooked"])
+        .arg(env.path("hooked"))
+        .current_dir(&repo.dir);
+    env.isolate(&mut git);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin];
+    dirs.extend(std::env::split_paths(&path));
+    git.env("PATH", std::env::join_paths(dirs).expect("PATH"));
+    let added = Run::from(git.output().expect("git worktree add"));
+    added.ok();
+    assert!(!added.stderr.contains("warning"), "{}", added.stderr);
+    let reg = repo.registry();
+    assert_eq!(
+        reg["worktrees"]["hooked"]["ports"]["web"]["port"], 20360,
+        "{reg}"
+    );
+    assert_eq!(
+        reg["worktrees"]["hooked"]["path"],
+        windows_path(&env.path("hooked")).as_str(),
+        "{reg}"
+    );
+}
+
 include!(concat!(env!("OUT_DIR"), "/it_windows.rs"));
+
+#[cfg(target_os = "linux")]
+fn a_repository_of_another_user_is_refused_with_the_reason_and_the_fix() {
+    let w = win();
+    // Only root can give a file to another user.
+    if !crate::hostile::root() {
+        skip("giving the repository to another user needs root");
+    }
+    let env = Env::new();
+    let repo = env.repo("theirs");
+    let out = env.sh(&repo.dir, "chown -R 4242:4242 .");
+    out.ok();
+    let refused = run(&env, &w, &repo.dir, &["status"]);
+    refused.code(2);
+    assert!(
+        refused.stderr.contains("not owned by current user")
+            && refused
+                .stderr
+                .contains("git config --global --add safe.directory"),
+        "{refused:?}"
+    );
+    assert!(!repo.dir.join(".git/worktree-ports.json").exists());
+}
