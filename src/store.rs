@@ -204,7 +204,7 @@ pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, target: Target) -> io
     step(Step::Sync)?;
     tmp.as_file().sync_all()?;
     step(Step::Rename)?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    replace(tmp, path)?;
     // Past the rename the new file is in place: a failure here changes nothing.
     let _ = step(Step::Renamed);
     if let Ok(d) = File::open(dir) {
@@ -213,6 +213,48 @@ pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, target: Target) -> io
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// How long a replacement waits for another program to let go of the file (Windows only).
+pub const REPLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Puts `tmp` in place of `path` by rename. Windows refuses to replace a file another program
+/// holds open without sharing its deletion (an editor, a virus scanner, a backup tool), for as
+/// long as it holds it: the rename is tried again for [`REPLACE_WAIT`], and a refusal past
+/// that says what it waited for. The old file stays whole throughout.
+pub fn replace(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
+    #[cfg(windows)]
+    {
+        let start = std::time::Instant::now();
+        let mut tmp = tmp;
+        loop {
+            match tmp.persist(path) {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.error.kind() == io::ErrorKind::PermissionDenied
+                        && start.elapsed() < REPLACE_WAIT =>
+                {
+                    tmp = e.file;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(e) if e.error.kind() == io::ErrorKind::PermissionDenied => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "another program holds it open, and did not let go within {}s ({})",
+                            REPLACE_WAIT.as_secs(),
+                            e.error
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e.error),
+            }
+        }
+    }
+    #[cfg(not(windows))]
+    {
+        tmp.persist(path).map(drop).map_err(|e| e.error)
+    }
 }
 
 /// Removes the temp files `prefix*.tmp` in `dir`: left by a writer that died, since the

@@ -358,7 +358,7 @@ impl UserFile {
         step(Step::Sync)?;
         tmp.as_file().sync_all()?;
         step(Step::Rename)?;
-        tmp.persist(&self.real).map_err(|e| e.error)?;
+        crate::store::replace(tmp, &self.real)?;
         // Past the rename the new file is in place: a failure here changes nothing.
         let _ = step(Step::Renamed);
         if let Ok(d) = File::open(dir) {

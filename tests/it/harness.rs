@@ -112,6 +112,10 @@ pub fn main(tests: Vec<Test>) -> ! {
         crate::support::listener_process(&port);
         std::process::exit(0);
     }
+    if let Ok(path) = std::env::var(crate::support::HOLD) {
+        crate::support::hold_process(&path);
+        std::process::exit(0);
+    }
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if !info.payload().is::<Skipped>() {

@@ -428,6 +428,43 @@ pub fn listener_process(port: &str) {
     }
 }
 
+/// The variable that makes this test binary hold a file open (see [`hold_process`]).
+pub const HOLD: &str = "GIT_PORTS_TEST_HOLD";
+
+/// What this test binary does when [`HOLD`] names a file: opens it as an editor or a virus
+/// scanner on Windows does, sharing reading only (so nobody may replace or delete it), says
+/// `held`, and keeps it open for `GIT_PORTS_TEST_HOLD_MS` milliseconds. Elsewhere a file
+/// cannot be held so: it says `unsupported`.
+pub fn hold_process(path: &str) {
+    use std::io::Write;
+    let ms: u64 = std::env::var("GIT_PORTS_TEST_HOLD_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_SHARE_READ: u32 = 1;
+        let Ok(_f) = std::fs::OpenOptions::new()
+            .read(true)
+            .share_mode(FILE_SHARE_READ)
+            .open(path)
+        else {
+            println!("cannot open {path}");
+            return;
+        };
+        println!("held");
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = (path, ms);
+        println!("unsupported");
+        let _ = std::io::stdout().flush();
+    }
+}
+
 /// With [`LISTEN`], makes the listener answer HTTP.
 pub const LISTEN_HTTP: &str = "GIT_PORTS_TEST_LISTEN_HTTP";
 
