@@ -32,6 +32,12 @@ pub fn run(out: &mut Out, args: ManArgs) -> Result<()> {
         out.text.push_str(PAGE);
         return Ok(());
     }
+    if cfg!(windows) {
+        // Git for Windows shows `git help` pages as HTML, and there is no `man` to find ours.
+        return Err(Error::Usage(
+            "Windows has no `man` to show an installed page: read `git-ports --help` and `git-ports COMMAND --help`, or print the page's source with `git ports man`".into(),
+        ));
+    }
     let path = install_path()?;
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|source| Error::Io {

@@ -590,3 +590,51 @@ fn a_registry_another_program_holds_open_is_replaced_once_it_lets_go_and_never_b
         "{reg}"
     );
 }
+
+#[cfg(target_os = "linux")]
+fn there_is_no_man_on_windows_so_the_page_is_not_installed_and_help_is_there() {
+    let w = win();
+    let env = win_env();
+    let repo = env.repo("app");
+    // Installing the page is refused, and --help is there instead.
+    let man = run(&env, &w, &repo.dir, &["man", "--install"]);
+    man.code(1);
+    assert!(
+        man.stderr.contains("Windows has no `man`") && man.stderr.contains("git-ports --help"),
+        "{man:?}"
+    );
+    let share = w
+        .exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("share"));
+    assert!(!share.is_some_and(|p| p.exists()), "the page was written");
+    let help = run(&env, &w, &repo.dir, &["--help"]);
+    help.ok();
+    assert!(help.stdout.contains("completions"), "{help:?}");
+}
+
+#[cfg(target_os = "linux")]
+fn the_mcp_server_of_the_windows_build_allocates_and_names_a_windows_listener() {
+    let w = win();
+    let env = win_env();
+    let repo = env.repo("app");
+    repo.range("web", 20380, 20389);
+    let mut cmd = wine(&env, &repo.dir, &w.exe);
+    cmd.arg("mcp");
+    let mut s = crate::mcp::Session::spawn(cmd);
+    let v = s.call(1, "allocate", serde_json::json!({"services": ["web"]}));
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    let reg = repo.registry();
+    let port = reg["worktrees"]["/"]["ports"]["web"]["port"]
+        .as_u64()
+        .expect("web allocated") as u16;
+    assert_eq!(port, 20380, "{reg}");
+    let (_server, pid) = windows_listener(&env, &w, &repo.dir, port, false);
+    let v = s.call(2, "status", serde_json::json!({"health_check": true}));
+    let text = v.to_string();
+    assert!(
+        text.contains(&format!("\"pid\":{pid}")) && text.contains("\"owner\":\"self\""),
+        "{v}"
+    );
+}
