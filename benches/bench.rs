@@ -4,7 +4,8 @@
 //! worktrees take about a minute to create), then times each command interleaved with
 //! `git worktree list --porcelain` on the same repository, at least 10 runs each, and prints the
 //! medians and their ratio to git's. Ratios, not absolute times, are what to compare across
-//! machines. `cargo bench -- --quick` runs 10 and 100 only.
+//! machines. `cargo bench -- --quick` runs 10 and 100 only; `cargo bench -- --owner` only the
+//! owner lookup (5,000 listening ports: `/proc` against the `listeners` crate).
 
 use std::fs;
 use std::net::TcpStream;
@@ -285,6 +286,10 @@ fn hook_overhead() {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--owner") {
+        owner_lookup(5000);
+        return;
+    }
     let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
     println!("git-ports benchmark: medians of {RUNS} runs, ratios to git on the same repository");
 
@@ -361,6 +366,59 @@ fn main() {
     for n in [50usize, 1000, 5000] {
         silent_ports(n);
     }
+
+    owner_lookup(5000);
+}
+
+/// Who listens on `n` ports, each held by this process: git-ports' own reading of the system
+/// (`/proc` on Linux) against the `listeners` crate, which is what other systems use, on the
+/// same sockets in the same run.
+fn owner_lookup(n: usize) {
+    let base: u16 = 45000;
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .filter_map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i as u16)).ok())
+        .collect();
+    let ports: Vec<u16> = held
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .collect();
+    let ours = || {
+        let start = Instant::now();
+        let found = git_ports::machine::listeners(&ports);
+        let named = found
+            .values()
+            .filter(|ls| ls.iter().any(|l| l.process.is_some()))
+            .count();
+        (start.elapsed(), named)
+    };
+    let theirs = || {
+        let start = Instant::now();
+        let all = listeners::get_all().unwrap_or_default();
+        let named = ports
+            .iter()
+            .filter(|p| all.iter().any(|l| l.socket.port() == **p))
+            .count();
+        (start.elapsed(), named)
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut named_a, mut named_b) = (0, 0);
+    for _ in 0..RUNS {
+        let (t, k) = ours();
+        a.push(t);
+        named_a = k;
+        let (t, k) = theirs();
+        b.push(t);
+        named_b = k;
+    }
+    let (a, b) = (median(a), median(b));
+    println!(
+        "\nowner lookup, {} listening ports: git-ports {} (named {named_a}), listeners crate {} (named {named_b}): {:.2}× the crate's time",
+        ports.len(),
+        ms(a),
+        ms(b),
+        a.as_secs_f64() / b.as_secs_f64()
+    );
 }
 
 /// A repository whose main worktree holds `n` ports (services `s0`…), for health checks.

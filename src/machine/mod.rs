@@ -3,7 +3,7 @@
 //! still runs, its user, program and working directory, and stopping it, gracefully then for
 //! good. One set of functions here, one file per OS beside it, as std's `sys/` does:
 //!
-//! - `linux.rs` reads `/proc`: the socket tables, every process's descriptors, start times
+//! - `linux/` reads `/proc`: the socket tables, every process's descriptors, start times
 //!   in clock ticks with the boot id, and pid namespaces (a pid counted in a container is
 //!   never taken for the host's process of that number). Faster than asking a crate to walk
 //!   the same files (see `benches/bench.rs`, owner lookup).
