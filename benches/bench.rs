@@ -5,7 +5,9 @@
 //! `git worktree list --porcelain` on the same repository, at least 10 runs each, and prints the
 //! medians and their ratio to git's. Ratios, not absolute times, are what to compare across
 //! machines. `cargo bench -- --quick` runs 10 and 100 only; `cargo bench -- --owner` only the
-//! owner lookup (5,000 listening ports: `/proc` against the `listeners` crate).
+//! owner lookup (5,000 listening ports: `/proc` against the `listeners` crate);
+//! `cargo bench -- --against OLD` this build against another build's `git-ports` binary, side
+//! by side: status at 1,000 worktrees, and a health check naming 5,000 listeners.
 
 use std::fs;
 use std::net::TcpStream;
@@ -290,6 +292,14 @@ fn main() {
         owner_lookup(5000);
         return;
     }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--against") {
+        let old = args
+            .get(i + 1)
+            .expect("--against names the other build's git-ports");
+        against(old);
+        return;
+    }
     let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
     println!("git-ports benchmark: medians of {RUNS} runs, ratios to git on the same repository");
 
@@ -488,5 +498,49 @@ fn silent_ports(n: usize) {
         held.len(),
         ms(t),
         t.as_secs_f64() / timeout
+    );
+}
+
+/// This build against `old` (another build's binary), interleaved on the same fixtures:
+/// `status` at 1,000 worktrees, and `status --health-check` over 5,000 ports this process
+/// listens on, where the owner lookup is most of the work.
+fn against(old: &str) {
+    let pair = |title: &str, root: &Path, dir: &Path, args: &[&str], runs: usize| {
+        let (mut new_t, mut old_t) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            new_t.push(time(root, dir, BIN, args));
+            old_t.push(time(root, dir, old, args));
+        }
+        let (n, o) = (median(new_t), median(old_t));
+        println!(
+            "{title}: this build {}, the other {}: {:.2}× the other's time",
+            ms(n),
+            ms(o),
+            n.as_secs_f64() / o.as_secs_f64()
+        );
+    };
+    let root = fixture(1000);
+    let repo = root.join("main");
+    pair("status, 1000 worktrees", &root, &repo, &["status"], RUNS);
+    pair(
+        "status --json, 1000 worktrees",
+        &root,
+        &repo,
+        &["status", "--json"],
+        RUNS,
+    );
+    let n = 5000;
+    let base: u16 = 40000;
+    let root = many_ports_fixture(n, base);
+    let repo = root.join("main");
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .filter_map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i as u16)).ok())
+        .collect();
+    pair(
+        &format!("health check naming {} listeners", held.len()),
+        &root,
+        &repo,
+        &["status", "--health-check", "--timeout", "1"],
+        7,
     );
 }
