@@ -119,6 +119,11 @@ pub struct AllocateArgs {
     #[arg(long, value_parser = port, value_name = "PORT")]
     pub port: Option<u16>,
 
+    /// Also allocate a port for every service the worktree's compose stack publishes, named
+    /// after the compose service (db, redis, web…)
+    #[arg(long, conflicts_with = "port")]
+    pub compose: bool,
+
     /// Release a port (the script's form of `git ports release PORT`)
     #[arg(long, value_parser = port, value_name = "PORT", conflicts_with_all = ["check", "available", "port"], hide = true)]
     pub release: Vec<u16>,
@@ -484,7 +489,9 @@ pub struct PruneArgs {
 ///
 /// Stops the processes that listen on the worktree's ports and run in that worktree (the rule
 /// status uses to call a server the worktree's own): never a process of another worktree,
-/// another repository or another user. SIGTERM first, then SIGKILL after --grace seconds.
+/// another repository or another user. SIGTERM first, then SIGKILL after --grace seconds. A
+/// container of the worktree's compose project is its own, stopped through Docker; with no
+/// service named, the rest of the worktree's compose stack is stopped too.
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// Services whose servers to stop (default: every port the worktree holds)
@@ -510,7 +517,10 @@ pub struct StopArgs {
 /// this repository holds is held by another repository too (a copied repository, a registry
 /// restored from a backup), which claims belong to repositories that cannot be read now,
 /// whether the hook is installed where git runs it, which locks are held now and by whom,
-/// and that every ports.* value in git config is valid. Exits 0 when all is well, 4 when
+/// that every ports.* value in git config is valid, and the traps of the worktree's compose
+/// stack (a host port no git-ports service holds, container_name, appended override ports,
+/// shared volumes and networks, host networking, one project name for every worktree), each
+/// with its file, line and the line to write instead. Exits 0 when all is well, 4 when
 /// something is wrong, 5 when the registry or the ledger cannot be read.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {

@@ -47,6 +47,7 @@ pub const KEY_EXCLUDE: &str = "ports.exclude";
 /// `ports.envFile`: files, relative to each worktree's root, kept in step with its ports
 /// (multi-valued).
 pub const KEY_ENV_FILE: &str = "ports.envFile";
+pub const KEY_COMPOSE_FILE: &str = "ports.composeFile";
 /// `ports.compose`: export a `COMPOSE_PROJECT_NAME` of the worktree's own.
 pub const KEY_COMPOSE: &str = "ports.compose";
 /// The variable docker compose takes its project name from.

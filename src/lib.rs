@@ -8,6 +8,7 @@ pub mod change;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod compose;
 pub mod config;
 pub mod derived;
 pub mod envfile;

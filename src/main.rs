@@ -123,6 +123,9 @@ fn main() -> ExitCode {
     let family = commands::family(&cli);
     let mut out = output::Out::default();
     let result = commands::run(cli, &mut out);
+    if let Some(n) = git_ports::machine::docker::notice() {
+        out.warn(n);
+    }
     out.say_warnings();
     if let Err(e) = output::emit(&out.text) {
         eprintln!("git-ports: cannot write to stdout: {e}");

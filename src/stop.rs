@@ -24,6 +24,8 @@ pub enum Ending {
     AlreadyGone,
     /// The system refused to signal it (another user's process).
     NotPermitted,
+    /// A container its engine did not stop (it could not be asked, or refused).
+    EngineRefused,
 }
 
 impl Ending {
@@ -41,6 +43,7 @@ impl Ending {
             Ending::NotPermitted => {
                 "not stopped: the system does not let this user signal it".into()
             }
+            Ending::EngineRefused => "not stopped: Docker did not stop it".into(),
         }
     }
 }
@@ -119,19 +122,34 @@ pub fn stop_owner(owner: &Owner, grace: Duration) -> Ending {
         Ending::Stopped => 1,
         Ending::Ended => 2,
         Ending::Killed => 3,
-        Ending::NotPermitted => 4,
+        Ending::NotPermitted | Ending::EngineRefused => 4,
     };
-    let endings: Vec<Ending> = owner.pids.iter().map(|&p| stop(p, grace)).collect();
+    let endings: Vec<Ending> = owner
+        .pids
+        .iter()
+        .map(|&p| stop(p, grace))
+        .chain(owner.containers.iter().map(|c| stop_container(c, grace)))
+        .collect();
     endings
         .into_iter()
         .max_by_key(rank)
         .unwrap_or(Ending::NotPermitted)
 }
 
+/// Stops a container through its engine (which asks its main process to end, and ends it
+/// after `grace`). A container's id is never given to another.
+pub fn stop_container(c: &crate::owner::ContainerRef, grace: Duration) -> Ending {
+    match crate::machine::docker::stop(&c.id, grace) {
+        crate::machine::docker::Stopped::Stopped => Ending::Stopped,
+        crate::machine::docker::Stopped::AlreadyGone => Ending::AlreadyGone,
+        crate::machine::docker::Stopped::Failed => Ending::EngineRefused,
+    }
+}
+
 /// Whether every process of `owner` is this user's: another user's is never stopped, even
-/// by root.
+/// by root. A container is the user's who can ask its engine (whose forwarder is root's).
 pub fn ours(owner: &Owner) -> bool {
-    !owner.pids.is_empty()
+    !(owner.pids.is_empty() && owner.containers.is_empty())
         && owner
             .pids
             .iter()
@@ -147,6 +165,39 @@ pub fn still_in(owner: &Owner, dir: &Path) -> bool {
             .pids
             .iter()
             .all(|&pid| machine::cwd(pid).is_some_and(|c| crate::owner::runs_in(&c, dir)))
+        && owner.containers.iter().all(|c| {
+            c.dir
+                .as_deref()
+                .is_some_and(|d| crate::owner::runs_in(&crate::owner::container_dir(d), dir))
+        })
+}
+
+/// A container of the worktree's compose project that publishes none of its ports.
+#[derive(Debug, Serialize)]
+pub struct StoppedContainer {
+    pub container: crate::owner::ContainerRef,
+    pub ending: Ending,
+}
+
+/// Stops the containers of the compose projects in `dir` that `done` has not stopped already:
+/// the rest of the worktree's stack (a worker, a database published on no port of its own).
+pub fn rest_of_stack(
+    dir: &std::path::Path,
+    done: &[&Owner],
+    grace: Duration,
+) -> Vec<StoppedContainer> {
+    crate::owner::containers_in(dir)
+        .into_iter()
+        .filter(|c| {
+            !done
+                .iter()
+                .any(|o| o.containers.iter().any(|d| d.id == c.id))
+        })
+        .map(|c| StoppedContainer {
+            ending: stop_container(&c, grace),
+            container: c,
+        })
+        .collect()
 }
 
 #[cfg(test)]

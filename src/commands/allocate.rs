@@ -16,8 +16,45 @@ struct Report<'a> {
     allocations: &'a [Allocated],
 }
 
+/// The services worktree `wt`'s compose stack publishes a TCP host port for, each one git-ports
+/// knows by that name; the stack's files as written where its model needs ports not yet
+/// allocated.
+fn compose_services(ctx: &Ctx, wt: &crate::repo::Worktree) -> Result<Vec<String>> {
+    let settings = ctx.repo.settings_for(wt)?;
+    let project = crate::compose::read(&wt.path, &settings.compose_files, &[])
+        .map_err(Error::Usage)?
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "worktree '{}' has no compose file ({}, or the files ports.composeFile names)",
+                wt.name,
+                crate::compose::FILES.join(", ")
+            ))
+        })?;
+    let services = project.publishing();
+    if services.is_empty() {
+        return Err(Error::Usage(format!(
+            "the compose stack of worktree '{}' publishes no host port",
+            wt.name
+        )));
+    }
+    if let Some(s) = services.iter().find(|s| settings.service(s).is_err()) {
+        return Err(Error::Usage(format!(
+            "compose service '{s}' publishes a host port, and git-ports has no service of that name: give it a range first (`git config ports.{s}.range START-END`)"
+        )));
+    }
+    Ok(services)
+}
+
 pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
-    let services = super::unique(args.services.into_iter().chain(args.service_flags));
+    let mut services = super::unique(args.services.into_iter().chain(args.service_flags));
+    if args.compose {
+        let wt = ctx.repo.target(args.worktree.as_deref())?;
+        for s in compose_services(ctx, &wt)? {
+            if !services.contains(&s) {
+                services.push(s);
+            }
+        }
+    }
     if services.is_empty() {
         return Err(Error::Usage(
             "name a service to allocate, such as `git ports allocate web`".into(),

@@ -23,6 +23,11 @@ struct Finding {
     /// What to run or do about it, when something is to be done.
     #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
+    /// The file it is about, relative to the worktree, and the line (compose files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -34,7 +39,7 @@ struct Report<'a> {
 }
 
 /// What a finding is about; in JSON, `registry`, `ledger`, `conflict`, `unclaimed`,
-/// `stale-claim`, `unreachable`, `env-file`, `hook`, `lock`, `config` or `names`.
+/// `stale-claim`, `unreachable`, `env-file`, `hook`, `lock`, `config`, `names` or `compose`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum Check {
@@ -49,6 +54,7 @@ enum Check {
     Lock,
     Config,
     Names,
+    Compose,
 }
 
 impl Check {
@@ -65,6 +71,7 @@ impl Check {
             Check::Lock => "lock",
             Check::Config => "config",
             Check::Names => "names",
+            Check::Compose => "compose",
         }
     }
 }
@@ -85,6 +92,8 @@ fn finding(check: Check, status: Status, message: String) -> Finding {
         status,
         message,
         fix: None,
+        file: None,
+        line: None,
     }
 }
 
@@ -158,6 +167,9 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
                 )
             });
         }
+    }
+    if let Some(registry) = &registry {
+        check_compose(ctx, registry, &mut findings);
     }
     check_hook(ctx, &mut findings);
     check_locks(ctx, &mut findings);
@@ -332,6 +344,114 @@ fn fix(ctx: &Ctx) -> Result<Vec<Finding>> {
     }
     findings.sort_by_key(|f| f.check);
     Ok(findings)
+}
+
+/// The compose stack of the worktree doctor runs in, read as Compose resolves it with the
+/// worktree's variables: each trap with its file, line and what to write instead.
+fn check_compose(ctx: &Ctx, registry: &Registry, findings: &mut Vec<Finding>) {
+    let Ok(wt) = ctx.repo.current() else {
+        return;
+    };
+    let Ok(settings) = ctx.repo.settings_for(&wt) else {
+        return;
+    };
+    let vars: Vec<(String, String)> =
+        crate::envfile::vars_of(&ctx.repo, &wt, registry, &ctx.hosts())
+            .map(|(v, _)| v)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.value.text()))
+            .collect();
+    let project = match crate::compose::read(&wt.path, &settings.compose_files, &vars) {
+        Ok(None) => return,
+        Ok(Some(p)) => p,
+        Err(e) => {
+            findings.push(Finding {
+                fix: Some("mend the file (git-ports only reads it)".into()),
+                ..finding(Check::Compose, Status::Problem, e)
+            });
+            return;
+        }
+    };
+    let held: BTreeMap<String, u16> = registry
+        .worktrees
+        .get(&wt.key)
+        .map(|e| e.ports.iter().map(|(s, a)| (s.clone(), a.port)).collect())
+        .unwrap_or_default();
+    let mut others: BTreeMap<u16, String> = BTreeMap::new();
+    for (port, h) in registry.by_port() {
+        if h.worktree != wt.key {
+            others.insert(
+                port,
+                format!("worktree '{}'", ctx.repo.display_name(h.worktree)),
+            );
+        }
+    }
+    if let Ok(elsewhere) = ctx.elsewhere() {
+        for (port, c) in &elsewhere.claims {
+            others.entry(*port).or_insert_with(|| c.describe());
+        }
+        for (port, r) in &elsewhere.reserved {
+            others.entry(*port).or_insert_with(|| r.describe());
+        }
+    }
+    let project_var = vars.iter().any(|(k, _)| k == crate::keys::ENV_COMPOSE)
+        || std::env::var_os(crate::keys::ENV_COMPOSE).is_some()
+        || crate::compose::dotenv(&wt.path).contains_key(crate::keys::ENV_COMPOSE);
+    let dir_name = wt.path.file_name();
+    let same_dir_name: Vec<String> = ctx
+        .repo
+        .worktrees()
+        .iter()
+        .filter(|w| w.key != wt.key && w.path.file_name() == dir_name)
+        .map(|w| w.name.clone())
+        .collect();
+    let env_name = |s: &str| settings.env_name(s);
+    let known = |s: &str| settings.service(s).is_ok();
+    let cx = crate::compose::traps::Context {
+        held: &held,
+        others: &others,
+        env_name: &env_name,
+        known: &known,
+        project_var,
+        same_dir_name,
+    };
+    let traps = crate::compose::traps::check(&project, &cx);
+    let names: Vec<&str> = project.files.iter().map(|f| f.shown.as_str()).collect();
+    findings.push(finding(
+        Check::Compose,
+        Status::Info,
+        format!(
+            "the stack in {} of worktree '{}', read by {}",
+            names.join(" + "),
+            wt.name,
+            project.reader.describe()
+        ),
+    ));
+    if traps.is_empty() {
+        findings.push(finding(
+            Check::Compose,
+            Status::Ok,
+            "the stack can run beside the other worktrees' stacks".into(),
+        ));
+    }
+    for t in traps {
+        let place = match (&t.file, t.line) {
+            (Some(f), Some(l)) => format!("{f}:{l}: "),
+            (Some(f), None) => format!("{f}: "),
+            _ => String::new(),
+        };
+        findings.push(Finding {
+            fix: Some(t.fix),
+            file: t.file,
+            line: t.line,
+            ..finding(
+                Check::Compose,
+                Status::Problem,
+                format!("{place}{}", t.message),
+            )
+        });
+    }
 }
 
 /// Conflicts, ports held without a claim, claims of ports no longer held, and claims of

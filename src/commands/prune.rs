@@ -32,15 +32,29 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
             p.stopped = Some(crate::stop::stop_owner(o, GRACE));
         }
     }
+    // The rest of each removed worktree's compose stack.
+    let mut stack = Vec::new();
+    if args.stop {
+        let mut dirs: Vec<&std::path::Path> = pruned.iter().map(|p| p.path.as_path()).collect();
+        dirs.sort();
+        dirs.dedup();
+        let done: Vec<&crate::owner::Owner> =
+            pruned.iter().filter_map(|p| p.listener.as_ref()).collect();
+        for d in dirs {
+            stack.extend(crate::stop::rest_of_stack(d, &done, GRACE));
+        }
+    }
     if args.json {
         #[derive(Serialize)]
         struct Report<'a> {
             dry_run: bool,
             released: &'a [Pruned],
+            containers: &'a [crate::stop::StoppedContainer],
         }
         ctx.out.json(&Report {
             dry_run: args.dry_run,
             released: &pruned,
+            containers: &stack,
         });
         return Ok(());
     }
@@ -73,13 +87,20 @@ pub fn run(ctx: &mut Ctx, args: PruneArgs) -> Result<()> {
                     e.describe(GRACE)
                 ),
                 None => format!(
-                    "  {} still listens on it, left running by the removed worktree: stop it with `git ports prune --stop` (or `kill {}`)",
+                    "  {} still listens on it, left running by the removed worktree: stop it with `git ports prune --stop` (or `{}`)",
                     o.process().unwrap_or_default(),
-                    o.pid.unwrap_or_default()
+                    o.stop_by_hand()
                 ),
             };
             out.line(line);
         }
+    }
+    for c in &stack {
+        out.line(format!(
+            "  {}, left running by a removed worktree: {}",
+            c.container.describe(),
+            c.ending.describe(GRACE)
+        ));
     }
     Ok(())
 }

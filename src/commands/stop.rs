@@ -8,7 +8,7 @@ use super::Ctx;
 use crate::cli::StopArgs;
 use crate::error::{Error, Result};
 use crate::owner::{Kind, Owner};
-use crate::stop::{Ending, stop_owner};
+use crate::stop::{Ending, StoppedContainer, rest_of_stack, stop_owner};
 
 /// One port of the worktree, and what was done about who serves it.
 #[derive(Debug, Serialize)]
@@ -54,15 +54,29 @@ pub fn run(ctx: &mut Ctx, args: StopArgs) -> Result<()> {
             ending,
         });
     }
+    // The rest of the worktree's compose stack, when every service is stopped.
+    let stack = match args.services.is_empty() {
+        true => {
+            let stopped: Vec<&Owner> = done
+                .iter()
+                .filter(|d| d.ending.is_some())
+                .filter_map(|d| d.listener.as_ref())
+                .collect();
+            rest_of_stack(&wt.path, &stopped, grace)
+        }
+        false => Vec::new(),
+    };
     if args.json {
         #[derive(Serialize)]
         struct Report<'a> {
             worktree: &'a str,
             ports: &'a [Stopped],
+            containers: &'a [StoppedContainer],
         }
         ctx.out.json(&Report {
             worktree: &wt.name,
             ports: &done,
+            containers: &stack,
         });
         return Ok(());
     }
@@ -79,6 +93,13 @@ pub fn run(ctx: &mut Ctx, args: StopArgs) -> Result<()> {
             (Some(o), None) => format!("left alone: served by {}", o.describe()),
         };
         ctx.out.line(format!("{} ({}): {line}", d.service, d.port));
+    }
+    for c in &stack {
+        ctx.out.line(format!(
+            "{}: {}",
+            c.container.describe(),
+            c.ending.describe(grace)
+        ));
     }
     Ok(())
 }

@@ -87,6 +87,9 @@ pub struct Settings {
     pub derived: Vec<Derived>,
     /// `ports.envFile`, in order.
     pub env_files: Vec<String>,
+    /// The compose files of each worktree's stack, as `docker compose -f` takes them, in
+    /// order (`ports.composeFile`); none: the files Compose finds itself.
+    pub compose_files: Vec<String>,
     /// `ports.compose`.
     pub compose: bool,
     /// `ports.hostTemplate`: the shape of a worktree's host name.

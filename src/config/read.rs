@@ -129,6 +129,7 @@ pub(super) const SETTINGS: &[Row] = &[
     // A variable left out would be missed: a wrong one stops the variables.
     multi(KEY_DERIVED, Stops::Variables, Settings::add_derived),
     multi(KEY_ENV_FILE, Stops::Entry, Settings::add_env_file),
+    multi(KEY_COMPOSE_FILE, Stops::Entry, Settings::add_compose_file),
     multi(KEY_EXCLUDE, Stops::Entry, Settings::add_exclude),
     row(KEY_LOCK_TIMEOUT, Stops::Changes, Settings::set_lock_timeout),
     row(KEY_COMPOSE, Stops::Variables, |s, v| {
@@ -255,6 +256,7 @@ impl Settings {
             choice: Choice::default(),
             derived: Vec::new(),
             env_files: Vec::new(),
+            compose_files: Vec::new(),
             compose: false,
             host_template: crate::names::Template::default(),
             host_service: "web".to_string(),
@@ -514,6 +516,23 @@ impl Settings {
             ));
         } else if !self.env_files.iter().any(|f| f == value) {
             self.env_files.push(value.to_string());
+        }
+        Ok(())
+    }
+
+    fn add_compose_file(&mut self, value: &str) -> Result<()> {
+        if value.is_empty() {
+            self.compose_files.clear();
+        } else if std::path::Path::new(value).is_absolute()
+            || value.split(['/', '\\']).any(|c| c == "..")
+        {
+            return Err(config_error(
+                KEY_COMPOSE_FILE,
+                value,
+                "give a path inside the worktree, relative to its root",
+            ));
+        } else if !self.compose_files.iter().any(|f| f == value) {
+            self.compose_files.push(value.to_string());
         }
         Ok(())
     }

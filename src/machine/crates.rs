@@ -149,6 +149,7 @@ pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
                     deleted: !c.is_dir(),
                 }),
             }),
+            container: None,
         });
     }
     found

@@ -41,6 +41,8 @@ use macos as os;
 
 #[cfg(windows)]
 mod windows;
+
+pub mod docker;
 #[cfg(windows)]
 use windows as os;
 
@@ -60,6 +62,9 @@ pub struct Listener {
     /// The process holding it, where the system tells (another user's processes are hidden
     /// from all but root).
     pub process: Option<Process>,
+    /// The container whose published port this is, where a forwarder holds the socket (or
+    /// no socket does: a NAT rule).
+    pub container: Option<docker::Container>,
 }
 
 /// A process, as the system shows it.
@@ -98,8 +103,11 @@ pub fn my_uid() -> Option<u32> {
 
 /// Every socket listening on each of `ports`, found in one pass over the socket tables and
 /// the processes. A port nothing listens on is absent.
+/// A port a container publishes is that container's (see `docker.rs`).
 pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
-    sys::listeners(ports)
+    let mut found = sys::listeners(ports);
+    docker::explain(ports, &mut found);
+    found
 }
 
 /// The sockets listening on `port`, without their processes.
@@ -130,6 +138,62 @@ pub fn port_taken(port: u16) -> bool {
         )
     });
     bound || (sys::PROBE_TABLES && listened(port) == Some(true))
+}
+
+/// Runs `cmd` to its end with its output gathered, for `wait` at most (then it is killed,
+/// and the error says it timed out).
+pub fn run_bounded(
+    cmd: &mut std::process::Command,
+    wait: std::time::Duration,
+) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let gather = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = gather(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = gather(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if start.elapsed() >= wait {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no end within {}s", wait.as_secs_f64()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }
 
 /// The working directory of process `pid` now.

@@ -165,18 +165,92 @@ pub fn who_serves(
 pub fn left_in(ls: &[Listener], dir: &Path) -> Option<Owner> {
     let mine: Vec<&Listener> = ls
         .iter()
-        .filter(|l| l.mine == Some(true))
-        .filter(|l| {
-            l.process
+        .filter(|l| match &l.container {
+            // A container of the removed worktree's compose project.
+            Some(c) => c
+                .dir
                 .as_ref()
-                .and_then(|p| p.cwd.as_ref())
-                .is_some_and(|c| runs_in(c, dir))
+                .is_some_and(|d| runs_in(&container_dir(d), dir)),
+            None => {
+                l.mine == Some(true)
+                    && l.process
+                        .as_ref()
+                        .and_then(|p| p.cwd.as_ref())
+                        .is_some_and(|c| runs_in(c, dir))
+            }
         })
         .collect();
     let first = mine.first()?;
     let mut o = Owner::one(first, Kind::Other, None);
-    o.pids = pids(mine.iter().copied());
+    o.pids = pids(mine.iter().copied().filter(|l| l.container.is_none()));
+    o.containers = containers(mine.iter().copied());
     Some(o)
+}
+
+/// A container's project directory, as a working directory: gone when it is not there.
+pub fn container_dir(d: &Path) -> Cwd {
+    Cwd {
+        path: d.to_path_buf(),
+        deleted: !d.is_dir(),
+    }
+}
+
+/// A container behind a port, for people and JSON: what Compose named it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerRef {
+    pub id: String,
+    pub name: String,
+    /// The compose service and project; `null` for a container Compose did not make.
+    pub service: Option<String>,
+    pub project: Option<String>,
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
+}
+
+impl ContainerRef {
+    pub fn of(c: &crate::machine::docker::Container) -> ContainerRef {
+        ContainerRef {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            service: c.service.clone(),
+            project: c.project.clone(),
+            dir: c.dir.clone(),
+        }
+    }
+
+    /// `container db of shop-feature-x`.
+    pub fn describe(&self) -> String {
+        match (&self.service, &self.project) {
+            (Some(s), Some(p)) => format!("container {s} of {p}"),
+            _ => format!("container {} (not of a compose project)", self.name),
+        }
+    }
+}
+
+/// The running containers of the compose projects in `dir` (a worktree, or a removed one's
+/// directory), whatever ports they publish; none where Docker is not here.
+pub fn containers_in(dir: &Path) -> Vec<ContainerRef> {
+    crate::machine::docker::containers()
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.project.is_some())
+        .filter(|c| {
+            c.dir
+                .as_ref()
+                .is_some_and(|d| runs_in(&container_dir(d), dir))
+        })
+        .map(ContainerRef::of)
+        .collect()
+}
+
+fn containers<'a>(ls: impl Iterator<Item = &'a Listener>) -> Vec<ContainerRef> {
+    let mut out: Vec<ContainerRef> = Vec::new();
+    for c in ls.filter_map(|l| l.container.as_ref()) {
+        if !out.iter().any(|o| o.id == c.id) {
+            out.push(ContainerRef::of(c));
+        }
+    }
+    out
 }
 
 fn pids<'a>(ls: impl Iterator<Item = &'a Listener>) -> Vec<u32> {
@@ -210,6 +284,10 @@ pub struct Owner {
     pub address: Option<IpAddr>,
     /// The user whose socket it is.
     pub uid: Option<u32>,
+    /// The container whose published port it is, where one is: then `pid` and `command`
+    /// are `null`, and `cwd` is its compose project's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<Box<ContainerRef>>,
     /// The worktree's own server listens on the port too, on another address.
     pub beside_own: bool,
     /// Every process listening on the port (for stopping: all of them are the worktree's own
@@ -219,6 +297,9 @@ pub struct Owner {
     /// The addresses the port is listened on, in the order found.
     #[serde(skip)]
     pub addresses: Vec<IpAddr>,
+    /// Every container publishing the port (for stopping, as `pids`).
+    #[serde(skip)]
+    pub containers: Vec<ContainerRef>,
 }
 
 impl Owner {
@@ -233,26 +314,34 @@ impl Owner {
             repository: None,
             address: None,
             uid: None,
+            container: None,
             beside_own: false,
             pids: Vec::new(),
             addresses: Vec::new(),
+            containers: Vec::new(),
         }
     }
 
     fn one(l: &Listener, owner: Kind, place: Option<&Place>) -> Owner {
-        let p = l.process.as_ref();
+        let p = l.process.as_ref().filter(|_| l.container.is_none());
+        let c = l.container.as_ref();
         Owner {
             pid: p.map(|p| p.pid),
             command: p.map(|p| PathBuf::from(&p.command)),
-            cwd: p.and_then(|p| p.cwd.as_ref()).map(|c| c.path.clone()),
+            cwd: match c {
+                Some(c) => c.dir.clone(),
+                None => p.and_then(|p| p.cwd.as_ref()).map(|c| c.path.clone()),
+            },
             owner,
             worktree: place.map(|p| p.worktree.clone()),
             repository: place.and_then(|p| p.repository.clone()),
             address: Some(l.addr),
-            uid: l.uid,
+            uid: l.uid.filter(|_| c.is_none()),
+            container: c.map(|c| Box::new(ContainerRef::of(c))),
             beside_own: false,
-            pids: pids(std::iter::once(l)),
+            pids: pids(std::iter::once(l).filter(|l| l.container.is_none())),
             addresses: vec![l.addr],
+            containers: containers(std::iter::once(l)),
         }
     }
 
@@ -263,6 +352,14 @@ impl Owner {
         holder: Option<&Path>,
         places: &'p [Place],
     ) -> (Kind, Option<&'p Place>) {
+        // A container is whose its compose project's directory is: the forwarder that holds
+        // its port (root's `docker-proxy`, in `/`) says nothing about that.
+        if let Some(c) = &l.container {
+            let Some(dir) = &c.dir else {
+                return (Kind::Other, None);
+            };
+            return Owner::placed(&container_dir(dir), holder, places);
+        }
         match l.mine {
             Some(true) => {}
             Some(false) => return (Kind::User, None),
@@ -276,6 +373,15 @@ impl Owner {
         let Some(cwd) = &p.cwd else {
             return (Kind::Other, None);
         };
+        Owner::placed(cwd, holder, places)
+    }
+
+    /// Whose a working directory is: the deepest known worktree it is in.
+    fn placed<'p>(
+        cwd: &Cwd,
+        holder: Option<&Path>,
+        places: &'p [Place],
+    ) -> (Kind, Option<&'p Place>) {
         let path = if cwd.deleted {
             cwd.path.clone()
         } else {
@@ -307,7 +413,8 @@ impl Owner {
         let (kind, place) = kinds[deciding];
         let mut o = Owner::one(l, kind, place);
         o.beside_own = kind != Kind::Own && kinds.iter().any(|(k, _)| *k == Kind::Own);
-        o.pids = pids(ls.iter());
+        o.pids = pids(ls.iter().filter(|l| l.container.is_none()));
+        o.containers = containers(ls.iter());
         o.addresses = ls.iter().map(|l| l.addr).collect();
         o
     }
@@ -317,9 +424,26 @@ impl Owner {
         self.owner == Kind::Own
     }
 
+    /// The command a person would stop it with by hand: `kill 4242`, `docker stop shop-fx-db-1`.
+    pub fn stop_by_hand(&self) -> String {
+        if !self.containers.is_empty() {
+            let names: Vec<String> = self
+                .containers
+                .iter()
+                .map(|c| crate::output::shell_quote(&c.name))
+                .collect();
+            return format!("docker stop {}", names.join(" "));
+        }
+        let pids: Vec<String> = self.pids.iter().map(|p| p.to_string()).collect();
+        format!("kill {}", pids.join(" "))
+    }
+
     /// `pid 4242 (node)`, the process as people read it (bytes that are not UTF-8 as
     /// `\ooo`); `None` for a listener whose process is not known.
     pub fn process(&self) -> Option<String> {
+        if let Some(c) = &self.container {
+            return Some(c.describe());
+        }
         let pid = self.pid?;
         let command = self
             .command
@@ -365,6 +489,11 @@ impl Owner {
             (Kind::Unknown, _, _) => who,
             (Kind::Own, _, _) => format!("{who}, this worktree's own server"),
             (Kind::Worktree, Some(w), _) => format!("{who} in worktree '{w}'"),
+            (Kind::Other, _, _) if self.container.as_ref().is_some_and(|c| c.project.is_none()) => {
+                format!(
+                    "{who}: started without Compose, so git-ports cannot tell which worktree it is of"
+                )
+            }
             (Kind::Repository, Some(w), Some(r)) => format!("{who} in {r} ({w})"),
             _ => match &self.cwd {
                 Some(c) => format!(

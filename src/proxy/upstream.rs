@@ -130,6 +130,7 @@ mod tests {
             mine: Some(true),
             socket: 1,
             process: None,
+            container: None,
         }
     }
 

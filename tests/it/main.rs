@@ -8,6 +8,7 @@ mod bad_input;
 mod browser;
 mod choice;
 mod claims;
+mod compose;
 mod envfiles;
 mod fences;
 mod harness;

@@ -28,6 +28,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("variables", 20100, 20199),
     ("fences", 20200, 20299),
     ("windows", 20300, 20399),
+    ("compose", 20400, 20499),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -63,6 +64,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("variables", include_str!("variables.rs")),
         ("fences", include_str!("fences.rs")),
         ("windows", include_str!("windows.rs")),
+        ("compose", include_str!("compose.rs")),
     ]
 }
 

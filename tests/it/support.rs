@@ -126,7 +126,11 @@ impl Env {
             .env("GIT_COMMITTER_EMAIL", "test@example.com")
             .env("LC_ALL", "C")
             .env("NO_COLOR", "1")
-            .env_remove("CLICOLOR_FORCE");
+            .env_remove("CLICOLOR_FORCE")
+            // Docker is asked only where a test says which one.
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .env("DOCKER_CONFIG", self.path("home/.docker"));
         if git3() {
             cmd.env("GIT_DEFAULT_HASH", "sha256")
                 .env("GIT_DEFAULT_REF_FORMAT", "reftable");

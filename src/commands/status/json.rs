@@ -67,7 +67,7 @@ pub(super) enum Listening {
     /// No health check was asked for.
     Unchecked,
     Nobody,
-    By(Owner),
+    By(Box<Owner>),
 }
 
 impl Listening {
@@ -122,7 +122,7 @@ pub(super) fn json_row(r: Row, checked: bool) -> JsonWorktree {
         let listener = match (checked, owners.get(&a.port)) {
             (false, _) => Listening::Unchecked,
             (true, None) => Listening::Nobody,
-            (true, Some(o)) => Listening::By(o.clone()),
+            (true, Some(o)) => Listening::By(Box::new(o.clone())),
         };
         let p = JsonPort {
             listener,

@@ -28,10 +28,10 @@ pub(super) fn port_line(
         }
         // A removed worktree's server, still running from its deleted directory.
         (None, Some(o)) if stale => format!(
-            "{}  still served by {}, left running by the removed worktree: stop it with `git ports prune --stop` (or `kill {}`)",
+            "{}  still served by {}, left running by the removed worktree: stop it with `git ports prune --stop` (or `{}`)",
             health_line(out, service, a, h, stale),
             o.process().unwrap_or_default(),
-            o.pid.unwrap_or_default()
+            o.stop_by_hand()
         ),
         (Some(Health::Running { .. }), Some(o)) => format!(
             "{}  {}",

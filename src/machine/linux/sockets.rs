@@ -189,6 +189,7 @@ pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
             mine: s.uid.zip(super::my_uid()).map(|(a, b)| a == b),
             socket: s.inode,
             process,
+            container: None,
         });
     }
     found
