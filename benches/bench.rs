@@ -7,7 +7,9 @@
 //! machines. `cargo bench -- --quick` runs 10 and 100 only; `cargo bench -- --owner` only the
 //! owner lookup (5,000 listening ports: `/proc` against the `listeners` crate);
 //! `cargo bench -- --against OLD` this build against another build's `git-ports` binary, side
-//! by side: status at 1,000 worktrees, and a health check naming 5,000 listeners.
+//! by side: status at 1,000 worktrees, and a health check naming 5,000 listeners;
+//! `cargo bench -- --docker` a health check of 100 ports a container publishes (a private
+//! Docker daemon, as root) against the same 100 ports served by plain listeners.
 
 use std::fs;
 use std::net::TcpStream;
@@ -292,6 +294,10 @@ fn main() {
         owner_lookup(5000);
         return;
     }
+    if std::env::args().any(|a| a == "--docker") {
+        docker_health_check(100);
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--against") {
         let old = args
@@ -542,5 +548,170 @@ fn against(old: &str) {
         &repo,
         &["status", "--health-check", "--timeout", "1"],
         7,
+    );
+}
+
+/// `status --health-check` over `n` ports: served by plain listeners of this process (Docker
+/// never asked), then published by one container of a compose project in the repository
+/// (root's docker-proxy holds each, so git-ports asks the engine), each beside git's own
+/// `git worktree list --porcelain` timed in the same stretch.
+fn docker_health_check(n: usize) {
+    let base: u16 = 46000;
+    let root = many_ports_fixture(n, base);
+    let repo = root.join("main");
+    let args = ["status", "--health-check", "--timeout", "1"];
+    let measure = |host: Option<&str>| {
+        let (mut g, mut t) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            g.push(time(
+                &root,
+                &repo,
+                "git",
+                &["worktree", "list", "--porcelain"],
+            ));
+            let start = Instant::now();
+            let mut cmd = Command::new(BIN);
+            env(&mut cmd, &root).current_dir(&repo).args(args);
+            match host {
+                Some(h) => cmd.env("DOCKER_HOST", h),
+                None => cmd.env_remove("DOCKER_HOST"),
+            };
+            let out = cmd.output().expect("git-ports");
+            t.push(start.elapsed());
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (median(g), median(t))
+    };
+    let plain: Vec<std::net::TcpListener> = (0..n)
+        .filter_map(|i| std::net::TcpListener::bind(("0.0.0.0", base + i as u16)).ok())
+        .collect();
+    let (g1, without) = measure(None);
+    drop(plain);
+
+    let Some(dockerd) = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        println!("\ndocker health check: SKIPPED, no dockerd here (apt-get install docker.io)");
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("gpb")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let host = format!("unix://{}/docker.sock", dir.path().display());
+    let mut daemon = Command::new(dockerd)
+        .args(["--host", &host])
+        .arg("--data-root")
+        .arg(dir.path().join("data"))
+        .arg("--exec-root")
+        .arg(dir.path().join("exec"))
+        .arg("--pidfile")
+        .arg(dir.path().join("docker.pid"))
+        .args(["--iptables=false", "--ip-forward=false", "--bridge=none"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dockerd");
+    let docker = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &host)
+            .output()
+            .expect("docker")
+    };
+    let start = Instant::now();
+    while !docker(&["info"]).status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "dockerd did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let img = dir.path().join("img");
+    fs::create_dir_all(&img).expect("mkdir");
+    fs::copy("/bin/busybox", img.join("busybox")).expect("busybox (busybox-static)");
+    fs::write(
+        img.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\",\"sleep\",\"3600\"]\n",
+    )
+    .expect("Dockerfile");
+    assert!(
+        docker(&[
+            "build",
+            "-q",
+            "-t",
+            "gpb:local",
+            img.to_str().expect("utf-8")
+        ])
+        .status
+        .success()
+    );
+    assert!(docker(&["network", "create", "gpb"]).status.success());
+    let range = format!(
+        "{base}-{}:{base}-{}",
+        base as usize + n - 1,
+        base as usize + n - 1
+    );
+    let label_dir = format!("com.docker.compose.project.working_dir={}", repo.display());
+    let run = docker(&[
+        "run",
+        "-d",
+        "--name",
+        "gpb-c",
+        "--init",
+        "--network",
+        "gpb",
+        "-p",
+        &range,
+        "--label",
+        "com.docker.compose.project=bench",
+        "--label",
+        "com.docker.compose.service=db",
+        "--label",
+        &label_dir,
+        "gpb:local",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (g2, with) = measure(Some(&host));
+    let (g3, unasked) = measure(Some("unix:///nonexistent/docker.sock"));
+    // A daemon that stops leaves its networks' bridges on the host: remove them first.
+    docker(&["rm", "-f", "gpb-c"]);
+    docker(&["network", "rm", "gpb"]);
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let _ = daemon.wait();
+    println!("\nhealth check, {n} ports, medians of {RUNS} runs");
+    println!(
+        "  {:<58} {:>10}  {:>5.2}× git",
+        "served by plain listeners (Docker not asked)",
+        ms(without),
+        without.as_secs_f64() / g1.as_secs_f64()
+    );
+    println!(
+        "  {:<58} {:>10}  {:>5.2}× git",
+        "published by a container (root's docker-proxy; Docker asked)",
+        ms(with),
+        with.as_secs_f64() / g2.as_secs_f64()
+    );
+    println!(
+        "  {:<58} {:>10}  {:>5.2}× git",
+        "the same, Docker not reachable (its forwarders named)",
+        ms(unasked),
+        unasked.as_secs_f64() / g3.as_secs_f64()
+    );
+    println!(
+        "  with Docker: {:.2}× the time without",
+        with.as_secs_f64() / without.as_secs_f64()
     );
 }

@@ -138,12 +138,21 @@ pub fn stop_owner(owner: &Owner, grace: Duration) -> Ending {
 
 /// Stops a container through its engine (which asks its main process to end, and ends it
 /// after `grace`). A container's id is never given to another.
+/// A container publishing several ports is stopped once: each port after the first says how
+/// that went.
 pub fn stop_container(c: &crate::owner::ContainerRef, grace: Duration) -> Ending {
-    match crate::machine::docker::stop(&c.id, grace) {
+    static DONE: std::sync::Mutex<Vec<(String, Ending)>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, e)) = done.iter().find(|(id, _)| *id == c.id) {
+        return *e;
+    }
+    let e = match crate::machine::docker::stop(&c.id, grace) {
         crate::machine::docker::Stopped::Stopped => Ending::Stopped,
         crate::machine::docker::Stopped::AlreadyGone => Ending::AlreadyGone,
         crate::machine::docker::Stopped::Failed => Ending::EngineRefused,
-    }
+    };
+    done.push((c.id.clone(), e));
+    e
 }
 
 /// Whether every process of `owner` is this user's: another user's is never stopped, even

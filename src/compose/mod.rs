@@ -199,7 +199,26 @@ pub fn read(
             node,
         });
     }
-    let (reader, model) = resolve(dir, &paths, &raw, vars);
+    let (reader, mut model) = resolve(dir, &paths, &raw, vars);
+    // In the order the files write them (a JSON model's keys come sorted).
+    let order: Vec<&str> = raw
+        .iter()
+        .flat_map(|f| {
+            f.node
+                .get("services")
+                .map(Node::entries)
+                .unwrap_or_default()
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if let Ok(m) = &mut model {
+        m.services.sort_by_key(|s| {
+            order
+                .iter()
+                .position(|k| *k == s.name)
+                .unwrap_or(usize::MAX)
+        });
+    }
     Ok(Some(Project {
         dir: dir.to_path_buf(),
         files: raw,

@@ -99,10 +99,10 @@ pub fn check(p: &Project, cx: &Context) -> Vec<Trap> {
                     }
                     let (file, line) = port_line(p, &s.name, port, publish.target);
                     let fix = format!(
-                        "write in its place: {}{}, then `git ports allocate {}`",
+                        "write in its place: {}, then `git ports allocate {}`{}",
                         mapping(cx, &s.name, publish.host_ip.as_deref(), publish.target),
-                        define(cx, &s.name),
-                        s.name
+                        s.name,
+                        define(cx, &s.name)
                     );
                     let message = match cx.others.get(&port) {
                         Some(who) => format!(

@@ -108,7 +108,11 @@ pub fn same_user(pid: u32) -> Option<bool> {
     Some(*theirs == me)
 }
 
-pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
+/// `_skip` saves nothing here: the table comes whole, with its processes.
+pub fn listeners(
+    ports: &[u16],
+    _skip: &dyn Fn(u16, IpAddr, Option<u32>) -> bool,
+) -> HashMap<u16, Vec<Listener>> {
     let wanted: HashSet<u16> = ports.iter().copied().collect();
     let mut found: HashMap<u16, Vec<Listener>> = HashMap::new();
     let Some(rows) = table() else {

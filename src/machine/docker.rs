@@ -299,7 +299,10 @@ fn containers_of(body: &[u8]) -> Option<Vec<Container>> {
                     id: r.id,
                     project: labels.get(LABEL_PROJECT).cloned(),
                     service: labels.get(LABEL_SERVICE).cloned(),
-                    dir: labels.get(LABEL_DIR).map(PathBuf::from),
+                    // Resolved once here, as worktrees are: a listing serves many ports.
+                    dir: labels.get(LABEL_DIR).map(|d| {
+                        super::canonical(Path::new(d)).unwrap_or_else(|| PathBuf::from(d))
+                    }),
                     published,
                 }
             })
@@ -312,7 +315,10 @@ static NOTICE: Mutex<Option<String>> = Mutex::new(None);
 /// Whether it was said: once per process.
 static NOTED: Mutex<bool> = Mutex::new(false);
 /// The last listing and when it was taken.
-static LISTED: Mutex<Option<(Instant, Option<Vec<Container>>)>> = Mutex::new(None);
+static LISTED: Mutex<Option<(Instant, Listing)>> = Mutex::new(None);
+
+/// The running containers, or why not: `None` for no Docker here, else the one line to say.
+type Listing = Result<Vec<Container>, Option<String>>;
 
 fn note(line: String) {
     let mut noted = NOTED.lock().unwrap_or_else(|e| e.into_inner());
@@ -328,9 +334,7 @@ pub fn notice() -> Option<String> {
     NOTICE.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
-/// The running containers; `None` where there is no Docker here or it cannot be asked
-/// (which is noted once).
-pub fn containers() -> Option<Vec<Container>> {
+fn listing() -> Listing {
     let mut listed = LISTED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((at, list)) = listed.as_ref()
         && at.elapsed() < FRESH
@@ -342,34 +346,40 @@ pub fn containers() -> Option<Vec<Container>> {
     list
 }
 
-fn list_now() -> Option<Vec<Container>> {
-    let (e, shown) = endpoint()?;
+/// The running containers; `None` where there is no Docker here or it cannot be asked
+/// (which is noted once).
+pub fn containers() -> Option<Vec<Container>> {
+    match listing() {
+        Ok(c) => Some(c),
+        Err(Some(line)) => {
+            note(line);
+            None
+        }
+        Err(None) => None,
+    }
+}
+
+/// The running containers, asked in passing: nothing is said when Docker cannot be asked
+/// (a command that is not puzzled by a port says nothing about Docker).
+pub fn containers_quietly() -> Option<Vec<Container>> {
+    listing().ok()
+}
+
+fn list_now() -> Listing {
+    let (e, shown) = endpoint().ok_or(None)?;
     if let Endpoint::Remote(_) = e {
-        note(format!(
+        return Err(Some(format!(
             "Docker at {shown} is not on this machine: the ports its containers publish are not this machine's, so they are not named"
-        ));
-        return None;
+        )));
     }
     match request(&e, "GET", "/containers/json", WAIT) {
-        Ok((200, body)) => match containers_of(&body) {
-            Some(c) => Some(c),
-            None => {
-                note(format!(
-                    "Docker at {shown} listed its containers in a form git-ports does not read; ports its containers publish are not named"
-                ));
-                None
-            }
-        },
-        Ok((code, _)) => {
-            note(format!(
-                "Docker at {shown} answered {code} when asked for its containers; ports its containers publish are not named"
-            ));
-            None
-        }
-        Err(err) => {
-            note(unreachable(&shown, &err));
-            None
-        }
+        Ok((200, body)) => containers_of(&body).ok_or_else(|| Some(format!(
+            "Docker at {shown} listed its containers in a form git-ports does not read; ports its containers publish are not named"
+        ))),
+        Ok((code, _)) => Err(Some(format!(
+            "Docker at {shown} answered {code} when asked for its containers; ports its containers publish are not named"
+        ))),
+        Err(err) => Err(Some(unreachable(&shown, &err))),
     }
 }
 
@@ -474,6 +484,30 @@ mod tests {
         );
         assert!(matches!(parse("tcp://10.0.0.5:2376"), Endpoint::Remote(_)));
         assert!(matches!(parse("ssh://me@box"), Endpoint::Remote(_)));
+    }
+
+    #[test]
+    fn an_engine_that_cannot_be_asked_is_one_line_saying_why() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            unreachable("unix:///var/run/docker.sock", &denied),
+            "cannot ask Docker at unix:///var/run/docker.sock: permission denied (is this user in the docker group?); ports its containers publish are not named"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_socket_nothing_listens_on_is_a_daemon_not_running() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("docker.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+        let err = request(&Endpoint::Unix(path), "GET", "/containers/json", WAIT)
+            .map(|_| ())
+            .expect_err("nobody answers");
+        assert!(
+            unreachable("x", &err).ends_with("nothing answers (is the daemon running?); ports its containers publish are not named"),
+            "{err}"
+        );
     }
 
     #[test]

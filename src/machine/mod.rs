@@ -104,8 +104,31 @@ pub fn my_uid() -> Option<u32> {
 /// Every socket listening on each of `ports`, found in one pass over the socket tables and
 /// the processes. A port nothing listens on is absent.
 /// A port a container publishes is that container's (see `docker.rs`).
+/// A socket of the engine's (root's, or where the system does not say whose) at an address a
+/// running container publishes is that container's, found without scanning every process
+/// for its holder: with many published ports that scan is most of the time.
 pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
-    let mut found = sys::listeners(ports);
+    let me = my_uid();
+    let published: std::cell::OnceCell<Vec<docker::Container>> = std::cell::OnceCell::new();
+    let theirs = |port: u16, addr: IpAddr| -> Option<docker::Container> {
+        published
+            .get_or_init(|| docker::containers_quietly().unwrap_or_default())
+            .iter()
+            .find(|c| c.published.contains(&(addr, port)))
+            .cloned()
+    };
+    let engine = |uid: Option<u32>| uid.is_none() || uid == Some(0) || uid != me;
+    let skip =
+        |port: u16, addr: IpAddr, uid: Option<u32>| engine(uid) && theirs(port, addr).is_some();
+    let mut found = sys::listeners(ports, &skip);
+    for (port, ls) in found.iter_mut() {
+        for l in ls
+            .iter_mut()
+            .filter(|l| l.process.is_none() && engine(l.uid))
+        {
+            l.container = theirs(*port, l.addr);
+        }
+    }
     docker::explain(ports, &mut found);
     found
 }

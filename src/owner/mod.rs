@@ -358,7 +358,12 @@ impl Owner {
             let Some(dir) = &c.dir else {
                 return (Kind::Other, None);
             };
-            return Owner::placed(&container_dir(dir), holder, places);
+            // Already resolved when the containers were listed: taken as it is.
+            let dir = Cwd {
+                path: dir.clone(),
+                deleted: true,
+            };
+            return Owner::placed(&dir, holder, places);
         }
         match l.mine {
             Some(true) => {}

