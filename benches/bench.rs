@@ -586,10 +586,22 @@ fn docker_health_check(n: usize) {
         }
         (median(g), median(t))
     };
+    // The connects alone, in this process: what the servers holding the ports cost to reach.
+    let ports: Vec<u16> = (0..n).map(|i| base + i as u16).collect();
+    let probe = || {
+        let mut t = Vec::new();
+        for _ in 0..RUNS {
+            let start = Instant::now();
+            git_ports::net::check_all(&ports, Duration::from_secs(1));
+            t.push(start.elapsed());
+        }
+        median(t)
+    };
     let plain: Vec<std::net::TcpListener> = (0..n)
         .filter_map(|i| std::net::TcpListener::bind(("0.0.0.0", base + i as u16)).ok())
         .collect();
     let (g1, without) = measure(None);
+    let probe_plain = probe();
     drop(plain);
 
     let Some(dockerd) = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
@@ -683,6 +695,7 @@ fn docker_health_check(n: usize) {
         String::from_utf8_lossy(&run.stderr)
     );
     let (g2, with) = measure(Some(&host));
+    let probe_docker = probe();
     let (g3, unasked) = measure(Some("unix:///nonexistent/docker.sock"));
     // A daemon that stops leaves its networks' bridges on the host: remove them first.
     docker(&["rm", "-f", "gpb-c"]);
@@ -709,6 +722,13 @@ fn docker_health_check(n: usize) {
         "the same, Docker not reachable (its forwarders named)",
         ms(unasked),
         unasked.as_secs_f64() / g3.as_secs_f64()
+    );
+    println!(
+        "  the connects alone: {} to plain listeners, {} to docker-proxy; the rest of the health check: {} without Docker, {} with",
+        ms(probe_plain),
+        ms(probe_docker),
+        ms(without.saturating_sub(probe_plain)),
+        ms(with.saturating_sub(probe_docker))
     );
     println!(
         "  with Docker: {:.2}× the time without",
