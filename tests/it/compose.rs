@@ -277,7 +277,26 @@ fn one_stack_in_two_worktrees_is_each_ones_own_and_stopped_with_it() {
     assert!(!run.stdout.contains("docker-proxy"), "{}", run.stdout);
     // wait takes the container for the worktree's server.
     ports(&env, &docker, &a, &["wait", "web", "--timeout", "5"]).ok();
-    // The proxy routes each name to its worktree's container.
+    // check, from the other worktree, names the holder's container as the holder's.
+    let run = ports(&env, &docker, &b, &["check", "20400"]);
+    assert!(
+        run.stdout
+            .contains("container web of shop-a, the server of worktree 'a', which holds it"),
+        "{}",
+        run.stdout
+    );
+    // An agent through MCP hears the same.
+    let mut cmd = env.cmd(&a);
+    cmd.env("DOCKER_HOST", &docker.host).arg("mcp");
+    let mut mcp = crate::mcp::Session::spawn(cmd);
+    let v = mcp.call(1, "status", serde_json::json!({"health_check": true}));
+    let text = v.to_string();
+    assert!(
+        text.contains("\"project\":\"shop-a\"") && text.contains("\"project\":\"shop-b\""),
+        "{v}"
+    );
+    drop(mcp);
+
     if crate::proxy::have("curl") {
         env.git(
             env.root(),
