@@ -205,9 +205,11 @@ fn global_file() -> Option<PathBuf> {
 /// The system's config file as git picks it: none with `GIT_CONFIG_NOSYSTEM`, else
 /// `GIT_CONFIG_SYSTEM`, else git's own.
 fn system_file() -> Option<PathBuf> {
-    let off = std::env::var("GIT_CONFIG_NOSYSTEM")
-        .ok()
-        .is_some_and(|v| crate::config::parse_bool(v.trim()).unwrap_or(true));
+    // As git's own environment booleans: empty is false (a config value left empty is true).
+    let off = std::env::var("GIT_CONFIG_NOSYSTEM").ok().is_some_and(|v| {
+        let v = v.trim();
+        !v.is_empty() && crate::config::parse_bool(v).unwrap_or(true)
+    });
     if off {
         return None;
     }

@@ -6,6 +6,7 @@ mod allocate;
 mod anyrepo;
 mod bad_input;
 mod browser;
+mod channels;
 mod choice;
 mod claims;
 mod compose;

@@ -29,6 +29,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("fences", 20200, 20299),
     ("windows", 20300, 20399),
     ("compose", 20400, 20499),
+    ("channels", 20500, 20599),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -65,6 +66,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("fences", include_str!("fences.rs")),
         ("windows", include_str!("windows.rs")),
         ("compose", include_str!("compose.rs")),
+        ("channels", include_str!("channels.rs")),
     ]
 }
 
