@@ -245,6 +245,31 @@ pub fn running(ledger: &LedgerStore) -> Option<State> {
     proven(&state).is_ok().then_some(state)
 }
 
+/// Whether each runtime thread listens on sockets of its own (`SO_REUSEPORT`, which Linux
+/// balances over the sockets of a group by connection), rather than all sharing one: shared,
+/// a burst of connections lands mostly on whichever thread wakes first. Elsewhere the option
+/// means something else (the last socket bound takes all, on BSD and macOS), so they share.
+const PER_THREAD: bool = cfg!(target_os = "linux");
+
+/// A listening socket on `addr`, in a `SO_REUSEPORT` group where [`PER_THREAD`].
+fn listen_on(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    #[cfg(unix)]
+    s.set_reuse_address(true)?;
+    #[cfg(all(unix, not(target_os = "cygwin")))]
+    if PER_THREAD {
+        s.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
 /// Binds both loopback addresses, the IPv4 one at least; a port taken is one line naming
 /// who holds it.
 fn bind(port: u16) -> Result<Vec<std::net::TcpListener>> {
@@ -265,9 +290,9 @@ fn bind(port: u16) -> Result<Vec<std::net::TcpListener>> {
             Error::Usage(format!("cannot listen on port {port}: {e}"))
         }
     };
-    let v4 = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(taken)?;
+    let v4 = listen_on((std::net::Ipv4Addr::LOCALHOST, port).into()).map_err(taken)?;
     let mut all = vec![v4];
-    match std::net::TcpListener::bind(("::1", port)) {
+    match listen_on((std::net::Ipv6Addr::LOCALHOST, port).into()) {
         Ok(v6) => all.push(v6),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(taken(e)),
         // No IPv6 on this machine: 127.0.0.1 serves every client.
@@ -277,7 +302,6 @@ fn bind(port: u16) -> Result<Vec<std::net::TcpListener>> {
         l.set_nonblocking(true)
             .map_err(|e| Error::Usage(format!("cannot listen on port {port}: {e}")))?;
     }
-    all.iter().for_each(crate::machine::own);
     Ok(all)
 }
 
@@ -314,20 +338,49 @@ pub fn foreground(out: &mut Out) -> Result<()> {
         std::process::id()
     );
     out.text.clear();
-    // One single-threaded runtime per core, each accepting from the same sockets: every task
-    // of a connection (the client's side and its server's) stays on the thread that took it,
-    // so a request never waits for a wake-up from another thread; and each thread has its own
+    // One single-threaded runtime per core, each accepting from sockets of its own (Linux:
+    // the kernel spreads connections over them) or from the same ones: every task of a
+    // connection (the client's side and its server's) stays on the thread that took it, so a
+    // request never waits for a wake-up from another thread; and each thread has its own
     // routes, so no lookup waits for another thread's.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
     let cannot = |e: std::io::Error| Error::Usage(format!("cannot run the proxy: {e}"));
     let connections = Arc::new(tokio::sync::Semaphore::new(serve::connection_limit()));
     let mut running = Vec::new();
-    for _ in 0..threads {
-        let mine: Vec<std::net::TcpListener> = listeners
-            .iter()
-            .map(std::net::TcpListener::try_clone)
-            .collect::<std::io::Result<_>>()
-            .map_err(cannot)?;
+    let addrs: Vec<std::net::SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let mut sets: Vec<Vec<std::net::TcpListener>> = Vec::new();
+    for _ in 1..threads {
+        let set = match PER_THREAD {
+            true => addrs
+                .iter()
+                .map(|a| listen_on(*a))
+                .collect::<std::io::Result<_>>(),
+            false => listeners
+                .iter()
+                .map(std::net::TcpListener::try_clone)
+                .collect::<std::io::Result<_>>(),
+        };
+        sets.push(set.map_err(cannot)?);
+    }
+    sets.insert(0, listeners);
+    // A group of this user's sockets could be joined by another process of this user's
+    // between the check that the port is free and the binds: whoever is in it besides these
+    // threads would be handed connections, so the proxy refuses to run beside it.
+    if PER_THREAD {
+        let ours: usize = sets.iter().map(Vec::len).sum();
+        let listening = crate::machine::sockets(setup.port).len();
+        if listening > ours {
+            return Err(Error::Usage(format!(
+                "port {} is listened on by another process as well: stop it, or give the proxy another port with `git config --global {KEY_PROXY_PORT} PORT`",
+                setup.port
+            )));
+        }
+    }
+    for mine in sets {
+        mine.iter().for_each(crate::machine::own);
         let shared = Arc::new(serve::Shared::new(
             Routes::new(Some(setup.ledger.clone())),
             setup.port,
