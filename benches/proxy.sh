@@ -46,7 +46,18 @@ http {
   access_log off;
   keepalive_requests 1000000;
   server { listen 127.0.0.1:$up; root $work/www; }
-  # nginx as a reverse proxy to the same server, the way it is usually set up for speed.
+}
+EOF
+# nginx as a reverse proxy to that server, the way it is usually set up for speed: a process
+# of its own with as many workers as git ports proxy has threads, as a proxy would run.
+cat > "$work/nginx-proxy.conf" <<EOF
+worker_processes 2;
+pid $work/nginx-proxy.pid;
+error_log $work/nginx-proxy.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
   upstream app { server 127.0.0.1:$up; keepalive 64; }
   server {
     listen 127.0.0.1:$nproxy;
@@ -61,6 +72,7 @@ http {
 EOF
 # Run from the worktree: the proxy forwards only to the worktree's own server.
 (cd "$work/wt" && exec nginx -c "$work/nginx.conf" -g 'daemon off;') & pids+=($!)
+nginx -c "$work/nginx-proxy.conf" -g 'daemon off;' & pids+=($!)
 "$bin" proxy 2>/dev/null & pids+=($!)
 proxy_pid=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$up/1k.txt" && curl -sf -o /dev/null -H "Host: wt.bench.localhost" "http://127.0.0.1:$proxy/1k.txt" && break; sleep 0.1; done
