@@ -70,6 +70,16 @@ fn git_says(env: &Env, dir: &Path, vars: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// No git was started. In a repository libgit2 cannot open (SHA-256 and reftable, under
+/// `GIT_PORTS_TEST_GIT3`) git-ports asks git for the layout and the configuration by design,
+/// so only the values are compared there.
+#[track_caller]
+fn assert_no_git(starts: &str, channel: &str) {
+    if !crate::support::git3() {
+        assert_eq!(starts, "", "{channel}: git-ports started git");
+    }
+}
+
 /// A channel's name, the variables that set it, and the range git reads through it.
 type Channel<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
 
@@ -128,14 +138,15 @@ fn every_config_channel_is_read_as_git_reads_it_without_a_git_process() {
         // With nothing set, the service's default range.
         let want = if want.is_empty() { "8000-8099" } else { want };
         assert_eq!(got, want, "{name}");
-        assert_eq!(starts, "", "{name}: git-ports started git");
+        assert_no_git(&starts, name);
     }
     // The repository's own file beats the global one, as in git.
     repo.git(["config", "ports.web.range", "20550-20559"]);
     let vars = [("GIT_CONFIG_GLOBAL", g)];
     assert_eq!(git_says(&env, &repo.dir, &vars), "20550-20559");
     let (got, starts) = range_and_starts(&env, &repo.dir, &vars);
-    assert_eq!((got.as_str(), starts.as_str()), ("20550-20559", ""));
+    assert_eq!(got, "20550-20559");
+    assert_no_git(&starts, "the repository's file");
 }
 
 include!(concat!(env!("OUT_DIR"), "/it_channels.rs"));
