@@ -109,10 +109,28 @@ impl GitConfig {
             ]
             .iter()
             .any(|v| set(v));
-        let config = match git {
-            Some(g) if !by_hand => g.config().ok()?.snapshot().ok()?,
-            _ => {
-                let mut c = git_files(git)?;
+        let own = match git {
+            Some(g) if !by_hand => Some(g.config().ok()?.snapshot().ok()?),
+            _ => None,
+        };
+        let dirs = git.map(|g| (g.commondir().to_path_buf(), g.path().to_path_buf()));
+        GitConfig::in_process(own, dirs.as_ref().map(|(c, g)| (c.as_path(), g.as_path())))
+    }
+
+    /// The configuration of a repository libgit2 cannot open (SHA-256 objects, reftable
+    /// refs: its files are still config files libgit2 reads), from its common and git dirs
+    /// as git gave them; `None` where libgit2 cannot stand in for git (includes).
+    pub(super) fn from_files(common_dir: &Path, git_dir: &Path) -> Option<GitConfig> {
+        GitConfig::in_process(None, Some((common_dir, git_dir)))
+    }
+
+    /// `own`: libgit2's snapshot of an opened repository's configuration; else the files are
+    /// opened here, as git picks them, for the repository whose dirs are `dirs`.
+    fn in_process(own: Option<git2::Config>, dirs: Option<(&Path, &Path)>) -> Option<GitConfig> {
+        let config = match own {
+            Some(c) => c,
+            None => {
+                let mut c = git_files(dirs)?;
                 // An include's conditions (`includeIf "gitdir:…"`) are git's to judge.
                 if c.entries(Some("^include")).ok()?.next().is_some() {
                     return None;
@@ -135,7 +153,7 @@ impl GitConfig {
         entries.sort_by_key(|(rank, ..)| *rank);
         let mut config = GitConfig::default();
         for (_, level, key, value) in entries {
-            let at = config.origin(&level_place(git, level));
+            let at = config.origin(&level_place(dirs, level));
             config.entries.push((key, value, at));
         }
         let at = config.origin(COMMAND_LINE);
@@ -223,7 +241,7 @@ fn system_file() -> Option<PathBuf> {
 /// git's config files for this process, opened one by one: the system's, the user's (XDG,
 /// then the global file, unless `GIT_CONFIG_GLOBAL` names another), and the repository's
 /// and its worktree's, where they exist.
-fn git_files(git: Option<&git2::Repository>) -> Option<git2::Config> {
+fn git_files(dirs: Option<(&Path, &Path)>) -> Option<git2::Config> {
     use git2::ConfigLevel;
     let mut c = git2::Config::new().ok()?;
     fn add(c: &mut git2::Config, path: Option<PathBuf>, level: ConfigLevel) -> Option<()> {
@@ -237,12 +255,8 @@ fn git_files(git: Option<&git2::Repository>) -> Option<git2::Config> {
         add(&mut c, git2::Config::find_xdg().ok(), ConfigLevel::XDG)?;
     }
     add(&mut c, global_file(), ConfigLevel::Global)?;
-    if let Some(g) = git {
-        add(
-            &mut c,
-            Some(g.commondir().join("config")),
-            ConfigLevel::Local,
-        )?;
+    if let Some((common, git_dir)) = dirs {
+        add(&mut c, Some(common.join("config")), ConfigLevel::Local)?;
         let worktree_config = c
             .snapshot()
             .ok()
@@ -251,7 +265,7 @@ fn git_files(git: Option<&git2::Repository>) -> Option<git2::Config> {
         if worktree_config {
             add(
                 &mut c,
-                Some(g.path().join("config.worktree")),
+                Some(git_dir.join("config.worktree")),
                 ConfigLevel::Worktree,
             )?;
         }
@@ -260,11 +274,11 @@ fn git_files(git: Option<&git2::Repository>) -> Option<git2::Config> {
 }
 
 /// The file of a config level, as git would name it where the entry came from.
-fn level_place(git: Option<&git2::Repository>, level: git2::ConfigLevel) -> String {
+fn level_place(dirs: Option<(&Path, &Path)>, level: git2::ConfigLevel) -> String {
     use git2::ConfigLevel;
     let found = match level {
-        ConfigLevel::Local => git.map(|g| g.commondir().join("config")),
-        ConfigLevel::Worktree => git.map(|g| g.path().join("config.worktree")),
+        ConfigLevel::Local => dirs.map(|(c, _)| c.join("config")),
+        ConfigLevel::Worktree => dirs.map(|(_, g)| g.join("config.worktree")),
         ConfigLevel::Global => global_file(),
         ConfigLevel::XDG => git2::Config::find_xdg().ok(),
         ConfigLevel::System => system_file(),

@@ -154,7 +154,10 @@ impl Repo {
             // ownership): git itself decides, and its words are the error. Where there is no
             // git to ask, libgit2's words are.
             Err(refused) => match Layout::from_cli() {
-                Ok(layout) => (layout, None),
+                Ok(layout) => {
+                    let config = GitConfig::from_files(&layout.common_dir, &layout.git_dir);
+                    (layout, config)
+                }
                 Err(Error::Spawn { .. }) => return Err(without_git(&refused)),
                 Err(e) => return Err(e),
             },
