@@ -504,37 +504,11 @@ impl Settings {
     }
 
     fn add_env_file(&mut self, value: &str) -> Result<()> {
-        if value.is_empty() {
-            self.env_files.clear();
-        } else if std::path::Path::new(value).is_absolute()
-            || value.split(['/', '\\']).any(|c| c == "..")
-        {
-            return Err(config_error(
-                KEY_ENV_FILE,
-                value,
-                "give a path inside the worktree, relative to its root",
-            ));
-        } else if !self.env_files.iter().any(|f| f == value) {
-            self.env_files.push(value.to_string());
-        }
-        Ok(())
+        add_worktree_file(&mut self.env_files, KEY_ENV_FILE, value)
     }
 
     fn add_compose_file(&mut self, value: &str) -> Result<()> {
-        if value.is_empty() {
-            self.compose_files.clear();
-        } else if std::path::Path::new(value).is_absolute()
-            || value.split(['/', '\\']).any(|c| c == "..")
-        {
-            return Err(config_error(
-                KEY_COMPOSE_FILE,
-                value,
-                "give a path inside the worktree, relative to its root",
-            ));
-        } else if !self.compose_files.iter().any(|f| f == value) {
-            self.compose_files.push(value.to_string());
-        }
-        Ok(())
+        add_worktree_file(&mut self.compose_files, KEY_COMPOSE_FILE, value)
     }
 
     fn set_lock_timeout(&mut self, value: &str) -> Result<()> {
@@ -550,4 +524,23 @@ impl Settings {
         };
         Ok(())
     }
+}
+
+/// One entry of a multi-valued list of files inside each worktree (`key`): an empty value
+/// clears the list, as git's multi-valued keys do; a path outside the worktree is refused.
+fn add_worktree_file(list: &mut Vec<String>, key: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        list.clear();
+    } else if std::path::Path::new(value).is_absolute()
+        || value.split(['/', '\\']).any(|c| c == "..")
+    {
+        return Err(config_error(
+            key,
+            value,
+            "give a path inside the worktree, relative to its root",
+        ));
+    } else if !list.iter().any(|f| f == value) {
+        list.push(value.to_string());
+    }
+    Ok(())
 }
