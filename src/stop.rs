@@ -140,7 +140,7 @@ pub fn stop_owner(owner: &Owner, grace: Duration) -> Ending {
 /// after `grace`). A container's id is never given to another.
 /// A container publishing several ports is stopped once: each port after the first says how
 /// that went.
-pub fn stop_container(c: &crate::owner::ContainerRef, grace: Duration) -> Ending {
+pub fn stop_container(c: &crate::owner::Container, grace: Duration) -> Ending {
     static DONE: std::sync::Mutex<Vec<(String, Ending)>> = std::sync::Mutex::new(Vec::new());
     let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, e)) = done.iter().find(|(id, _)| *id == c.id) {
@@ -184,7 +184,7 @@ pub fn still_in(owner: &Owner, dir: &Path) -> bool {
 /// A container of the worktree's compose project that publishes none of its ports.
 #[derive(Debug, Serialize)]
 pub struct StoppedContainer {
-    pub container: crate::owner::ContainerRef,
+    pub container: crate::owner::Container,
     pub ending: Ending,
 }
 

@@ -203,12 +203,7 @@ pub fn read(
     // In the order the files write them (a JSON model's keys come sorted).
     let order: Vec<&str> = raw
         .iter()
-        .flat_map(|f| {
-            f.node
-                .get("services")
-                .map(Node::entries)
-                .unwrap_or_default()
-        })
+        .flat_map(|f| f.services())
         .map(|(k, _)| k.as_str())
         .collect();
     if let Ok(m) = &mut model {
@@ -572,6 +567,21 @@ impl Model {
     }
 }
 
+impl RawFile {
+    /// The services the file writes, in its order, each with what it says of it.
+    pub fn services(&self) -> &[(String, Node)] {
+        self.node
+            .get("services")
+            .map(Node::entries)
+            .unwrap_or_default()
+    }
+
+    /// What the file says of service `name`, if it names it.
+    pub fn service(&self, name: &str) -> Option<&Node> {
+        self.node.get("services")?.get(name)
+    }
+}
+
 impl Project {
     /// The compose services that publish a TCP host port, in the model's order (from the
     /// files as written where the model cannot be resolved, as before a first allocation).
@@ -586,12 +596,7 @@ impl Project {
         from_model.unwrap_or_else(|| {
             let mut out: Vec<String> = Vec::new();
             for f in &self.files {
-                for (name, s) in f
-                    .node
-                    .get("services")
-                    .map(Node::entries)
-                    .unwrap_or_default()
-                {
+                for (name, s) in f.services() {
                     let publishes = s.get("ports").is_some_and(|p| {
                         p.items()
                             .iter()
@@ -609,7 +614,7 @@ impl Project {
     /// Where `services.<service>.<key>` is written: the last file that sets it, and the line.
     pub fn written(&self, service: &str, key: &str) -> Option<(&RawFile, &Node)> {
         self.files.iter().rev().find_map(|f| {
-            let n = f.node.get("services")?.get(service)?.get(key)?;
+            let n = f.service(service)?.get(key)?;
             Some((f, n))
         })
     }

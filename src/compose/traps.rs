@@ -144,12 +144,7 @@ pub fn check(p: &Project, cx: &Context) -> Vec<Trap> {
         }
     }
     for f in &p.files {
-        for (name, s) in f
-            .node
-            .get("services")
-            .map(Node::entries)
-            .unwrap_or_default()
-        {
+        for (name, s) in f.services() {
             if let Some(n) = s.get("container_name")
                 && !n
                     .text()
@@ -185,12 +180,7 @@ fn port_line(
 ) -> (Option<String>, Option<usize>) {
     let mut best = None;
     for f in p.files.iter().rev() {
-        let Some(list) = f
-            .node
-            .get("services")
-            .and_then(|s| s.get(service))
-            .and_then(|s| s.get("ports"))
-        else {
+        let Some(list) = f.service(service).and_then(|s| s.get("ports")) else {
             continue;
         };
         // The host part of an entry written with the port (`${DB_PORT:-5432}:5432`).
@@ -223,12 +213,7 @@ fn port_line(
 fn appended(p: &Project, out: &mut Vec<Trap>) {
     let mut seen: BTreeMap<&str, (&RawFile, &Node)> = BTreeMap::new();
     for f in &p.files {
-        for (name, s) in f
-            .node
-            .get("services")
-            .map(Node::entries)
-            .unwrap_or_default()
-        {
+        for (name, s) in f.services() {
             let Some(ports) = s.get("ports") else {
                 continue;
             };

@@ -101,6 +101,19 @@ struct Builder {
 }
 
 impl Builder {
+    /// A sequence or mapping begins.
+    fn open(
+        &mut self,
+        line: usize,
+        anchor: usize,
+        tag: Option<yaml_rust2::parser::Tag>,
+        value: Tree,
+    ) {
+        self.anchor_of.push(anchor);
+        let tag = tag_name(tag);
+        self.stack.push((Node { line, tag, value }, None));
+    }
+
     fn push_value(&mut self, mut node: Node) {
         let Some((top, key)) = self.stack.last_mut() else {
             self.done = Some(node);
@@ -170,27 +183,9 @@ impl MarkedEventReceiver for Builder {
                 self.push_value(node);
             }
             Event::SequenceStart(anchor, tag) => {
-                self.anchor_of.push(anchor);
-                self.stack.push((
-                    Node {
-                        line,
-                        tag: tag_name(tag),
-                        value: Tree::Seq(Vec::new()),
-                    },
-                    None,
-                ));
+                self.open(line, anchor, tag, Tree::Seq(Vec::new()))
             }
-            Event::MappingStart(anchor, tag) => {
-                self.anchor_of.push(anchor);
-                self.stack.push((
-                    Node {
-                        line,
-                        tag: tag_name(tag),
-                        value: Tree::Map(Vec::new()),
-                    },
-                    None,
-                ));
-            }
+            Event::MappingStart(anchor, tag) => self.open(line, anchor, tag, Tree::Map(Vec::new())),
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((node, _)) = self.stack.pop() {
                     let anchor = self.anchor_of.pop().unwrap_or(0);

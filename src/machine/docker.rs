@@ -46,18 +46,20 @@ const FRESH: Duration = Duration::from_secs(1);
 /// The most a listing may weigh.
 const MAX_BODY: usize = 64 << 20;
 
-/// A running container, as the engine lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A running container, as the engine lists it; in JSON its id, name, service and project.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Container {
     pub id: String,
     /// Its name, without Docker's leading `/`.
     pub name: String,
-    /// The compose project, service and project directory it was made for; `None` for a
-    /// container Compose did not make (`docker run`).
-    pub project: Option<String>,
+    /// The compose service and project it was made for, and the project's directory;
+    /// `null` for a container Compose did not make (`docker run`).
     pub service: Option<String>,
+    pub project: Option<String>,
+    #[serde(skip)]
     pub dir: Option<PathBuf>,
     /// The host ports it publishes over TCP, each with its address.
+    #[serde(skip)]
     pub published: Vec<(IpAddr, u16)>,
 }
 

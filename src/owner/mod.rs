@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::bytes::{os_bytes, show_bytes};
 
+pub use crate::machine::docker::Container;
 pub use crate::machine::{Cwd, Listener, Process, listeners};
 
 /// Whether a directory whose working directory is `cwd` is in `dir` or below it; a deleted
@@ -195,41 +196,9 @@ pub fn container_dir(d: &Path) -> Cwd {
     }
 }
 
-/// A container behind a port, for people and JSON: what Compose named it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContainerRef {
-    pub id: String,
-    pub name: String,
-    /// The compose service and project; `null` for a container Compose did not make.
-    pub service: Option<String>,
-    pub project: Option<String>,
-    #[serde(skip)]
-    pub dir: Option<PathBuf>,
-}
-
-impl ContainerRef {
-    pub fn of(c: &crate::machine::docker::Container) -> ContainerRef {
-        ContainerRef {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            service: c.service.clone(),
-            project: c.project.clone(),
-            dir: c.dir.clone(),
-        }
-    }
-
-    /// `container db of shop-feature-x`.
-    pub fn describe(&self) -> String {
-        match (&self.service, &self.project) {
-            (Some(s), Some(p)) => format!("container {s} of {p}"),
-            _ => format!("container {} (not of a compose project)", self.name),
-        }
-    }
-}
-
 /// The running containers of the compose projects in `dir` (a worktree, or a removed one's
 /// directory), whatever ports they publish; none where Docker is not here.
-pub fn containers_in(dir: &Path) -> Vec<ContainerRef> {
+pub fn containers_in(dir: &Path) -> Vec<Container> {
     crate::machine::docker::containers()
         .unwrap_or_default()
         .iter()
@@ -239,15 +208,15 @@ pub fn containers_in(dir: &Path) -> Vec<ContainerRef> {
                 .as_ref()
                 .is_some_and(|d| runs_in(&container_dir(d), dir))
         })
-        .map(ContainerRef::of)
+        .cloned()
         .collect()
 }
 
-fn containers<'a>(ls: impl Iterator<Item = &'a Listener>) -> Vec<ContainerRef> {
-    let mut out: Vec<ContainerRef> = Vec::new();
+fn containers<'a>(ls: impl Iterator<Item = &'a Listener>) -> Vec<Container> {
+    let mut out: Vec<Container> = Vec::new();
     for c in ls.filter_map(|l| l.container.as_ref()) {
         if !out.iter().any(|o| o.id == c.id) {
-            out.push(ContainerRef::of(c));
+            out.push(c.clone());
         }
     }
     out
@@ -287,7 +256,7 @@ pub struct Owner {
     /// The container whose published port it is, where one is: then `pid` and `command`
     /// are `null`, and `cwd` is its compose project's directory.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<Box<ContainerRef>>,
+    pub container: Option<Box<Container>>,
     /// The worktree's own server listens on the port too, on another address.
     pub beside_own: bool,
     /// Every process listening on the port (for stopping: all of them are the worktree's own
@@ -299,7 +268,7 @@ pub struct Owner {
     pub addresses: Vec<IpAddr>,
     /// Every container publishing the port (for stopping, as `pids`).
     #[serde(skip)]
-    pub containers: Vec<ContainerRef>,
+    pub containers: Vec<Container>,
 }
 
 impl Owner {
@@ -337,7 +306,7 @@ impl Owner {
             repository: place.and_then(|p| p.repository.clone()),
             address: Some(l.addr),
             uid: l.uid.filter(|_| c.is_none()),
-            container: c.map(|c| Box::new(ContainerRef::of(c))),
+            container: c.map(|c| Box::new(c.clone())),
             beside_own: false,
             pids: pids(std::iter::once(l).filter(|l| l.container.is_none())),
             addresses: vec![l.addr],
