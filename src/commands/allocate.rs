@@ -47,9 +47,13 @@ fn compose_services(ctx: &Ctx, wt: &crate::repo::Worktree) -> Result<Vec<String>
 
 pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
     let mut services = super::unique(args.services.into_iter().chain(args.service_flags));
+    // The worktree is resolved once: with --compose its stack says which services there are.
+    let mut target = None;
     if args.compose {
         let wt = ctx.repo.target(args.worktree.as_deref())?;
-        for s in compose_services(ctx, &wt)? {
+        let found = compose_services(ctx, &wt)?;
+        target = Some(wt);
+        for s in found {
             if !services.contains(&s) {
                 services.push(s);
             }
@@ -75,7 +79,10 @@ pub fn run(ctx: &mut Ctx, args: AllocateArgs) -> Result<()> {
             ctx.out.warn(msg);
         }
     }
-    let wt = ctx.repo.target(args.worktree.as_deref())?;
+    let wt = match target {
+        Some(wt) => wt,
+        None => ctx.repo.target(args.worktree.as_deref())?,
+    };
     let repo = &ctx.repo;
     let now = ctx.now;
     let mut results = ctx.update(|reg, elsewhere| {

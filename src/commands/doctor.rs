@@ -169,7 +169,7 @@ pub fn run(ctx: &mut Ctx, args: DoctorArgs) -> Result<Outcome> {
         }
     }
     if let Some(registry) = &registry {
-        check_compose(ctx, registry, &mut findings);
+        check_compose(ctx, registry, ledger.as_ref(), &mut findings);
     }
     check_hook(ctx, &mut findings);
     check_locks(ctx, &mut findings);
@@ -348,7 +348,12 @@ fn fix(ctx: &Ctx) -> Result<Vec<Finding>> {
 
 /// The compose stack of the worktree doctor runs in, read as Compose resolves it with the
 /// worktree's variables: each trap with its file, line and what to write instead.
-fn check_compose(ctx: &Ctx, registry: &Registry, findings: &mut Vec<Finding>) {
+fn check_compose(
+    ctx: &Ctx,
+    registry: &Registry,
+    ledger: Option<&Ledger>,
+    findings: &mut Vec<Finding>,
+) {
     let Ok(wt) = ctx.repo.current() else {
         return;
     };
@@ -387,7 +392,8 @@ fn check_compose(ctx: &Ctx, registry: &Registry, findings: &mut Vec<Finding>) {
             );
         }
     }
-    if let Ok(elsewhere) = ctx.elsewhere() {
+    // From the ledger doctor read above, not read again.
+    if let Some(elsewhere) = ledger.map(|l| l.elsewhere(&ctx.repo_id)) {
         for (port, c) in &elsewhere.claims {
             others.entry(*port).or_insert_with(|| c.describe());
         }

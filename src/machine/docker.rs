@@ -104,9 +104,28 @@ fn parse(host: &str) -> Endpoint {
     Endpoint::Remote(host.to_string())
 }
 
+/// An engine's address, and how it is shown (`unix:///var/run/docker.sock`).
+type Found = (Endpoint, String);
+
+/// The engine's address as the `docker` CLI chooses it, worked out once per [`FRESH`]: a
+/// context costs a `docker context inspect`, and a stop asks for the address once per
+/// container.
+fn endpoint() -> Option<Found> {
+    static FOUND: Mutex<Option<(Instant, Option<Found>)>> = Mutex::new(None);
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, e)) = found.as_ref()
+        && at.elapsed() < FRESH
+    {
+        return e.clone();
+    }
+    let e = find_endpoint();
+    *found = Some((Instant::now(), e.clone()));
+    e
+}
+
 /// The engine's address as the `docker` CLI chooses it; `None` when none is configured and
 /// the system's socket is not there (no Docker on this machine).
-fn endpoint() -> Option<(Endpoint, String)> {
+fn find_endpoint() -> Option<Found> {
     if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
         return Some((parse(&h), h));
     }
