@@ -889,6 +889,39 @@ fn a_range_an_ipv6_only_port_and_udp_are_each_named_for_what_they_are() {
         assert_eq!(l["container"]["project"], "shop", "{service}: {l}");
     }
     assert_eq!(wt["websocket"]["listener"]["address"], "::1", "{wt}");
+    // The same engine found through a Docker context, as the docker CLI finds it: no
+    // DOCKER_HOST, the context made current in the user's DOCKER_CONFIG.
+    let config = env.path("home/.docker");
+    for args in [
+        vec![
+            "context",
+            "create",
+            "gp",
+            "--docker",
+            &format!("host={}", docker.host),
+        ],
+        vec!["context", "use", "gp"],
+    ] {
+        let out = Command::new("docker")
+            .args(&args)
+            .env("DOCKER_CONFIG", &config)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .expect("docker context");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let run = env.run(&repo.dir, ["status", "--health-check", "--json"]);
+    run.ok();
+    assert_eq!(
+        run.json()["worktrees"][0]["ports"]["web"]["listener"]["container"]["project"],
+        "shop",
+        "{}",
+        run.stdout
+    );
     // A UDP publication is no TCP server: nothing listens on the TCP port.
     assert_eq!(wt["grpc"]["health"], "stopped", "{wt}");
     assert_eq!(v["summary"]["foreign"], 0, "{v}");
@@ -920,6 +953,49 @@ fn a_stack_of_fifty_services_is_checked_whole() {
         assert!(
             lines.contains("compose.yaml:201: service s49 publishes host port 31049"),
             "{lines}"
+        );
+    }
+}
+
+fn doctor_reads_the_files_ports_compose_file_or_compose_file_names() {
+    let env = Env::new();
+    let base = "services:\n  web:\n    image: nginx\n    ports:\n      - \"${WEB_PORT:?run git ports allocate web}:80\"\n";
+    let dev = "services:\n  web:\n    ports: !override\n      - \"31080:80\"\n";
+    let (repo, wt) = stack(&env, &[], 20426);
+    std::fs::create_dir_all(wt.join("deploy")).expect("mkdir");
+    std::fs::write(wt.join("deploy/base.yml"), base).expect("write");
+    std::fs::write(wt.join("deploy/dev.yml"), dev).expect("write");
+    // Without either, Compose's own names: there are none here, so no stack.
+    let run = doctor(&env, &wt, Via::Own);
+    run.ok();
+    assert_eq!(compose_lines(&run), "", "{}", run.stdout);
+    repo.git(["config", "ports.composeFile", "deploy/base.yml"]);
+    repo.git(["config", "--add", "ports.composeFile", "deploy/dev.yml"]);
+    for via in [Via::V2, Via::Own] {
+        let run = doctor(&env, &wt, via);
+        run.code(4);
+        let lines = compose_lines(&run);
+        assert!(
+            lines.contains("the stack in deploy/base.yml + deploy/dev.yml of worktree 'wt'"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains(
+                "PROBLEM compose     deploy/dev.yml:4: service web publishes host port 31080"
+            ),
+            "{lines}"
+        );
+    }
+    // COMPOSE_FILE in the worktree's .env, as Compose reads it there.
+    repo.git(["config", "--unset-all", "ports.composeFile"]);
+    std::fs::write(wt.join(".env"), "COMPOSE_FILE=deploy/base.yml\n").expect("write");
+    for via in [Via::V2, Via::Own] {
+        let run = doctor(&env, &wt, via);
+        run.ok();
+        assert!(
+            compose_lines(&run).contains("the stack in deploy/base.yml of worktree 'wt'"),
+            "{}",
+            run.stdout
         );
     }
 }
