@@ -8,6 +8,8 @@
 //! owner lookup (5,000 listening ports: `/proc` against the `listeners` crate);
 //! `cargo bench -- --against OLD` this build against another build's `git-ports` binary, side
 //! by side: status at 1,000 worktrees, and a health check naming 5,000 listeners;
+//! `cargo bench -- --real` only `status` on repositories made through the hook (branches,
+//! remembered ports, names, leases), with system calls and bytes read per worktree;
 //! `cargo bench -- --docker` a health check of 100 ports a container publishes (a private
 //! Docker daemon, as root) against the same 100 ports served by plain listeners.
 
@@ -65,6 +67,8 @@ fn git(root: &Path, dir: &Path, args: &[&str]) {
 
 /// A repository `main` with `n` linked worktrees `wt0…`, each holding web, api and db except
 /// `wt0`, which holds no web port (so `allocate web` there searches past every other one).
+/// Its registry is written directly, as version 1: nothing remembered, no names in the
+/// ledger (see [`realistic_fixture`] for a repository made through the CLI).
 fn fixture(n: usize) -> PathBuf {
     fixture_as(n, None)
 }
@@ -153,11 +157,24 @@ fn fixture_as(n: usize, formats: Option<[&str; 2]>) -> PathBuf {
 }
 
 fn time(root: &Path, dir: &Path, program: &str, args: &[&str]) -> Duration {
+    time_with(root, dir, program, args, &[])
+}
+
+/// [`time`] with variables set beyond [`env`]'s.
+fn time_with(
+    root: &Path,
+    dir: &Path,
+    program: &str,
+    args: &[&str],
+    vars: &[(&str, &Path)],
+) -> Duration {
+    let mut cmd = Command::new(program);
+    env(&mut cmd, root).current_dir(dir).args(args);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
     let start = Instant::now();
-    let status = env(&mut Command::new(program), root)
-        .current_dir(dir)
-        .args(args)
-        .status();
+    let status = cmd.status();
     let took = start.elapsed();
     assert!(status.is_ok(), "{program} {args:?}");
     took
@@ -219,6 +236,199 @@ fn release(root: &Path, dir: &Path, port: &str) {
         .status();
 }
 
+/// PATH with this build's directory first: git runs `git ports` from the hook, so git-ports
+/// must be on PATH, as after an install.
+fn path_with_bin() -> std::ffi::OsString {
+    let bin_dir = Path::new(BIN)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin_dir];
+    dirs.extend(std::env::split_paths(&path));
+    std::env::join_paths(dirs).unwrap_or(path)
+}
+
+/// A repository made as users make theirs: `git ports hook install --services web,api,db`,
+/// then `n` worktrees added with `git worktree add -b`, each allocated by the hook, so the
+/// registry remembers every branch's and name's ports and the ledger names every worktree.
+/// (The leases are made fresh by each run: a lease lasts while its process does.)
+fn realistic_fixture(n: usize) -> PathBuf {
+    let root = target_dir().join(format!("real-wt{n}"));
+    let repo = root.join("main");
+    if root.join("ready").exists() {
+        return root;
+    }
+    let _ = fs::remove_dir_all(&root);
+    for d in ["home", "ports-home", "main"] {
+        fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    fs::write(root.join("home/.gitconfig"), "").expect("gitconfig");
+    eprintln!("creating a fixture with {n} worktrees through the hook…");
+    git(&root, &repo, &["init", "-q", "-b", "main"]);
+    fs::write(repo.join("README"), "bench\n").expect("write");
+    git(&root, &repo, &["add", "README"]);
+    git(&root, &repo, &["commit", "-q", "-m", "init"]);
+    for (service, start) in [
+        ("web", 20000),
+        ("api", 22000),
+        ("db", 24000),
+        ("redis", 26000),
+    ] {
+        let range = format!("{start}-{}", start + 1999);
+        git(
+            &root,
+            &repo,
+            &["config", &format!("ports.{service}.range"), &range],
+        );
+    }
+    let ok = env(&mut Command::new(BIN), &root)
+        .current_dir(&repo)
+        .args(["hook", "install", "--services", "web,api,db"])
+        .status();
+    assert!(ok.is_ok_and(|s| s.success()), "hook install");
+    let path = path_with_bin();
+    for i in 0..n {
+        let wt = root.join(format!("wt{i}"));
+        let ok = env(&mut Command::new("git"), &root)
+            .env("PATH", &path)
+            .current_dir(&repo)
+            .args(["worktree", "add", "-q"])
+            .arg(&wt)
+            .args(["-b", &format!("branch-{i}")])
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "worktree add wt{i}");
+    }
+    fs::write(root.join("ready"), "").expect("ready");
+    root
+}
+
+/// System calls and bytes read by one run, from `strace -f` (None where strace is missing).
+fn syscalls(root: &Path, dir: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Option<(u64, u64)> {
+    let log = root.join("strace.log");
+    let mut cmd = Command::new("strace");
+    env(&mut cmd, root)
+        .current_dir(dir)
+        .args(["-f", "-qq", "-e", "signal=none", "-o"])
+        .arg(&log)
+        .arg(BIN)
+        .args(args);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    if !cmd.status().is_ok_and(|s| s.success()) {
+        return None;
+    }
+    let text = fs::read_to_string(&log).ok()?;
+    let (mut calls, mut bytes) = (0u64, 0u64);
+    for line in text.lines() {
+        // `PID call(…) = N`; a call another thread interrupted is two lines, `call(… <unfinished
+        // ...>` and `<... call resumed>… = N`: counted once, its result read from the second.
+        let call = line
+            .split_once(' ')
+            .map_or(line, |(_, rest)| rest.trim_start());
+        let resumed = call.strip_prefix("<... ");
+        if resumed.is_none() {
+            calls += 1;
+        }
+        if line.ends_with("<unfinished ...>") {
+            continue;
+        }
+        let name = resumed.unwrap_or(call);
+        let is_read = ["read(", "pread64(", "read resumed", "pread64 resumed"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        if let Some(n) = line
+            .rsplit_once(" = ")
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .filter(|_| is_read)
+        {
+            bytes += n;
+        }
+    }
+    Some((calls, bytes))
+}
+
+/// A command timed on a realistic fixture: its label, arguments and variables of its own.
+type RealCase<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a Path)]);
+
+/// `status` on [`realistic_fixture`]s: as git-ports finds a user's repository, and with
+/// `GIT_CONFIG_GLOBAL` set (as CI systems and test harnesses do), against git's listing,
+/// with what one run reads and how many system calls it makes per worktree.
+fn realistic(n: usize) {
+    let root = realistic_fixture(n);
+    let repo = root.join("main");
+    // Twenty processes' leases, as agents' servers hold them: the bench's own pid.
+    let pid = std::process::id().to_string();
+    for _ in 0..10 {
+        let _ = env(&mut Command::new(BIN), &root)
+            .current_dir(&repo)
+            .args(["lease", "web", "api", "--pid", &pid])
+            .status();
+    }
+    let global = root.join("home/.gitconfig");
+    let vars: [(&str, &Path); 1] = [("GIT_CONFIG_GLOBAL", &global)];
+    let cases: [RealCase; 3] = [
+        ("git ports status", &["status"], &[]),
+        ("git ports status --json", &["status", "--json"], &[]),
+        (
+            "git ports status (GIT_CONFIG_GLOBAL set)",
+            &["status"],
+            &vars,
+        ),
+    ];
+    let mut reference = Vec::new();
+    let mut times: Vec<Vec<Duration>> = cases.iter().map(|_| Vec::new()).collect();
+    for _ in 0..RUNS {
+        reference.push(time(
+            &root,
+            &repo,
+            "git",
+            &["worktree", "list", "--porcelain"],
+        ));
+        for (i, (_, args, vars)) in cases.iter().enumerate() {
+            times[i].push(time_with(&root, &repo, BIN, args, vars));
+        }
+    }
+    let r = median(reference);
+    let registry = fs::metadata(repo.join(".git/worktree-ports.json")).map_or(0, |m| m.len());
+    let ledger = fs::metadata(root.join("ports-home/ledger.json")).map_or(0, |m| m.len());
+    println!(
+        "\n{n} worktrees made through the hook (registry {} KiB, ledger {} KiB, 20 leases)",
+        registry / 1024,
+        ledger / 1024
+    );
+    println!(
+        "  {:<44} {:>10}  {:>6}  {:>9} {:>10}",
+        "git worktree list --porcelain",
+        ms(r),
+        "1.00×",
+        "calls/wt",
+        "bytes/wt"
+    );
+    for ((name, args, vars), t) in cases.iter().zip(times) {
+        let m = median(t);
+        let per = syscalls(&root, &repo, args, vars).map_or_else(
+            || ("(no strace)".to_string(), String::new()),
+            |(c, b)| {
+                let n = n.max(1) as f64;
+                (
+                    format!("{:.1}", c as f64 / n),
+                    format!("{:.0}", b as f64 / n),
+                )
+            },
+        );
+        println!(
+            "  {:<44} {:>10}  {:>5.2}×  {:>9} {:>10}",
+            name,
+            ms(m),
+            m.as_secs_f64() / r.as_secs_f64(),
+            per.0,
+            per.1
+        );
+    }
+}
+
 /// What the hook adds to one `git worktree add`: the same add, timed in a repository without
 /// the hook and in one with it (allocating web), interleaved; each add is undone untimed.
 fn hook_overhead() {
@@ -247,15 +457,7 @@ fn hook_overhead() {
         assert!(ok.is_ok_and(|s| s.success()), "hook install");
         fs::write(hooked.join("ready"), "").expect("ready");
     }
-    // git runs `git ports` from the hook: git-ports must be on PATH, as after an install.
-    let bin_dir = Path::new(BIN)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![bin_dir];
-    dirs.extend(std::env::split_paths(&path));
-    let path = std::env::join_paths(dirs).unwrap_or(path);
+    let path = path_with_bin();
     let add = |root: &Path| {
         let repo = root.join("main");
         let wt = root.join("bench-add");
@@ -292,6 +494,12 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     if std::env::args().any(|a| a == "--owner") {
         owner_lookup(5000);
+        return;
+    }
+    if std::env::args().any(|a| a == "--real") {
+        for n in [10, 100, 1000] {
+            realistic(n);
+        }
         return;
     }
     if std::env::args().any(|a| a == "--docker") {
@@ -334,7 +542,7 @@ fn main() {
         let title = if git3 {
             format!("{n} worktrees, SHA-256 + reftable (git CLI path)")
         } else {
-            format!("{n} worktrees")
+            format!("{n} worktrees (registry written directly, version 1)")
         };
         compare(
             &title,
@@ -359,6 +567,10 @@ fn main() {
             &release_web,
         );
         release_web();
+    }
+
+    for &n in sizes {
+        realistic(n);
     }
 
     hook_overhead();

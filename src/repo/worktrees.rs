@@ -98,8 +98,11 @@ pub struct Worktree {
 /// Reads a small admin file (HEAD, gitdir) in as few system calls as it can: open, one read,
 /// close. A short read of a regular file means its end; longer files fall back to reading on.
 pub(super) fn read_bytes(path: &Path) -> Option<Vec<u8>> {
+    read_file(fs::File::open(path).ok()?)
+}
+
+fn read_file(mut file: fs::File) -> Option<Vec<u8>> {
     use std::io::Read;
-    let mut file = fs::File::open(path).ok()?;
     let mut buf = vec![0u8; 512];
     let n = file.read(&mut buf).ok()?;
     buf.truncate(n);
@@ -185,11 +188,11 @@ impl Repo {
 
     pub(super) fn listing(&self) -> &Listing {
         self.all.get_or_init(|| {
-            let mut linked: Vec<Worktree> = self
-                .linked_names()
-                .iter()
-                .map(|name| self.with_head(linked_worktree(&self.common_dir, name)))
-                .collect();
+            let mut linked: Vec<Worktree> =
+                linked_worktrees(&self.common_dir, &self.linked_names())
+                    .into_iter()
+                    .map(|w| self.with_head(w))
+                    .collect();
             linked.sort_by(|a, b| a.path.cmp(&b.path));
             let main = self.main.iter().map(|m| self.with_head(m.clone()));
             let worktrees: Vec<Worktree> = main.chain(linked).collect();
@@ -321,9 +324,107 @@ pub fn basename(p: &Path) -> String {
     )
 }
 
+/// Every linked worktree's entry, read on as many threads as there are cores once there are
+/// enough of them to pay for the threads: each entry is three system calls on files of its
+/// own (gitdir, the worktree's `.git`, HEAD), which the kernel serves side by side.
+fn linked_worktrees(common_dir: &Path, names: &[OsString]) -> Vec<Worktree> {
+    const PER_THREAD: usize = 64;
+    // Asking for the cores reads the cgroup's files: only where threads could be used.
+    let threads = match names.len() / PER_THREAD {
+        0 | 1 => 1,
+        most => std::thread::available_parallelism().map_or(1, |n| n.get().min(most).min(8)),
+    };
+    // Opening the directory costs two calls, which a few worktrees do not pay back.
+    let dirs = match names.len() {
+        0..=2 => AdminDirs::by_path(common_dir),
+        _ => AdminDirs::open(common_dir),
+    };
+    let dirs = &dirs;
+    if threads < 2 {
+        return names.iter().map(|n| linked_worktree_in(dirs, n)).collect();
+    }
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|n| linked_worktree_in(dirs, n))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(part) => part,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// The directory of the linked worktrees' admin directories (`<common dir>/worktrees`), from
+/// which a listing reads two small files per worktree. On Unix it is opened once and the files
+/// are opened relative to it (`openat`): the kernel then walks two path components per file
+/// instead of the whole absolute path, which at a thousand worktrees is most of an open's cost.
+pub(super) struct AdminDirs {
+    path: PathBuf,
+    #[cfg(unix)]
+    dir: Option<std::os::fd::OwnedFd>,
+}
+
+impl AdminDirs {
+    /// Files read by their whole paths: for one worktree, where opening the directory first
+    /// would cost a system call more.
+    fn by_path(common_dir: &Path) -> AdminDirs {
+        AdminDirs {
+            path: common_dir.join("worktrees"),
+            #[cfg(unix)]
+            dir: None,
+        }
+    }
+
+    fn open(common_dir: &Path) -> AdminDirs {
+        #[cfg(unix)]
+        {
+            use rustix::fs::{Mode, OFlags};
+            let mut dirs = AdminDirs::by_path(common_dir);
+            dirs.dir = rustix::fs::open(
+                &dirs.path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok();
+            dirs
+        }
+        #[cfg(not(unix))]
+        AdminDirs::by_path(common_dir)
+    }
+
+    /// A small file of worktree `name`'s admin directory, as [`read_bytes`] reads it.
+    fn read(&self, name: &OsStr, file: &str) -> Option<Vec<u8>> {
+        #[cfg(unix)]
+        if let Some(dir) = &self.dir {
+            use rustix::fs::{Mode, OFlags};
+            let rel = Path::new(name).join(file);
+            let fd = rustix::fs::openat(dir, &rel, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+            return read_file(fs::File::from(fd.ok()?));
+        }
+        read_bytes(&self.path.join(name).join(file))
+    }
+}
+
 pub(super) fn linked_worktree(common_dir: &Path, name: &OsStr) -> Worktree {
-    let admin = common_dir.join("worktrees").join(name);
-    let gitfile = read_bytes(&admin.join("gitdir")).map(|g| admin.join(path_from_bytes(&g)));
+    linked_worktree_in(&AdminDirs::by_path(common_dir), name)
+}
+
+fn linked_worktree_in(dirs: &AdminDirs, name: &OsStr) -> Worktree {
+    let admin = dirs.path.join(name);
+    let gitfile = dirs
+        .read(name, "gitdir")
+        .map(|g| admin.join(path_from_bytes(&g)));
     let path = gitfile
         .as_deref()
         .and_then(Path::parent)
@@ -331,7 +432,9 @@ pub(super) fn linked_worktree(common_dir: &Path, name: &OsStr) -> Worktree {
     let prunable = gitfile.as_deref().is_none_or(
         |g| matches!(fs::symlink_metadata(g), Err(e) if e.kind() == std::io::ErrorKind::NotFound),
     );
-    let head = read_trimmed(&admin.join("HEAD")).map_or(Head::Unknown, |t| Head::parse(&t));
+    let head = dirs.read(name, "HEAD").map_or(Head::Unknown, |t| {
+        Head::parse(&crate::bytes::show_bytes(&t))
+    });
     let key = key_of(name);
     Worktree {
         name: crate::registry::display_key(&key),

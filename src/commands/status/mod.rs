@@ -78,12 +78,30 @@ pub fn run(ctx: &mut Ctx, args: StatusArgs) -> Result<()> {
     if args.machine {
         return machine(ctx, &args);
     }
-    let registry = ctx.store.load()?;
-    // The ledger, read once for everything the report takes from it.
-    let ledger = ctx
-        .ledger
-        .as_ref()
-        .and_then(|l| l.load_for(&ctx.repo_id).ok());
+    // The registry and the ledger (read once for everything the report takes from it). A
+    // large registry means many worktrees: then both files (about half a megabyte of JSON
+    // each at a thousand worktrees) are read and parsed on a thread of their own while this
+    // one lists the worktrees. A small one is not worth a thread.
+    let (store, ledger, repo_id) = (&ctx.store, ctx.ledger.as_ref(), &ctx.repo_id);
+    let read = move || {
+        let registry = store.load();
+        let ledger = ledger.and_then(|l| l.load_for(repo_id).ok());
+        (registry, ledger)
+    };
+    const LARGE: u64 = 128 * 1024;
+    let (registry, ledger) = if std::fs::metadata(&store.path).is_ok_and(|m| m.len() > LARGE) {
+        std::thread::scope(|scope| {
+            let files = scope.spawn(read);
+            ctx.repo.worktrees();
+            match files.join() {
+                Ok(read) => read,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    } else {
+        read()
+    };
+    let registry = registry?;
     let hosts = ledger
         .as_ref()
         .map(|l| l.names.hosts_for(&ctx.repo_id))
