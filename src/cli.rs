@@ -441,6 +441,28 @@ pub enum ProxyCommand {
     Start,
     /// Stop the background proxy
     Stop,
+    /// Make the proxy's local certificate authority (local names only) and trust it where
+    /// this user's browsers look: HTTPS on the proxy's port
+    ///
+    /// The authority is made once, beside the ledger, its key readable by its owner alone;
+    /// its name constraints (critical) let it sign `localhost` and names under it, nothing
+    /// else. Linux: every NSS database of this user's (Chromium's `~/.pki/nssdb`, made if
+    /// need be, and each Firefox profile's), with `certutil` from libnss3-tools; macOS: the
+    /// login keychain; Windows: the user's Root store.
+    Trust {
+        /// Also the system's store (`/usr/local/share/ca-certificates`; needs root)
+        #[arg(long)]
+        system: bool,
+        /// Make a new authority even if one is there (an expired or damaged one, say)
+        #[arg(long)]
+        renew: bool,
+    },
+    /// Remove every authority of git-ports' from where `trust` added it
+    Untrust {
+        /// Also delete the authority itself (the proxy then serves plain HTTP only)
+        #[arg(long)]
+        delete: bool,
+    },
     /// Say whether the proxy runs, and the names it serves (exit 0 running, 1 not)
     Status {
         /// Print JSON for scripts

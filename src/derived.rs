@@ -42,6 +42,20 @@ pub struct Values<'a> {
     pub scheme: &'a dyn Fn(&str) -> Option<String>,
     /// The service a bare placeholder means.
     pub default: &'a str,
+    /// The proxy's port when `ports.https` sends browsers through its HTTPS.
+    pub https: Option<u16>,
+}
+
+/// The URL a browser opens for a service at `host`: `SCHEME://HOST:PORT` on the server's own
+/// port, or, with `https` (the proxy's port, `ports.https`), through the proxy's HTTPS
+/// (`https://`, `wss://` for WebSocket), which only the proxy speaks. One rule for the
+/// variables and the `{public_url}` placeholder.
+pub fn public_url(scheme: &str, host: &str, port: u16, https: Option<u16>) -> String {
+    match (https, scheme) {
+        (Some(proxy), "http" | "https") => format!("https://{host}:{proxy}"),
+        (Some(proxy), "ws" | "wss") => format!("wss://{host}:{proxy}"),
+        _ => format!("{scheme}://{host}:{port}"),
+    }
 }
 
 /// Parses a template: `{service}` stands for the service's port, `{host}` and
@@ -123,7 +137,7 @@ impl Derived {
                 }
                 Piece::PublicUrl(s) => {
                     let s = s.as_deref().unwrap_or(v.default);
-                    out.push_str(&format!("{}://{}:{}", scheme(s)?, host(s)?, port(s)?));
+                    out.push_str(&public_url(&scheme(s)?, &host(s)?, port(s)?, v.https));
                 }
             }
         }
@@ -160,6 +174,7 @@ mod tests {
             host: &no_host,
             scheme: &http,
             default: "web",
+            https: None,
         };
         assert_eq!(d.render(&v), Err(Missing::Port("api".into())));
         let one = |_: &str| Some(1);
@@ -193,6 +208,7 @@ mod tests {
             host: &host,
             scheme: &http,
             default: "web",
+            https: None,
         };
         assert_eq!(
             d.render(&v),

@@ -87,6 +87,7 @@ pub fn vars_of(
             .map(|h| crate::names::service_host(h, s, default))
     };
     let names = settings.host_vars && hosts.contains_key(&wt.key);
+    let https = settings.https.then_some(settings.proxy_port);
     let mut made: Vec<Var> = Vec::new();
     for (s, p) in &ports {
         let Some(scheme) = settings.scheme(s) else {
@@ -104,15 +105,34 @@ pub fn vars_of(
             });
             made.push(Var {
                 name: format!("{base}_{}", crate::keys::ENV_PUBLIC_URL_SUFFIX),
-                value: Value::Text(format!("{scheme}://{h}:{p}")),
+                value: Value::Text(crate::derived::public_url(scheme, &h, *p, https)),
             });
         }
     }
     let taken =
         |n: &str| vars.iter().any(|v| v.name == n) || settings.derived.iter().any(|d| d.name == n);
+    let mut warnings = Vec::new();
+    // With HTTPS, a Node server that calls another worktree's https:// name trusts the
+    // proxy's authority (Node reads no system or NSS store by default).
+    if settings.https
+        && let Ok(Some(l)) = crate::ledger::LedgerStore::locate()
+    {
+        let dir = l.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let cert = crate::proxy::ca::Files::in_dir(&dir).cert;
+        if cert.exists() {
+            made.push(Var {
+                name: crate::keys::ENV_NODE_CA.to_string(),
+                value: Value::Text(cert.display().to_string()),
+            });
+        } else {
+            warnings.push(format!(
+                "{} is true, but the proxy has no certificate authority yet: run `git ports proxy trust`",
+                crate::keys::KEY_HTTPS
+            ));
+        }
+    }
     let made: Vec<Var> = made.into_iter().filter(|v| !taken(&v.name)).collect();
     vars.extend(made);
-    let mut warnings = Vec::new();
     let port = |s: &str| held.get(s).copied();
     let scheme = |s: &str| settings.scheme(s).map(str::to_string);
     let values = crate::derived::Values {
@@ -120,6 +140,7 @@ pub fn vars_of(
         host: &host,
         scheme: &scheme,
         default,
+        https,
     };
     for d in &settings.derived {
         use crate::derived::Missing;

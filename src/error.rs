@@ -153,10 +153,11 @@ pub enum Error {
 
     /// A directory or file of git-ports' own that another user owns or can write: whoever
     /// can write it could hand out ports or name the process `proxy stop` signals.
-    #[error("{} {reason}: git-ports uses only a {what} of this user's that nobody else can write", path.display())]
+    #[error("{} {reason}: git-ports uses only {rule}", path.display())]
     NotPrivate {
         path: PathBuf,
-        what: &'static str,
+        /// What git-ports accepts: "a file of this user's that nobody else can write".
+        rule: String,
         reason: String,
         fix: String,
     },

@@ -18,7 +18,8 @@ pub const TRACE: &str = "GIT_PORTS_FAULT_TRACE";
 /// The files a change writes. A change writes them in this order: new claims into the ledger,
 /// then the registry, then the ledger without the released claims, then the env files of the
 /// worktrees whose ports changed. A hook is written by `hook install` and `hook uninstall`; a
-/// lease, `point`, and `reserve` or `unreserve` write the ledger alone, once.
+/// lease, `point`, and `reserve` or `unreserve` write the ledger alone, once. The proxy's
+/// certificate authority is its key, then its certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
     LedgerClaim,
@@ -30,6 +31,8 @@ pub enum Target {
     LedgerPoint,
     LedgerReserve,
     ProxyState,
+    CaKey,
+    CaCert,
 }
 
 /// The steps of writing one file: the temp file is created, its bytes written, synced, and
@@ -48,7 +51,7 @@ pub enum Step {
 pub struct Point(pub Target, pub Step);
 
 impl Target {
-    pub const ALL: [Target; 9] = [
+    pub const ALL: [Target; 11] = [
         Target::LedgerClaim,
         Target::Registry,
         Target::LedgerRelease,
@@ -58,6 +61,8 @@ impl Target {
         Target::LedgerPoint,
         Target::LedgerReserve,
         Target::ProxyState,
+        Target::CaKey,
+        Target::CaCert,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +76,8 @@ impl Target {
             Target::LedgerPoint => "ledger.point",
             Target::LedgerReserve => "ledger.reserve",
             Target::ProxyState => "proxy.state",
+            Target::CaKey => "ca.key",
+            Target::CaCert => "ca.cert",
         }
     }
 }

@@ -63,10 +63,17 @@ pub const KEY_HOST_SERVICE: &str = "ports.hostService";
 pub const ENV_URL_SUFFIX: &str = "URL";
 pub const ENV_PUBLIC_HOST_SUFFIX: &str = "PUBLIC_HOST";
 pub const ENV_PUBLIC_URL_SUFFIX: &str = "PUBLIC_URL";
+/// With `ports.https`: the proxy's certificate authority, for Node (which reads no system or
+/// NSS store by default).
+pub const ENV_NODE_CA: &str = "NODE_EXTRA_CA_CERTS";
 /// `ports.hostVars`: false leaves the names (`<SERVICE>_PUBLIC_HOST`, `<SERVICE>_PUBLIC_URL`)
 /// out of `env`, `exec` and env files (the `{host}` and `{public_url}` placeholders still
 /// work).
 pub const KEY_HOST_VARS: &str = "ports.hostVars";
+/// `ports.https`: the URL variables a browser opens (`<SERVICE>_PUBLIC_URL`, `{public_url}`)
+/// say `https://` (`wss://`) and go through `git ports proxy`, which serves HTTPS with the
+/// local authority `git ports proxy trust` makes; `NODE_EXTRA_CA_CERTS` names the authority.
+pub const KEY_HTTPS: &str = "ports.https";
 /// `ports.proxyPort`: the port `git ports proxy` listens on (global git config).
 pub const KEY_PROXY_PORT: &str = "ports.proxyPort";
 /// The port `git ports proxy` listens on when `ports.proxyPort` is not set: outside every

@@ -168,7 +168,19 @@ pub fn read_text(path: &Path) -> Result<Option<String>, ReadError> {
 /// caller holds the lock, so any temp file of ours still lying around belongs to a writer
 /// that died, and is removed. A new file gets the mode git gives its own files (0666 less the
 /// umask); an existing file keeps its mode.
-pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, target: Target) -> io::Result<()> {
+pub fn write_atomic(path: &Path, text: &str, lock: &Lock, target: Target) -> io::Result<()> {
+    write_atomic_mode(path, text, lock, target, None)
+}
+
+/// [`write_atomic`] with the file's mode set (Unix; a key's `0o600`) from the moment it is
+/// created, whatever the file had.
+pub fn write_atomic_mode(
+    path: &Path,
+    text: &str,
+    _lock: &Lock,
+    target: Target,
+    mode: Option<u32>,
+) -> io::Result<()> {
     let step = |s: Step| fault::point(Point(target, s));
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -193,10 +205,17 @@ pub fn write_atomic(path: &Path, text: &str, _lock: &Lock, target: Target) -> io
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o666));
+        builder.permissions(fs::Permissions::from_mode(mode.unwrap_or(0o666)));
     }
     let mut tmp = builder.tempfile_in(dir)?;
-    if let Some(m) = &existing {
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        // Exactly this mode, whatever the umask.
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    if let Some(m) = existing.as_ref().filter(|_| mode.is_none()) {
         tmp.as_file().set_permissions(m.permissions())?;
     }
     step(Step::Write)?;

@@ -372,6 +372,12 @@ pub fn run(cli: Cli, out: &mut Out) -> Result<Outcome> {
                 None => crate::proxy::foreground(out).map(|()| Outcome::Done),
                 Some(ProxyCommand::Start) => crate::proxy::start(out).map(|()| Outcome::Done),
                 Some(ProxyCommand::Stop) => crate::proxy::stop(out).map(|()| Outcome::Done),
+                Some(ProxyCommand::Trust { system, renew }) => {
+                    crate::proxy::trust(out, system, renew).map(|()| Outcome::Done)
+                }
+                Some(ProxyCommand::Untrust { delete }) => {
+                    crate::proxy::untrust(out, delete).map(|()| Outcome::Done)
+                }
                 Some(ProxyCommand::Status { json }) => {
                     crate::proxy::status(out, json).map(|running| {
                         if running {

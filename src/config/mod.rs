@@ -99,6 +99,8 @@ pub struct Settings {
     /// `ports.hostVars`: export the names browsers use, `<SERVICE>_PUBLIC_HOST` and
     /// `<SERVICE>_PUBLIC_URL` (default true).
     pub host_vars: bool,
+    /// `ports.https`: the URLs a browser opens go through the proxy's HTTPS.
+    pub https: bool,
     /// `ports.exclude`: ports and ranges never handed out.
     pub excluded: Vec<PortRange>,
     /// `ports.proxyPort`: the port `git ports proxy` listens on, never handed to a worktree.

@@ -147,6 +147,10 @@ pub(super) const SETTINGS: &[Row] = &[
         s.host_service = v.to_string();
         Ok(())
     }),
+    row(KEY_HTTPS, Stops::Variables, |s, v| {
+        s.https = flag(KEY_HTTPS, v)?;
+        Ok(())
+    }),
     row(KEY_HOST_VARS, Stops::Variables, |s, v| {
         s.host_vars = flag(KEY_HOST_VARS, v)?;
         Ok(())
@@ -261,6 +265,7 @@ impl Settings {
             host_template: crate::names::Template::default(),
             host_service: "web".to_string(),
             host_vars: true,
+            https: false,
             excluded: Vec::new(),
             proxy_port: DEFAULT_PROXY_PORT,
             proxy_timeout: DEFAULT_PROXY_TIMEOUT_SECS,

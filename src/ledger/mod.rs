@@ -516,7 +516,7 @@ pub fn private(path: &Path, what: &'static str) -> Result<()> {
         {
             return Err(Error::NotPrivate {
                 path: path.to_path_buf(),
-                what,
+                rule: format!("a {what} of this user's that nobody else can write"),
                 reason: format!("belongs to uid {}, not to this user (uid {me})", m.uid()),
                 fix: format!(
                     "set {ENV_HOME} to a directory of your own, or, if this one is yours, `chown -R {me} {shown}`"
@@ -526,7 +526,7 @@ pub fn private(path: &Path, what: &'static str) -> Result<()> {
         if m.mode() & 0o022 != 0 {
             return Err(Error::NotPrivate {
                 path: path.to_path_buf(),
-                what,
+                rule: format!("a {what} of this user's that nobody else can write"),
                 reason: "can be written by other users".into(),
                 fix: format!("`chmod go-w {shown}`"),
             });

@@ -1,4 +1,5 @@
-//! The proxy's HTTP side, on hyper: HTTP/1.1 with keep-alive both ways, bodies streamed as
+//! The proxy's HTTP side, on hyper: HTTP/1.1 with keep-alive both ways (and HTTP/2 to a
+//! client over TLS, see `tls.rs`), bodies streamed as
 //! they come (server-sent events, uploads of any size), WebSocket upgrades spliced byte for
 //! byte, `X-Forwarded-*` set (the proxy is the edge: what a client sent under those names is
 //! replaced), and a loop guard. It forwards only to loopback ports a registry holds for the
@@ -63,6 +64,8 @@ pub struct Shared {
     pub answer_timeout: Duration,
     /// One permit per client connection, shared by every thread.
     pub connections: Arc<Semaphore>,
+    /// HTTPS: the local authority and the certificates issued from it, shared by every thread.
+    pub tls: Arc<super::tls::Tls>,
 }
 
 impl Shared {
@@ -71,6 +74,7 @@ impl Shared {
         port: u16,
         answer_timeout: Duration,
         connections: Arc<Semaphore>,
+        tls: Arc<super::tls::Tls>,
     ) -> Shared {
         Shared {
             routes,
@@ -78,6 +82,7 @@ impl Shared {
             port,
             answer_timeout,
             connections,
+            tls,
         }
     }
 }
@@ -171,24 +176,98 @@ pub async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let head_timeout = shared.answer_timeout.min(HEAD_TIMEOUT);
         tokio::spawn(async move {
             let _permit = permit;
-            let upstream: Upstream = Arc::default();
-            let service = hyper::service::service_fn(move |req| {
-                let (shared, upstream) = (shared.clone(), upstream.clone());
-                async move { Ok::<_, Infallible>(handle(req, shared, peer, upstream).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                // A client that never sends a whole request head is dropped.
-                .header_read_timeout(head_timeout)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+            serve_connection(stream, peer, shared).await;
         });
     }
+}
+
+/// One client connection: TLS when its first byte opens a handshake, else plain HTTP/1.1.
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let head_timeout = shared.answer_timeout.min(HEAD_TIMEOUT);
+    let mut first = [0u8; 1];
+    // A client that sends nothing is dropped as one that never sends a whole head is.
+    let Ok(Ok(1)) = tokio::time::timeout(head_timeout, stream.peek(&mut first)).await else {
+        return;
+    };
+    if first[0] != super::tls::HANDSHAKE {
+        let service = service(shared.clone(), peer, false);
+        let _ = http1(head_timeout)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades()
+            .await;
+        return;
+    }
+    // The handshake, the name asked for included, is bounded as a request head is.
+    let accepted = tokio::time::timeout(head_timeout, async {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                .await
+                .ok()?;
+        let name = start.client_hello().server_name().and_then(normalize)?;
+        if !serves(&shared, &name) {
+            return None;
+        }
+        let config = shared.tls.config_for(&name)?;
+        start.into_stream(config).await.ok()
+    })
+    .await;
+    let Ok(Some(tls)) = accepted else {
+        return;
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let service = service(shared.clone(), peer, true);
+    if h2 {
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(250)
+            .serve_connection(TokioIo::new(tls), service)
+            .await;
+    } else {
+        let _ = http1(head_timeout)
+            .serve_connection(TokioIo::new(tls), service)
+            .with_upgrades()
+            .await;
+    }
+}
+
+fn http1(head_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        // A client that never sends a whole request head is dropped.
+        .header_read_timeout(head_timeout)
+        .keep_alive(true);
+    b
+}
+
+/// The requests of one client connection, each with the server connection it last used.
+fn service(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    https: bool,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone {
+    let upstream: Upstream = Arc::default();
+    hyper::service::service_fn(move |req| {
+        let (shared, upstream) = (shared.clone(), upstream.clone());
+        async move { Ok::<_, Infallible>(handle(req, shared, peer, upstream, https).await) }
+    })
+}
+
+/// Whether the proxy gives a certificate for `name`: one of its names (a route to a port, to
+/// a worktree without one, or to a conflict it explains), or `localhost`, whose page lists
+/// them; always under `localhost`. Every other name is refused in the handshake.
+fn serves(shared: &Shared, name: &str) -> bool {
+    if name == crate::names::SUFFIX {
+        return true;
+    }
+    name.ends_with(&format!(".{}", crate::names::SUFFIX))
+        && !matches!(*shared.routes.resolve(name), Route::Unknown)
 }
 
 fn page(status: StatusCode, wants_html: bool, text: &str) -> Response<Body> {
@@ -257,7 +336,7 @@ fn is_websocket(h: &HeaderMap) -> bool {
 /// Sets `X-Forwarded-For`, `-Host` and `-Proto` to what this proxy saw, replacing whatever the
 /// client sent under those names (and under `Forwarded`): the proxy is the first hop, so a
 /// client's own values would be lies the server believes. Adds the loop guard.
-fn forwarded(h: &mut HeaderMap, peer: SocketAddr, host: &str) {
+fn forwarded(h: &mut HeaderMap, peer: SocketAddr, host: &str, scheme: &'static str) {
     h.remove(header::FORWARDED);
     if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
         h.insert("x-forwarded-for", v);
@@ -266,7 +345,7 @@ fn forwarded(h: &mut HeaderMap, peer: SocketAddr, host: &str) {
     if let Ok(v) = HeaderValue::from_str(host) {
         h.insert("x-forwarded-host", v);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    h.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
     h.insert(LOOP_HEADER, HeaderValue::from_static("1"));
 }
 
@@ -297,7 +376,12 @@ async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
     upstream: Upstream,
+    https: bool,
 ) -> Response<Body> {
+    let scheme = if https { "https" } else { "http" };
+    // What the client spoke (HTTP/2 over TLS, else HTTP/1.x): the server is always spoken to
+    // in HTTP/1.1, and the answer goes back in the client's.
+    let version = req.version();
     let wants_html = req
         .headers()
         .get(header::ACCEPT)
@@ -384,7 +468,7 @@ async fn handle(
             let links = pages::Extra {
                 links: names
                     .iter()
-                    .map(|n| format!("http://{n}:{}/", shared.port))
+                    .map(|n| format!("{scheme}://{n}:{}/", shared.port))
                     .collect(),
                 retry: false,
             };
@@ -473,13 +557,14 @@ async fn handle(
             }
         };
         return upgrade(
-            req, uri, stream, peer, &raw_host, &shared, wants_html, &down,
+            req, uri, stream, peer, &raw_host, scheme, &shared, wants_html, &down,
         )
         .await;
     }
     *req.uri_mut() = uri;
+    *req.version_mut() = hyper::Version::HTTP_11;
     strip_hop_by_hop(req.headers_mut());
-    forwarded(req.headers_mut(), peer, &raw_host);
+    forwarded(req.headers_mut(), peer, &raw_host, scheme);
     let (parts, body) = req.into_parts();
     let idle = shared.answer_timeout.min(BODY_IDLE);
     let (body, watch) = watched(body, idle);
@@ -552,8 +637,8 @@ async fn handle(
         Ok(Ok(resp)) => {
             let mut resp = resp.map(|b| b.map_err(BodyError::from).boxed());
             strip_hop_by_hop(resp.headers_mut());
-            // The proxy speaks HTTP/1.1 to its client whatever the server spoke to it.
-            *resp.version_mut() = hyper::Version::HTTP_11;
+            // The proxy speaks the client's HTTP whatever the server spoke to it.
+            *resp.version_mut() = version;
             resp
         }
     }
@@ -568,6 +653,7 @@ async fn upgrade(
     conn: TcpStream,
     peer: SocketAddr,
     host: &str,
+    scheme: &'static str,
     shared: &Shared,
     wants_html: bool,
     down: &(dyn Fn(&str) -> String + Sync),
@@ -578,7 +664,7 @@ async fn upgrade(
         .method(parts.method)
         .uri(uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut headers = parts.headers;
-    forwarded(&mut headers, peer, host);
+    forwarded(&mut headers, peer, host, scheme);
     if let Some(h) = up.headers_mut() {
         *h = headers;
     }

@@ -179,4 +179,126 @@ const fs = require("fs");
     assert_eq!(out["kept"], "same page", "{out}");
 }
 
+/// HTTPS through the proxy with the authority `git ports proxy trust` put in this HOME's NSS
+/// database (a fresh one): two worktrees' https:// names load with no certificate error over
+/// HTTP/2; a `Secure; SameSite=None` cookie one sets is not sent to the other; Vite's hot
+/// reload works over wss://; after `untrust`, the same page is a certificate error.
+fn https_names_are_trusted_kept_apart_and_hot_reload_works_until_untrust() {
+    let tools = tools();
+    if std::process::Command::new("certutil")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        skip("needs certutil (apt-get install libnss3-tools)");
+    }
+    let env = Env::new();
+    let repo = env.repo("shop");
+    repo.range("web", 29720, 29729);
+    let a = repo.worktree("a", "a");
+    let b = repo.worktree("b", "b");
+    env.run(&a, ["allocate", "web"]).ok();
+    env.run(&b, ["allocate", "web"]).ok();
+    assert!(!env.path("home/.pki/nssdb").exists());
+    env.run(env.root(), ["proxy", "trust"]).ok();
+    // Vite in a, the plain server in b.
+    std::fs::write(
+        a.join("index.html"),
+        "<!doctype html><html><body><p id=\"app\">loading</p><script type=\"module\" src=\"/main.js\"></script></body></html>\n",
+    )
+    .expect("index");
+    let main = a.join("main.js");
+    std::fs::write(
+        &main,
+        "document.querySelector('#app').textContent = 'version 1';\nif (import.meta.hot) import.meta.hot.accept();\n",
+    )
+    .expect("main");
+    std::fs::write(
+        a.join("vite.config.mjs"),
+        "export default { server: { port: Number(process.env.WEB_PORT), strictPort: true, host: '127.0.0.1', allowedHosts: true } };\n",
+    )
+    .expect("config");
+    let vite = tools.join("node_modules/vite/bin/vite.js");
+    let mut cmd = env.cmd(&a);
+    cmd.args(["exec", "--", "node"])
+        .arg(&vite)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _vite = Proc(cmd.spawn().expect("vite"));
+    wait_listening(29720, true);
+    let _sb = upstream(&b, 29721);
+    let _proxy = proxy(&env, 29792);
+    env.git(env.root(), ["config", "--global", "ports.https", "true"]);
+    let public = |dir: &std::path::Path| {
+        env.run(dir, ["env", "--format", "json"]).ok().json()["WEB_PUBLIC_URL"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (ua, ub) = (public(&a), public(&b));
+    assert_eq!(ua, "https://a.shop.localhost:29792");
+    assert_eq!(ub, "https://b.shop.localhost:29792");
+    let script = format!(
+        r##"
+const fs = require("fs");
+(async () => {{
+  const browser = await launch();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const out = {{}};
+  const text = async (url) => (await (await page.goto(url)).text()).trim();
+  out.set_b = await text("{ub}/set-secure");
+  out.protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
+  out.echo_b = await text("{ub}/echo");
+  out.cookies = (await context.cookies()).map((c) => `${{c.domain}} ${{c.name}}=${{c.value}} secure=${{c.secure}} ${{c.sameSite}}`);
+  await page.goto("{ua}/");
+  await page.waitForFunction(() => document.querySelector("#app").textContent === "version 1", null, {{ timeout: 20 * 1000 }});
+  // What the browser would send to a's name: none of b's cookies.
+  out.for_a = (await context.cookies("{ua}/")).length;
+  await page.evaluate(() => {{ window.kept = "same page"; }});
+  fs.writeFileSync({main:?}, "document.querySelector('#app').textContent = 'version 2';\nif (import.meta.hot) import.meta.hot.accept();\n");
+  await page.waitForFunction(() => document.querySelector("#app").textContent === "version 2", null, {{ timeout: 20 * 1000 }});
+  out.text = await page.textContent("#app");
+  out.kept = await page.evaluate(() => window.kept);
+  out.a_protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
+  console.log(JSON.stringify(out));
+  await browser.close();
+}})().catch((e) => {{ console.log(JSON.stringify({{ error: String(e) }})); process.exit(1); }});
+"##,
+        main = main.display().to_string()
+    );
+    let out = drive(&env, &tools, &script);
+    assert_eq!(out["set_b"], "set 29721", "{out}");
+    assert_eq!(out["protocol"], "h2", "{out}");
+    assert_eq!(out["a_protocol"], "h2", "{out}");
+    assert_eq!(out["echo_b"], "cookie=who=29721", "{out}");
+    assert_eq!(
+        out["cookies"],
+        serde_json::json!(["b.shop.localhost who=29721 secure=true None"]),
+        "{out}"
+    );
+    assert_eq!(out["for_a"], 0, "{out}");
+    // Hot reload over wss://, not a page load: the page kept what it had.
+    assert_eq!(out["text"], "version 2", "{out}");
+    assert_eq!(out["kept"], "same page", "{out}");
+    env.run(env.root(), ["proxy", "untrust"]).ok();
+    let script = format!(
+        r##"
+(async () => {{
+  const browser = await launch();
+  const page = await browser.newPage();
+  let error = "";
+  try {{ await page.goto("{ub}/echo"); }} catch (e) {{ error = String(e); }}
+  console.log(JSON.stringify({{ error }}));
+  await browser.close();
+}})().catch((e) => {{ console.log(JSON.stringify({{ error: "script: " + String(e) }})); process.exit(1); }});
+"##
+    );
+    let out = drive(&env, &tools, &script);
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(error.contains("ERR_CERT_AUTHORITY_INVALID"), "{out}");
+}
+
 include!(concat!(env!("OUT_DIR"), "/it_browser.rs"));

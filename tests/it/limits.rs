@@ -28,7 +28,7 @@ pub fn raw(port: u16, request: &[u8]) -> String {
 }
 
 /// VmRSS of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
+pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()

@@ -14,6 +14,7 @@ mod envfiles;
 mod fences;
 mod harness;
 mod hostile;
+mod https;
 mod leases;
 mod limits;
 mod machine;

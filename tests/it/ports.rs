@@ -30,6 +30,7 @@ pub const BLOCKS: &[(&str, u16, u16)] = &[
     ("windows", 20300, 20399),
     ("compose", 20400, 20499),
     ("channels", 20500, 20599),
+    ("https", 20600, 20699),
 ];
 
 /// Numbers in the port zone that are not ports: a uid and gid, npm's fetch timeout.
@@ -67,6 +68,7 @@ fn sources() -> Vec<(&'static str, &'static str)> {
         ("windows", include_str!("windows.rs")),
         ("compose", include_str!("compose.rs")),
         ("channels", include_str!("channels.rs")),
+        ("https", include_str!("https.rs")),
     ]
 }
 
