@@ -97,8 +97,8 @@ impl GitConfig {
     /// (which libgit2 does not read itself: the files are opened here), with what git adds on
     /// the command line (`GIT_CONFIG_COUNT`, then `GIT_CONFIG_PARAMETERS`, which is how
     /// `git -c` reaches a subcommand) on top, in git's order of precedence. `None` where
-    /// libgit2 cannot stand in for git: files with `include` or `includeIf` opened here
-    /// (whose conditions need git), or any error.
+    /// libgit2 cannot stand in for git: files with `includeIf` opened here (whose conditions
+    /// need git), or any error.
     pub(super) fn from_libgit2(git: Option<&git2::Repository>) -> Option<GitConfig> {
         let set = |v: &str| std::env::var_os(v).is_some();
         let by_hand = git.is_none()
@@ -119,7 +119,7 @@ impl GitConfig {
 
     /// The configuration of a repository libgit2 cannot open (SHA-256 objects, reftable
     /// refs: its files are still config files libgit2 reads), from its common and git dirs
-    /// as git gave them; `None` where libgit2 cannot stand in for git (includes).
+    /// as git gave them; `None` where libgit2 cannot stand in for git (conditional includes).
     pub(super) fn from_files(common_dir: &Path, git_dir: &Path) -> Option<GitConfig> {
         GitConfig::in_process(None, Some((common_dir, git_dir)))
     }
@@ -131,8 +131,11 @@ impl GitConfig {
             Some(c) => c,
             None => {
                 let mut c = git_files(dirs)?;
-                // An include's conditions (`includeIf "gitdir:…"`) are git's to judge.
-                if c.entries(Some("^include")).ok()?.next().is_some() {
+                // libgit2 follows a file's `include.path` itself, relative to the file and
+                // with `~/`, as git does; a conditional include (`includeIf "gitdir:…"`,
+                // `onbranch:`, `hasconfig:`) it can judge only for a repository it opened, so
+                // a file opened here that has one is git's to read.
+                if c.entries(Some(r"^includeif\.")).ok()?.next().is_some() {
                     return None;
                 }
                 c.snapshot().ok()?

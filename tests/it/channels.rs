@@ -94,6 +94,17 @@ fn every_config_channel_is_read_as_git_reads_it_without_a_git_process() {
     let system = env.path("system.gitconfig");
     std::fs::write(&global, "[ports \"web\"]\n\trange = 20510-20519\n").expect("write");
     std::fs::write(&system, "[ports \"web\"]\n\trange = 20520-20529\n").expect("write");
+    // A global file that includes another, by a path relative to itself, as dotfile
+    // repositories do.
+    let including = env.path("including.gitconfig");
+    std::fs::create_dir_all(env.path("dotfiles")).expect("mkdir");
+    std::fs::write(
+        env.path("dotfiles/ports.gitconfig"),
+        "[ports \"web\"]\n\trange = 20560-20569\n",
+    )
+    .expect("write");
+    std::fs::write(&including, "[include]\n\tpath = dotfiles/ports.gitconfig\n").expect("write");
+    let inc = including.to_str().expect("utf-8");
     let (g, s) = (
         global.to_str().expect("utf-8"),
         system.to_str().expect("utf-8"),
@@ -103,6 +114,11 @@ fn every_config_channel_is_read_as_git_reads_it_without_a_git_process() {
             "GIT_CONFIG_GLOBAL",
             vec![("GIT_CONFIG_GLOBAL", g)],
             "20510-20519",
+        ),
+        (
+            "GIT_CONFIG_GLOBAL with include.path",
+            vec![("GIT_CONFIG_GLOBAL", inc)],
+            "20560-20569",
         ),
         (
             "GIT_CONFIG_SYSTEM",
