@@ -79,6 +79,36 @@ fn fixture_git3(n: usize) -> PathBuf {
     fixture_as(n, Some(["--object-format=sha256", "--ref-format=reftable"]))
 }
 
+/// `root/main`: a repository with one commit, in `formats` if given, with web, api, db and
+/// redis given ranges of 2000 ports each; an empty global config and ledger directory of its
+/// own beside it.
+fn new_repo(root: &Path, formats: Option<[&str; 2]>) {
+    let repo = root.join("main");
+    for d in ["home", "ports-home", "main"] {
+        fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    fs::write(root.join("home/.gitconfig"), "").expect("gitconfig");
+    let mut init = vec!["init", "-q", "-b", "main"];
+    init.extend(formats.iter().flatten());
+    git(root, &repo, &init);
+    fs::write(repo.join("README"), "bench\n").expect("write");
+    git(root, &repo, &["add", "README"]);
+    git(root, &repo, &["commit", "-q", "-m", "init"]);
+    for (service, start) in [
+        ("web", 20000),
+        ("api", 22000),
+        ("db", 24000),
+        ("redis", 26000),
+    ] {
+        let range = format!("{start}-{}", start + 1999);
+        git(
+            root,
+            &repo,
+            &["config", &format!("ports.{service}.range"), &range],
+        );
+    }
+}
+
 fn fixture_as(n: usize, formats: Option<[&str; 2]>) -> PathBuf {
     let name = match formats {
         None => format!("wt{n}"),
@@ -91,30 +121,8 @@ fn fixture_as(n: usize, formats: Option<[&str; 2]>) -> PathBuf {
         return root;
     }
     let _ = fs::remove_dir_all(&root);
-    fs::create_dir_all(root.join("home")).expect("mkdir");
-    fs::create_dir_all(root.join("ports-home")).expect("mkdir");
-    fs::create_dir_all(&repo).expect("mkdir");
-    fs::write(root.join("home/.gitconfig"), "").expect("gitconfig");
     eprintln!("creating a fixture with {n} worktrees…");
-    let mut init = vec!["init", "-q", "-b", "main"];
-    init.extend(formats.iter().flatten());
-    git(&root, &repo, &init);
-    fs::write(repo.join("README"), "bench\n").expect("write");
-    git(&root, &repo, &["add", "README"]);
-    git(&root, &repo, &["commit", "-q", "-m", "init"]);
-    for (service, start) in [
-        ("web", 20000),
-        ("api", 22000),
-        ("db", 24000),
-        ("redis", 26000),
-    ] {
-        let range = format!("{start}-{}", start + 1999);
-        git(
-            &root,
-            &repo,
-            &["config", &format!("ports.{service}.range"), &range],
-        );
-    }
+    new_repo(&root, formats);
     let mut worktrees = String::new();
     for i in 0..n {
         let path = root.join(format!("wt{i}"));
@@ -260,28 +268,8 @@ fn realistic_fixture(n: usize) -> PathBuf {
         return root;
     }
     let _ = fs::remove_dir_all(&root);
-    for d in ["home", "ports-home", "main"] {
-        fs::create_dir_all(root.join(d)).expect("mkdir");
-    }
-    fs::write(root.join("home/.gitconfig"), "").expect("gitconfig");
     eprintln!("creating a fixture with {n} worktrees through the hook…");
-    git(&root, &repo, &["init", "-q", "-b", "main"]);
-    fs::write(repo.join("README"), "bench\n").expect("write");
-    git(&root, &repo, &["add", "README"]);
-    git(&root, &repo, &["commit", "-q", "-m", "init"]);
-    for (service, start) in [
-        ("web", 20000),
-        ("api", 22000),
-        ("db", 24000),
-        ("redis", 26000),
-    ] {
-        let range = format!("{start}-{}", start + 1999);
-        git(
-            &root,
-            &repo,
-            &["config", &format!("ports.{service}.range"), &range],
-        );
-    }
+    new_repo(&root, None);
     let ok = env(&mut Command::new(BIN), &root)
         .current_dir(&repo)
         .args(["hook", "install", "--services", "web,api,db"])

@@ -59,6 +59,35 @@ fn drive(env: &Env, tools: &Path, script: &str) -> serde_json::Value {
     })
 }
 
+/// A page whose script says 'version 1', served by Vite in worktree `dir` (on its WEB_PORT,
+/// through `git ports exec`); its `main.js`, which a test rewrites to see hot reload.
+fn vite_app(env: &Env, tools: &Path, dir: &Path) -> (PathBuf, Proc) {
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><html><body><p id=\"app\">loading</p><script type=\"module\" src=\"/main.js\"></script></body></html>\n",
+    )
+    .expect("index");
+    let main = dir.join("main.js");
+    std::fs::write(
+        &main,
+        "document.querySelector('#app').textContent = 'version 1';\nif (import.meta.hot) import.meta.hot.accept();\n",
+    )
+    .expect("main");
+    std::fs::write(
+        dir.join("vite.config.mjs"),
+        "export default { server: { port: Number(process.env.WEB_PORT), strictPort: true, host: '127.0.0.1' } };\n",
+    )
+    .expect("config");
+    let vite = tools.join("node_modules/vite/bin/vite.js");
+    let mut cmd = env.cmd(dir);
+    cmd.args(["exec", "--", "node"])
+        .arg(&vite)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    (main, Proc(cmd.spawn().expect("vite")))
+}
+
 fn a_cookie_stays_with_the_worktree_whose_name_set_it() {
     let tools = tools();
     let env = Env::new();
@@ -129,30 +158,7 @@ fn vites_hot_reload_reaches_the_page_through_the_proxy() {
     repo.range("web", 29710, 29719);
     let a = repo.worktree("a", "a");
     env.run(&a, ["allocate", "web"]).ok();
-    std::fs::write(
-        a.join("index.html"),
-        "<!doctype html><html><body><p id=\"app\">loading</p><script type=\"module\" src=\"/main.js\"></script></body></html>\n",
-    )
-    .expect("index");
-    let main = a.join("main.js");
-    std::fs::write(
-        &main,
-        "document.querySelector('#app').textContent = 'version 1';\nif (import.meta.hot) import.meta.hot.accept();\n",
-    )
-    .expect("main");
-    std::fs::write(
-        a.join("vite.config.mjs"),
-        "export default { server: { port: Number(process.env.WEB_PORT), strictPort: true, host: '127.0.0.1' } };\n",
-    )
-    .expect("config");
-    let vite = tools.join("node_modules/vite/bin/vite.js");
-    let mut cmd = env.cmd(&a);
-    cmd.args(["exec", "--", "node"])
-        .arg(&vite)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _vite = Proc(cmd.spawn().expect("vite"));
+    let (main, _vite) = vite_app(&env, &tools, &a);
     wait_listening(29710, true);
     let _proxy = proxy(&env, 29791);
     let script = format!(
@@ -203,30 +209,7 @@ fn https_names_are_trusted_kept_apart_and_hot_reload_works_until_untrust() {
     assert!(!env.path("home/.pki/nssdb").exists());
     env.run(env.root(), ["proxy", "trust"]).ok();
     // Vite in a, the plain server in b.
-    std::fs::write(
-        a.join("index.html"),
-        "<!doctype html><html><body><p id=\"app\">loading</p><script type=\"module\" src=\"/main.js\"></script></body></html>\n",
-    )
-    .expect("index");
-    let main = a.join("main.js");
-    std::fs::write(
-        &main,
-        "document.querySelector('#app').textContent = 'version 1';\nif (import.meta.hot) import.meta.hot.accept();\n",
-    )
-    .expect("main");
-    std::fs::write(
-        a.join("vite.config.mjs"),
-        "export default { server: { port: Number(process.env.WEB_PORT), strictPort: true, host: '127.0.0.1', allowedHosts: true } };\n",
-    )
-    .expect("config");
-    let vite = tools.join("node_modules/vite/bin/vite.js");
-    let mut cmd = env.cmd(&a);
-    cmd.args(["exec", "--", "node"])
-        .arg(&vite)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _vite = Proc(cmd.spawn().expect("vite"));
+    let (main, _vite) = vite_app(&env, &tools, &a);
     wait_listening(29720, true);
     let _sb = upstream(&b, 29721);
     let _proxy = proxy(&env, 29792);
