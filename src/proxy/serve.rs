@@ -205,12 +205,20 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
                 .await
                 .ok()?;
-        let name = start.client_hello().server_name().and_then(normalize)?;
-        if !serves(&shared, &name) {
-            return None;
+        let name = start.client_hello().server_name().and_then(normalize);
+        let config = name
+            .filter(|n| serves(&shared, n))
+            .and_then(|n| shared.tls.config_for(&n));
+        match config {
+            Some(config) => start.into_stream(config).await.ok(),
+            // Refused with an alert, and nothing routed.
+            None => {
+                if let Some(refusal) = super::tls::refusal() {
+                    let _ = start.into_stream(refusal).await;
+                }
+                None
+            }
         }
-        let config = shared.tls.config_for(&name)?;
-        start.into_stream(config).await.ok()
     })
     .await;
     let Ok(Some(tls)) = accepted else {

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, Duration, Utc};
@@ -132,4 +132,34 @@ impl Tls {
         s.configs.insert(name.to_string(), (config.clone(), until));
         Some(config)
     }
+}
+
+/// Gives no certificate, whatever is asked: rustls then ends the handshake with an alert
+/// (`access_denied`), so a client refused its name is told so, not just cut off.
+#[derive(Debug)]
+struct Refuse;
+
+impl rustls::server::ResolvesServerCert for Refuse {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
+}
+
+/// The configuration a refused handshake is finished with.
+pub fn refusal() -> Option<Arc<ServerConfig>> {
+    static REFUSAL: OnceLock<Option<Arc<ServerConfig>>> = OnceLock::new();
+    REFUSAL
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(Refuse));
+            Some(Arc::new(config))
+        })
+        .clone()
 }
