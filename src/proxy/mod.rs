@@ -7,6 +7,7 @@
 
 mod body;
 pub mod ca;
+mod headers;
 mod pages;
 pub mod routes;
 mod serve;
@@ -27,7 +28,8 @@ use crate::machine::{Census, Identity, Life};
 use crate::output::Out;
 use routes::{Route, Routes};
 
-pub use serve::{BODY_IDLE, LOOP_HEADER, MAX_CONNECTIONS};
+pub use headers::LOOP_HEADER;
+pub use serve::{BODY_IDLE, MAX_CONNECTIONS};
 
 /// The file, beside the ledger, that says which process runs the proxy and on which port.
 pub const STATE_FILE: &str = "proxy.json";

@@ -1,7 +1,12 @@
 //! The pages the proxy answers with itself: one line for curl and scripts, the same words
 //! as a small HTML page for browsers.
 
-use hyper::StatusCode;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use super::body::Body;
 
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -68,4 +73,30 @@ pub fn html(status: StatusCode, text: &str, extra: &Extra) -> String {
          {links}{waiting}<p><small>git ports proxy</small></p></body></html>\n",
         t = escape(&title),
     )
+}
+
+/// The proxy's own answer: `text` as a page for a browser, one line for anything else.
+pub fn page(status: StatusCode, wants_html: bool, text: &str) -> Response<Body> {
+    page_with(status, wants_html, text, &Extra::default())
+}
+
+/// [`page`] with links, or reloading itself.
+pub fn page_with(
+    status: StatusCode,
+    wants_html: bool,
+    text: &str,
+    extra: &Extra,
+) -> Response<Body> {
+    let (kind, body) = if wants_html {
+        ("text/html; charset=utf-8", html(status, text, extra))
+    } else {
+        ("text/plain; charset=utf-8", format!("{text}\n"))
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }

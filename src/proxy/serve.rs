@@ -16,25 +16,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::body::{BODY_IDLE_TOO_LONG, BODY_MALFORMED, watched};
-use super::pages;
+use super::headers::{LOOP_HEADER, forwarded, host_of, is_websocket, strip_hop_by_hop};
+use super::pages::{self, page, page_with};
 use super::routes::{Route, Routes, is_local, normalize};
 use super::upstream::{Guard, Refusal};
 
 use super::body::{Body, BodyError};
-
-/// The header the proxy adds to what it forwards: a request that arrives with it came
-/// round in a loop.
-pub const LOOP_HEADER: &str = "x-git-ports-proxy";
 
 /// The most client connections the proxy serves at once (each also holds one to a server):
 /// far more than a browser opens (six per name, a few hundred in all), and within the open
@@ -276,107 +273,6 @@ fn serves(shared: &Shared, name: &str) -> bool {
     }
     name.ends_with(&format!(".{}", crate::names::SUFFIX))
         && !matches!(*shared.routes.resolve(name), Route::Unknown)
-}
-
-fn page(status: StatusCode, wants_html: bool, text: &str) -> Response<Body> {
-    page_with(status, wants_html, text, &pages::Extra::default())
-}
-
-fn page_with(
-    status: StatusCode,
-    wants_html: bool,
-    text: &str,
-    extra: &pages::Extra,
-) -> Response<Body> {
-    let (kind, body) = if wants_html {
-        ("text/html; charset=utf-8", pages::html(status, text, extra))
-    } else {
-        ("text/plain; charset=utf-8", format!("{text}\n"))
-    };
-    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
-    }
-    for n in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHORIZATION,
-    ] {
-        h.remove(n);
-    }
-}
-
-/// Whether the request asks to become a WebSocket: the one upgrade the proxy splices. Any
-/// other (`h2c`, which `curl --http2` asks for) is declined, as RFC 9110 §7.8 lets it be: the
-/// request goes on as plain HTTP/1.1, body and all.
-fn is_websocket(h: &HeaderMap) -> bool {
-    let has = |name: HeaderName, token: &str| {
-        h.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
-}
-
-/// Sets `X-Forwarded-For`, `-Host` and `-Proto` to what this proxy saw, replacing whatever the
-/// client sent under those names (and under `Forwarded`): the proxy is the first hop, so a
-/// client's own values would be lies the server believes. Adds the loop guard.
-fn forwarded(h: &mut HeaderMap, peer: SocketAddr, host: &str, scheme: &'static str) {
-    h.remove(header::FORWARDED);
-    if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-        h.insert("x-forwarded-for", v);
-    }
-    h.remove("x-forwarded-host");
-    if let Ok(v) = HeaderValue::from_str(host) {
-        h.insert("x-forwarded-host", v);
-    }
-    h.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
-    h.insert(LOOP_HEADER, HeaderValue::from_static("1"));
-}
-
-/// The host a request asks for, as sent (RFC 9112 §3.2): the target's own authority for an
-/// absolute-form target (`GET http://feat.shop.localhost/`), else the one `Host` header.
-/// `Err` carries the reason for a 400.
-fn host_of(req: &Request<Incoming>) -> Result<String, &'static str> {
-    let hosts = req.headers().get_all(header::HOST).iter().count();
-    if hosts > 1 {
-        return Err("the request has more than one Host header");
-    }
-    if let Some(a) = req.uri().authority() {
-        return Ok(a.as_str().to_string());
-    }
-    match req.headers().get(header::HOST) {
-        Some(v) => v
-            .to_str()
-            .map(str::to_string)
-            .map_err(|_| "the Host header is not text"),
-        None => Err(
-            "the request names no host: ask for a worktree's name, such as http://feature-x.shop.localhost:PORT/",
-        ),
-    }
 }
 
 async fn handle(
