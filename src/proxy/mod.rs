@@ -13,6 +13,7 @@ pub mod routes;
 mod serve;
 mod tls;
 mod trust;
+pub use trust::{trust, untrust};
 mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::keys::{KEY_HTTPS, KEY_PROXY_PORT};
+use crate::keys::KEY_PROXY_PORT;
 use crate::ledger::LedgerStore;
 use crate::machine::{Census, Identity, Life};
 use crate::output::Out;
@@ -119,7 +120,7 @@ pub struct Setup {
     excluded: bool,
     pub answer_timeout: Duration,
     pub ledger: LedgerStore,
-    lock_timeout: f64,
+    pub(super) lock_timeout: f64,
 }
 
 impl Setup {
@@ -583,107 +584,13 @@ pub fn served(ledger: &LedgerStore, port: u16) -> Vec<Served> {
         .collect()
 }
 
-/// `git ports proxy trust`: makes the local certificate authority if there is none (or a new
-/// one, with `renew`), then trusts it where this user's browsers look.
-pub fn trust(out: &mut Out, system: bool, renew: bool) -> Result<()> {
-    let setup = Setup::read()?;
-    let dir = setup.dir();
-    let now = chrono::Utc::now();
-    let authority = {
-        let lock = setup
-            .ledger
-            .lock(setup.lock_timeout, std::time::Instant::now())?;
-        match ca::load(&dir, now) {
-            Ok(Some(a)) if !renew => a,
-            Ok(_) => ca::create(&dir, now, &lock)?,
-            Err(e) if !renew => return Err(e.error(&ca::Files::in_dir(&dir))),
-            // A key of someone else's is not replaced behind their back.
-            Err(ca::Unusable::NotPrivate(e)) => return Err(e),
-            Err(_) => ca::create(&dir, now, &lock)?,
-        }
-    };
-    out.line(format!(
-        "✓ Certificate authority {} (SHA-256 {}), valid until {}, for local names only",
-        crate::output::shell_quote(&authority.cert_path.display().to_string()),
-        authority.fingerprint,
-        authority.not_after.format("%Y-%m-%d")
-    ));
-    trust::add(out, &authority, system)?;
-    let running = setup.running()?;
-    let port = running.as_ref().map_or(setup.port, |s| s.port);
-    out.line(format!(
-        "HTTPS is on for the proxy's names (https://NAME.localhost:{port}/; plain http:// keeps working); browsers that were open see it once restarted. `git config --global {KEY_HTTPS} true` makes the URL variables say https"
-    ));
-    Ok(())
-}
-
-/// `git ports proxy untrust`: removes every authority of git-ports' from where `trust` adds
-/// them; with `delete`, also the authority's files (the proxy then serves plain HTTP only).
-pub fn untrust(out: &mut Out, delete: bool) -> Result<()> {
-    let setup = Setup::read()?;
-    trust::remove(out)?;
-    if delete {
-        let files = ca::Files::in_dir(&setup.dir());
-        let _lock = setup
-            .ledger
-            .lock(setup.lock_timeout, std::time::Instant::now())?;
-        // The certificate first: without it the key is no authority, and the next `trust`
-        // replaces it.
-        for path in [&files.cert, &files.key] {
-            match std::fs::remove_file(path) {
-                Ok(()) => out.line(format!("✓ Deleted {}", path.display())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(Error::Io {
-                        path: path.clone(),
-                        action: "cannot remove",
-                        source,
-                    });
-                }
-            }
-        }
-    } else {
-        out.line("The authority itself is kept (`git ports proxy untrust --delete` deletes it; the proxy then serves plain HTTP only)");
-    }
-    Ok(())
-}
-
-/// HTTPS as `proxy status` shows it.
-#[derive(Serialize)]
-struct Https {
-    /// An authority is there (the proxy serves HTTPS with it).
-    on: bool,
-    ca: Option<String>,
-    fingerprint: Option<String>,
-    valid_until: Option<String>,
-    /// Why the stored authority cannot be used.
-    problem: Option<String>,
-    trusted: Vec<trust::Place>,
-}
-
-fn https(setup: &Setup) -> Https {
-    let dir = setup.dir();
-    let loaded = ca::load(&dir, chrono::Utc::now());
-    let authority = loaded.as_ref().ok().and_then(Option::as_ref);
-    Https {
-        on: authority.is_some(),
-        ca: authority.map(|a| a.cert_path.display().to_string()),
-        fingerprint: authority.map(|a| a.fingerprint.clone()),
-        valid_until: authority.map(|a| a.not_after.to_rfc3339()),
-        trusted: trust::places(authority),
-        problem: loaded
-            .err()
-            .map(|e| e.error(&ca::Files::in_dir(&dir)).to_string()),
-    }
-}
-
 /// `git ports proxy status`.
 pub fn status(out: &mut Out, json: bool) -> Result<bool> {
     let setup = Setup::read()?;
     let running = setup.running()?;
     let port = running.as_ref().map_or(setup.port, |s| s.port);
     let names = served(&setup.ledger, port);
-    let https = https(&setup);
+    let https = trust::https(&setup);
     if json {
         #[derive(Serialize)]
         struct Report {
@@ -691,7 +598,7 @@ pub fn status(out: &mut Out, json: bool) -> Result<bool> {
             pid: Option<u32>,
             port: u16,
             names: Vec<Served>,
-            https: Https,
+            https: trust::Https,
         }
         out.json(&Report {
             running: running.is_some(),

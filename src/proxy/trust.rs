@@ -1,5 +1,6 @@
-//! `git ports proxy trust` and `untrust`: the local authority added to, and removed from,
-//! the places this user's browsers and tools read trusted authorities from.
+//! `git ports proxy trust` and `untrust`, and HTTPS in `proxy status`: the local authority
+//! (`ca.rs`) made, and added to and removed from the places this user's browsers and tools
+//! read trusted authorities from.
 //!
 //! - Linux and the BSDs: the NSS databases, with `certutil` (libnss3-tools): Chromium's
 //!   `~/.pki/nssdb` (made when missing; also what many other programs read) and every
@@ -21,10 +22,10 @@ use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
-#[cfg(any(target_os = "macos", windows))]
-use super::ca;
-use super::ca::Authority;
+use super::Setup;
+use super::ca::{self, Authority};
 use crate::error::{Error, Result};
+use crate::keys::KEY_HTTPS;
 use crate::output::Out;
 
 /// What each authority's nickname in an NSS database starts with.
@@ -423,4 +424,98 @@ pub fn remove(out: &mut Out) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `git ports proxy trust`: makes the local certificate authority if there is none (or a new
+/// one, with `renew`), then trusts it where this user's browsers look.
+pub fn trust(out: &mut Out, system: bool, renew: bool) -> Result<()> {
+    let setup = Setup::read()?;
+    let dir = setup.dir();
+    let now = chrono::Utc::now();
+    let authority = {
+        let lock = setup
+            .ledger
+            .lock(setup.lock_timeout, std::time::Instant::now())?;
+        match ca::load(&dir, now) {
+            Ok(Some(a)) if !renew => a,
+            Ok(_) => ca::create(&dir, now, &lock)?,
+            Err(e) if !renew => return Err(e.error(&ca::Files::in_dir(&dir))),
+            // A key of someone else's is not replaced behind their back.
+            Err(ca::Unusable::NotPrivate(e)) => return Err(e),
+            Err(_) => ca::create(&dir, now, &lock)?,
+        }
+    };
+    out.line(format!(
+        "✓ Certificate authority {} (SHA-256 {}), valid until {}, for local names only",
+        crate::output::shell_quote(&authority.cert_path.display().to_string()),
+        authority.fingerprint,
+        authority.not_after.format("%Y-%m-%d")
+    ));
+    add(out, &authority, system)?;
+    let running = setup.running()?;
+    let port = running.as_ref().map_or(setup.port, |s| s.port);
+    out.line(format!(
+        "HTTPS is on for the proxy's names (https://NAME.localhost:{port}/; plain http:// keeps working); browsers that were open see it once restarted. `git config --global {KEY_HTTPS} true` makes the URL variables say https"
+    ));
+    Ok(())
+}
+
+/// `git ports proxy untrust`: removes every authority of git-ports' from where `trust` adds
+/// them; with `delete`, also the authority's files (the proxy then serves plain HTTP only).
+pub fn untrust(out: &mut Out, delete: bool) -> Result<()> {
+    let setup = Setup::read()?;
+    remove(out)?;
+    if delete {
+        let files = ca::Files::in_dir(&setup.dir());
+        let _lock = setup
+            .ledger
+            .lock(setup.lock_timeout, std::time::Instant::now())?;
+        // The certificate first: without it the key is no authority, and the next `trust`
+        // replaces it.
+        for path in [&files.cert, &files.key] {
+            match std::fs::remove_file(path) {
+                Ok(()) => out.line(format!("✓ Deleted {}", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: path.clone(),
+                        action: "cannot remove",
+                        source,
+                    });
+                }
+            }
+        }
+    } else {
+        out.line("The authority itself is kept (`git ports proxy untrust --delete` deletes it; the proxy then serves plain HTTP only)");
+    }
+    Ok(())
+}
+
+/// HTTPS as `proxy status` shows it.
+#[derive(Serialize)]
+pub(super) struct Https {
+    /// An authority is there (the proxy serves HTTPS with it).
+    pub(super) on: bool,
+    pub(super) ca: Option<String>,
+    pub(super) fingerprint: Option<String>,
+    pub(super) valid_until: Option<String>,
+    /// Why the stored authority cannot be used.
+    pub(super) problem: Option<String>,
+    pub(super) trusted: Vec<Place>,
+}
+
+pub(super) fn https(setup: &Setup) -> Https {
+    let dir = setup.dir();
+    let loaded = ca::load(&dir, chrono::Utc::now());
+    let authority = loaded.as_ref().ok().and_then(Option::as_ref);
+    Https {
+        on: authority.is_some(),
+        ca: authority.map(|a| a.cert_path.display().to_string()),
+        fingerprint: authority.map(|a| a.fingerprint.clone()),
+        valid_until: authority.map(|a| a.not_after.to_rfc3339()),
+        trusted: places(authority),
+        problem: loaded
+            .err()
+            .map(|e| e.error(&ca::Files::in_dir(&dir)).to_string()),
+    }
 }
