@@ -341,3 +341,42 @@ fn fingerprint(der: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An authority made long ago is read back as expired, with the day it expired, and the
+    /// error names the renewal; one made now is whole and issues for a name.
+    #[test]
+    fn an_expired_authority_says_so_and_a_fresh_one_issues() {
+        let dir = tempfile::tempdir().expect("dir");
+        let Ok(lock) = crate::store::lock(
+            &dir.path().join("ledger.json"),
+            5.0,
+            std::time::Instant::now(),
+        ) else {
+            panic!("cannot lock");
+        };
+        let long_ago = Utc::now() - Duration::days(CA_DAYS + 10);
+        create(dir.path(), long_ago, &lock).expect("create");
+        match load(dir.path(), Utc::now()) {
+            Err(Unusable::Expired(when)) => {
+                assert!(when < Utc::now() && when > long_ago, "{when}");
+                let e = Unusable::Expired(when).error(&Files::in_dir(dir.path()));
+                assert!(e.to_string().contains("trust --renew"), "{e}");
+            }
+            other => panic!(
+                "expected expired, got {:?}",
+                other.map(|a| a.map(|a| a.fingerprint))
+            ),
+        }
+        let now = Utc::now();
+        let fresh = create(dir.path(), now, &lock).expect("create");
+        let loaded = load(dir.path(), now).ok().flatten().expect("loaded");
+        assert_eq!(loaded.fingerprint, fresh.fingerprint);
+        let (chain, _) = loaded.issue("a.shop.localhost", now).expect("issue");
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[1], loaded.der);
+    }
+}

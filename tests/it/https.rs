@@ -577,4 +577,37 @@ fn with_ports_https_the_browser_urls_say_https_and_node_trusts_them() {
     assert!(with.contains("xfp=https"), "{with}");
 }
 
+/// Without certutil, `trust` says how to install it in one line and keeps the authority it
+/// made, so the next `trust` (or the user, by hand) can use it.
+fn without_certutil_trust_says_how_to_install_it_and_keeps_the_authority() {
+    tools();
+    let env = Env::new();
+    // A PATH without certutil (git-ports itself needs nothing on PATH for this).
+    let empty = env.path("empty-bin");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out = env
+        .cmd(env.root())
+        .args(["proxy", "trust"])
+        .env("PATH", &empty)
+        .output()
+        .expect("trust");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("apt-get install libnss3-tools"), "{stderr}");
+    assert!(stderr.contains("git ports proxy trust"), "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("git-ports:"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(ca(&env).exists() && key(&env).exists());
+    // With certutil back, the same authority is trusted.
+    let before = std::fs::read(ca(&env)).expect("ca");
+    proxy_cmd(&env, &["trust"]).ok();
+    assert_eq!(std::fs::read(ca(&env)).expect("ca"), before);
+}
+
 include!(concat!(env!("OUT_DIR"), "/it_https.rs"));
