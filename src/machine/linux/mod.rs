@@ -1,5 +1,6 @@
-//! The machine on Linux, from `/proc`: `sockets.rs` (who listens) and `processes.rs`
-//! (identity, user, program, directory, parents).
+//! The machine on Linux, from `/proc`: `sockets.rs` (who listens, with the kernel's socket
+//! diagnostics in `diag.rs`) and `processes.rs` (identity, user, program, directory,
+//! parents).
 
 use std::collections::HashMap;
 use std::fs;
@@ -7,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Listener, Sent, Signal, Socket};
 
+mod diag;
 mod processes;
 mod sockets;
 

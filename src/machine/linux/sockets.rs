@@ -1,5 +1,6 @@
-//! Listening sockets and the processes that hold them, from `/proc/net/tcp{,6}` and every
-//! process's `/proc/PID/fd`.
+//! Listening sockets and the processes that hold them, from the kernel's socket diagnostics
+//! (`diag.rs`) or, where those cannot be asked, `/proc/net/tcp{,6}`, and every process's
+//! `/proc/PID/fd`.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -8,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::processes::{command, cwd};
 use crate::machine::{Listener, Process};
 
-/// A listening socket from `/proc/net/tcp{,6}`.
+/// A listening socket.
 pub struct Row {
     pub port: u16,
     pub addr: IpAddr,
@@ -41,11 +42,17 @@ fn address(hex: &str) -> Option<IpAddr> {
     }
 }
 
-/// The sockets in the LISTEN state (0A) on the given ports. The kernel lists listening
-/// sockets first, then every connection (walking a table that may have a million
-/// buckets): reading stops at the first line that is not a listener, which keeps a look
-/// under a millisecond where reading the whole file takes tens.
+/// The sockets in the LISTEN state on the given ports.
 pub fn rows(ports: &[u16]) -> Vec<Row> {
+    super::diag::listening(ports).unwrap_or_else(|| proc_rows(ports))
+}
+
+/// [`rows`] from `/proc/net/tcp{,6}` (0A is LISTEN). The kernel lists listening sockets
+/// first, then every connection (walking a table that may have a million buckets):
+/// reading stops at the first line that is not a listener, but even the first line after
+/// the listeners costs a walk of the buckets up to it, and IPv6's table (often empty of
+/// connections) a walk of them all: milliseconds.
+pub(super) fn proc_rows(ports: &[u16]) -> Vec<Row> {
     use std::io::Read;
     let mut found = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
