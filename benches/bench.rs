@@ -10,6 +10,7 @@
 //! by side: status at 1,000 worktrees, and a health check naming 5,000 listeners;
 //! `cargo bench -- --real` only `status` on repositories made through the hook (branches,
 //! remembered ports, names, leases), with system calls and bytes read per worktree;
+//! `cargo bench -- --hook` only what the hook adds to a `git worktree add`;
 //! `cargo bench -- --docker` a health check of 100 ports a container publishes (a private
 //! Docker daemon, as root) against the same 100 ports served by plain listeners.
 
@@ -417,64 +418,88 @@ fn realistic(n: usize) {
     }
 }
 
-/// What the hook adds to one `git worktree add`: the same add, timed in a repository without
-/// the hook and in one with it (allocating web), interleaved; each add is undone untimed.
+/// What the hook adds to one `git worktree add`: the same add in three repositories made
+/// alike, one without a hook, one whose post-checkout hook is an empty shell script (what git
+/// pays to run any hook: looking it up, starting `sh`), one with git-ports' hook (allocating
+/// web); interleaved, each add undone untimed. `cargo bench -- --hook` runs only this.
 fn hook_overhead() {
-    let plain = fixture(1);
-    let hooked = target_dir().join("hooked");
-    if !hooked.join("ready").exists() {
-        let _ = fs::remove_dir_all(&hooked);
-        fs::create_dir_all(hooked.join("home")).expect("mkdir");
-        fs::create_dir_all(hooked.join("ports-home")).expect("mkdir");
-        fs::write(hooked.join("home/.gitconfig"), "").expect("gitconfig");
-        let repo = hooked.join("main");
-        fs::create_dir_all(&repo).expect("mkdir");
-        git(&hooked, &repo, &["init", "-q", "-b", "main"]);
-        fs::write(repo.join("README"), "bench\n").expect("write");
-        git(&hooked, &repo, &["add", "README"]);
-        git(&hooked, &repo, &["commit", "-q", "-m", "init"]);
-        git(
-            &hooked,
-            &repo,
-            &["config", "ports.web.range", "30000-39999"],
-        );
-        let ok = env(&mut Command::new(BIN), &hooked)
-            .current_dir(&repo)
-            .args(["hook", "install", "--services", "web"])
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "hook install");
-        fs::write(hooked.join("ready"), "").expect("ready");
+    let root = target_dir().join("hooked-v2");
+    let kinds = ["none", "empty", "git-ports"];
+    if !root.join("ready").exists() {
+        let _ = fs::remove_dir_all(&root);
+        for kind in kinds {
+            let dir = root.join(kind);
+            fs::create_dir_all(dir.join("home")).expect("mkdir");
+            fs::create_dir_all(dir.join("ports-home")).expect("mkdir");
+            fs::write(dir.join("home/.gitconfig"), "").expect("gitconfig");
+            let repo = dir.join("main");
+            fs::create_dir_all(&repo).expect("mkdir");
+            git(&dir, &repo, &["init", "-q", "-b", "main"]);
+            fs::write(repo.join("README"), "bench\n").expect("write");
+            git(&dir, &repo, &["add", "README"]);
+            git(&dir, &repo, &["commit", "-q", "-m", "init"]);
+            git(&dir, &repo, &["config", "ports.web.range", "30000-39999"]);
+            match kind {
+                "empty" => {
+                    let hook = repo.join(".git/hooks/post-checkout");
+                    fs::write(&hook, "#!/bin/sh\n").expect("hook");
+                    let mut perm = fs::metadata(&hook).expect("hook").permissions();
+                    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+                    fs::set_permissions(&hook, perm).expect("chmod");
+                }
+                "git-ports" => {
+                    let ok = env(&mut Command::new(BIN), &dir)
+                        .current_dir(&repo)
+                        .args(["hook", "install", "--services", "web"])
+                        .status();
+                    assert!(ok.is_ok_and(|s| s.success()), "hook install");
+                }
+                _ => {}
+            }
+        }
+        fs::write(root.join("ready"), "").expect("ready");
     }
     let path = path_with_bin();
-    let add = |root: &Path| {
-        let repo = root.join("main");
-        let wt = root.join("bench-add");
+    // A name never used before each time, so the hook allocates (claim, then registry, each
+    // written durably) rather than finding the port the name was given last time.
+    let add = |dir: &Path, name: &str| {
+        let repo = dir.join("main");
+        let wt = dir.join(name);
         let wt_s = wt.to_str().expect("utf-8");
         let start = Instant::now();
-        let ok = env(&mut Command::new("git"), root)
+        let ok = env(&mut Command::new("git"), dir)
             .env("PATH", &path)
             .current_dir(&repo)
-            .args(["worktree", "add", "-q", wt_s, "-b", "bench-add"])
+            .args(["worktree", "add", "-q", wt_s, "-b", name])
             .status();
         let took = start.elapsed();
         assert!(ok.is_ok_and(|s| s.success()), "worktree add");
-        git(root, &repo, &["worktree", "remove", "--force", wt_s]);
-        git(root, &repo, &["branch", "-q", "-D", "bench-add"]);
+        git(dir, &repo, &["worktree", "remove", "--force", wt_s]);
+        git(dir, &repo, &["branch", "-q", "-D", name]);
         took
     };
-    let (mut without, mut with) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        without.push(add(&plain));
-        with.push(add(&hooked));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
+    for run in 0..RUNS * 2 {
+        for (i, kind) in kinds.iter().enumerate() {
+            times[i].push(add(&root.join(kind), &format!("add-{stamp}-{run}")));
+        }
     }
-    let (a, b) = (median(without), median(with));
+    let m: Vec<Duration> = times.into_iter().map(median).collect();
+    let ratio = |d: Duration| d.as_secs_f64() / m[0].as_secs_f64();
     println!("\nhook: one `git worktree add`");
-    println!("  {:<44} {:>10}  {:>6}", "without the hook", ms(a), "1.00×");
+    for (label, d) in [
+        ("without a hook", m[0]),
+        ("with an empty shell hook (any hook's cost)", m[1]),
+        ("with git-ports' hook (allocates web)", m[2]),
+    ] {
+        println!("  {label:<44} {:>10}  {:>5.2}×", ms(d), ratio(d));
+    }
     println!(
-        "  {:<44} {:>10}  {:>5.2}×",
-        "with the hook (allocates web)",
-        ms(b),
-        b.as_secs_f64() / a.as_secs_f64()
+        "  git-ports' hook over an empty one: {:+.2} ms",
+        (m[2].as_secs_f64() - m[1].as_secs_f64()) * 1000.0
     );
 }
 
@@ -488,6 +513,10 @@ fn main() {
         for n in [10, 100, 1000] {
             realistic(n);
         }
+        return;
+    }
+    if std::env::args().any(|a| a == "--hook") {
+        hook_overhead();
         return;
     }
     if std::env::args().any(|a| a == "--docker") {
