@@ -32,9 +32,14 @@ struct Watched {
     idle: Pin<Box<tokio::time::Sleep>>,
     /// A frame went out since the last poll: the idle time starts again.
     fresh: bool,
-    fault: Arc<AtomicU8>,
+    state: Arc<State>,
+}
+
+/// What a watched body and the request sending it share.
+struct State {
+    fault: AtomicU8,
     /// The whole body has gone through.
-    finished: Arc<AtomicBool>,
+    finished: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -69,16 +74,18 @@ impl hyper::body::Body for Watched {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.fault.store(BODY_MALFORMED, Ordering::Relaxed);
+                this.state.fault.store(BODY_MALFORMED, Ordering::Relaxed);
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             Poll::Ready(None) => {
-                this.finished.store(true, Ordering::Relaxed);
+                this.state.finished.store(true, Ordering::Relaxed);
                 Poll::Ready(None)
             }
             Poll::Pending => match this.idle.as_mut().poll(cx) {
                 Poll::Ready(()) => {
-                    this.fault.store(BODY_IDLE_TOO_LONG, Ordering::Relaxed);
+                    this.state
+                        .fault
+                        .store(BODY_IDLE_TOO_LONG, Ordering::Relaxed);
                     Poll::Ready(Some(Err(Box::new(BodyFault(
                         "the request body sent nothing for too long",
                     )))))
@@ -98,22 +105,40 @@ impl hyper::body::Body for Watched {
 }
 
 /// What a watched body tells the request that sends it: what went wrong, and whether it
-/// has all gone through.
-pub struct Watch {
-    pub fault: Arc<AtomicU8>,
-    pub finished: Arc<AtomicBool>,
+/// has all gone through. A request without a body has nothing to watch.
+pub struct Watch(Option<Arc<State>>);
+
+impl Watch {
+    pub fn fault(&self) -> u8 {
+        self.0
+            .as_ref()
+            .map_or(BODY_OK, |s| s.fault.load(Ordering::Relaxed))
+    }
+
+    pub fn finished(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|s| s.finished.load(Ordering::Relaxed))
+    }
 }
 
+/// `body` as the proxy forwards it. A body that is over before it starts (most requests:
+/// a GET) goes as an empty one, with no timer to keep.
 pub fn watched(body: Incoming, limit: Duration) -> (Body, Watch) {
-    let fault = Arc::new(AtomicU8::new(BODY_OK));
-    let finished = Arc::new(AtomicBool::new(hyper::body::Body::is_end_stream(&body)));
+    if hyper::body::Body::is_end_stream(&body) {
+        let empty = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {});
+        return (empty.boxed(), Watch(None));
+    }
+    let state = Arc::new(State {
+        fault: AtomicU8::new(BODY_OK),
+        finished: AtomicBool::new(false),
+    });
     let w = Watched {
         inner: body,
         limit,
         idle: Box::pin(tokio::time::sleep(limit)),
         fresh: false,
-        fault: fault.clone(),
-        finished: finished.clone(),
+        state: state.clone(),
     };
-    (w.boxed(), Watch { fault, finished })
+    (w.boxed(), Watch(Some(state)))
 }

@@ -54,17 +54,20 @@ pub fn is_websocket(h: &HeaderMap) -> bool {
 /// Sets `X-Forwarded-For`, `-Host` and `-Proto` to what this proxy saw, replacing whatever the
 /// client sent under those names (and under `Forwarded`): the proxy is the first hop, so a
 /// client's own values would be lies the server believes. Adds the loop guard.
-pub fn forwarded(h: &mut HeaderMap, peer: SocketAddr, host: &str, scheme: &'static str) {
+pub fn forwarded(h: &mut HeaderMap, client: &HeaderValue, host: &str, scheme: &'static str) {
     h.remove(header::FORWARDED);
-    if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-        h.insert("x-forwarded-for", v);
-    }
+    h.insert("x-forwarded-for", client.clone());
     h.remove("x-forwarded-host");
     if let Ok(v) = HeaderValue::from_str(host) {
         h.insert("x-forwarded-host", v);
     }
     h.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
     h.insert(LOOP_HEADER, HeaderValue::from_static("1"));
+}
+
+/// The client's address as `X-Forwarded-For` gives it: an IP address, always a valid value.
+pub fn client_address(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// The host a request asks for, as sent (RFC 9112 §3.2): the target's own authority for an

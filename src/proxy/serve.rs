@@ -13,7 +13,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -26,7 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::body::{BODY_IDLE_TOO_LONG, BODY_MALFORMED, watched};
-use super::headers::{LOOP_HEADER, forwarded, host_of, is_websocket, strip_hop_by_hop};
+use super::headers::{
+    LOOP_HEADER, client_address, forwarded, host_of, is_websocket, strip_hop_by_hop,
+};
 use super::pages::{self, page, page_with};
 use super::routes::{Route, Routes, is_local, normalize};
 use super::upstream::{Guard, Refusal};
@@ -258,9 +259,11 @@ fn service(
     Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
 > + Clone {
     let upstream: Upstream = Arc::default();
+    // X-Forwarded-For, the same for every request of the connection.
+    let client = client_address(peer);
     hyper::service::service_fn(move |req| {
-        let (shared, upstream) = (shared.clone(), upstream.clone());
-        async move { Ok::<_, Infallible>(handle(req, shared, peer, upstream, https).await) }
+        let (shared, upstream, client) = (shared.clone(), upstream.clone(), client.clone());
+        async move { Ok::<_, Infallible>(handle(req, shared, client, upstream, https).await) }
     })
 }
 
@@ -278,7 +281,7 @@ fn serves(shared: &Shared, name: &str) -> bool {
 async fn handle(
     mut req: Request<Incoming>,
     shared: Arc<Shared>,
-    peer: SocketAddr,
+    client: HeaderValue,
     upstream: Upstream,
     https: bool,
 ) -> Response<Body> {
@@ -461,14 +464,14 @@ async fn handle(
             }
         };
         return upgrade(
-            req, uri, stream, peer, &raw_host, scheme, &shared, wants_html, &down,
+            req, uri, stream, &client, &raw_host, scheme, &shared, wants_html, &down,
         )
         .await;
     }
     *req.uri_mut() = uri;
     *req.version_mut() = hyper::Version::HTTP_11;
     strip_hop_by_hop(req.headers_mut());
-    forwarded(req.headers_mut(), peer, &raw_host, scheme);
+    forwarded(req.headers_mut(), &client, &raw_host, scheme);
     let (parts, body) = req.into_parts();
     let idle = shared.answer_timeout.min(BODY_IDLE);
     let (body, watch) = watched(body, idle);
@@ -482,14 +485,14 @@ async fn handle(
         tokio::select! {
             r = &mut sending => break Ok(r),
             () = tokio::time::sleep_until(deadline) => {
-                if watch.finished.load(Ordering::Relaxed) {
+                if watch.finished() {
                     break Err(());
                 }
                 deadline = tokio::time::Instant::now() + shared.answer_timeout;
             }
         }
     };
-    match watch.fault.load(Ordering::Relaxed) {
+    match watch.fault() {
         BODY_MALFORMED => {
             return page(
                 StatusCode::BAD_REQUEST,
@@ -555,7 +558,7 @@ async fn upgrade(
     mut req: Request<Incoming>,
     uri: Uri,
     conn: TcpStream,
-    peer: SocketAddr,
+    client: &HeaderValue,
     host: &str,
     scheme: &'static str,
     shared: &Shared,
@@ -568,7 +571,7 @@ async fn upgrade(
         .method(parts.method)
         .uri(uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut headers = parts.headers;
-    forwarded(&mut headers, peer, host, scheme);
+    forwarded(&mut headers, client, host, scheme);
     if let Some(h) = up.headers_mut() {
         *h = headers;
     }
