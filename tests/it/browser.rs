@@ -88,6 +88,23 @@ fn vite_app(env: &Env, tools: &Path, dir: &Path) -> (PathBuf, Proc) {
     (main, Proc(cmd.spawn().expect("vite")))
 }
 
+/// A JavaScript function of a page showing [`vite_app`]'s version 1: it marks the page, makes
+/// `main` version 2, and resolves to `{ text, kept }`, what the page then shows and whether it
+/// is the same page (a hot reload keeps the mark, a page load loses it).
+fn hot_reload(main: &Path) -> String {
+    format!(
+        r##"async (page) => {{
+    const shows = (v) => page.waitForFunction((v) => document.querySelector("#app").textContent === v, v, {{ timeout: 20 * 1000 }});
+    await shows("version 1");
+    await page.evaluate(() => {{ window.kept = "same page"; }});
+    require("fs").writeFileSync({main:?}, "document.querySelector('#app').textContent = 'version 2';\nif (import.meta.hot) import.meta.hot.accept();\n");
+    await shows("version 2");
+    return {{ text: await page.textContent("#app"), kept: await page.evaluate(() => window.kept) }};
+  }}"##,
+        main = main.display().to_string()
+    )
+}
+
 fn a_cookie_stays_with_the_worktree_whose_name_set_it() {
     let tools = tools();
     let env = Env::new();
@@ -163,21 +180,15 @@ fn vites_hot_reload_reaches_the_page_through_the_proxy() {
     let _proxy = proxy(&env, 29791);
     let script = format!(
         r##"
-const fs = require("fs");
 (async () => {{
   const browser = await launch();
   const page = await browser.newPage();
   await page.goto("http://a.shop.localhost:29791/");
-  await page.waitForFunction(() => document.querySelector("#app").textContent === "version 1", null, {{ timeout: 20 * 1000 }});
-  await page.evaluate(() => {{ window.kept = "same page"; }});
-  fs.writeFileSync({main:?}, "document.querySelector('#app').textContent = 'version 2';\nif (import.meta.hot) import.meta.hot.accept();\n");
-  await page.waitForFunction(() => document.querySelector("#app").textContent === "version 2", null, {{ timeout: 20 * 1000 }});
-  const kept = await page.evaluate(() => window.kept);
-  console.log(JSON.stringify({{ text: await page.textContent("#app"), kept }}));
+  console.log(JSON.stringify(await ({hot})(page)));
   await browser.close();
 }})().catch((e) => {{ console.log(JSON.stringify({{ error: String(e) }})); process.exit(1); }});
 "##,
-        main = main.display().to_string()
+        hot = hot_reload(&main)
     );
     let out = drive(&env, &tools, &script);
     assert_eq!(out["text"], "version 2", "{out}");
@@ -225,7 +236,6 @@ fn https_names_are_trusted_kept_apart_and_hot_reload_works_until_untrust() {
     assert_eq!(ub, "https://b.shop.localhost:29792");
     let script = format!(
         r##"
-const fs = require("fs");
 (async () => {{
   const browser = await launch();
   const context = await browser.newContext();
@@ -237,20 +247,15 @@ const fs = require("fs");
   out.echo_b = await text("{ub}/echo");
   out.cookies = (await context.cookies()).map((c) => `${{c.domain}} ${{c.name}}=${{c.value}} secure=${{c.secure}} ${{c.sameSite}}`);
   await page.goto("{ua}/");
-  await page.waitForFunction(() => document.querySelector("#app").textContent === "version 1", null, {{ timeout: 20 * 1000 }});
   // What the browser would send to a's name: none of b's cookies.
   out.for_a = (await context.cookies("{ua}/")).length;
-  await page.evaluate(() => {{ window.kept = "same page"; }});
-  fs.writeFileSync({main:?}, "document.querySelector('#app').textContent = 'version 2';\nif (import.meta.hot) import.meta.hot.accept();\n");
-  await page.waitForFunction(() => document.querySelector("#app").textContent === "version 2", null, {{ timeout: 20 * 1000 }});
-  out.text = await page.textContent("#app");
-  out.kept = await page.evaluate(() => window.kept);
+  Object.assign(out, await ({hot})(page));
   out.a_protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
   console.log(JSON.stringify(out));
   await browser.close();
 }})().catch((e) => {{ console.log(JSON.stringify({{ error: String(e) }})); process.exit(1); }});
 "##,
-        main = main.display().to_string()
+        hot = hot_reload(&main)
     );
     let out = drive(&env, &tools, &script);
     assert_eq!(out["set_b"], "set 29721", "{out}");
