@@ -147,7 +147,7 @@ mod tests {
         // A connection on the first port: listed by neither as a listener.
         let _c = std::net::TcpStream::connect(v4.local_addr().expect("address")).expect("connect");
         let asked = sorted(listening(&held).expect("netlink socket diagnostics on this kernel"));
-        let read = sorted(super::super::sockets::proc_rows(&held));
+        let read = sorted(super::super::sockets::proc_rows(&held).expect("/proc/net/tcp"));
         assert_eq!(asked, read);
         assert_eq!(asked.len(), held.len(), "one listener a port: {asked:?}");
         assert!(asked.iter().any(|r| r.1 == IpAddr::V4(Ipv4Addr::LOCALHOST)));

@@ -60,8 +60,7 @@ pub fn sockets(port: u16) -> Vec<Socket> {
 }
 
 pub fn listened(port: u16) -> Option<bool> {
-    fs::metadata("/proc/net/tcp").ok()?;
-    Some(!sockets::rows(&[port]).is_empty())
+    sockets::table(&[port]).map(|rows| !rows.is_empty())
 }
 
 pub fn listens(pid: u32, port: u16) -> bool {

@@ -44,20 +44,28 @@ fn address(hex: &str) -> Option<IpAddr> {
 
 /// The sockets in the LISTEN state on the given ports.
 pub fn rows(ports: &[u16]) -> Vec<Row> {
-    super::diag::listening(ports).unwrap_or_else(|| proc_rows(ports))
+    table(ports).unwrap_or_default()
+}
+
+/// [`rows`], or `None` where neither the kernel's diagnostics nor `/proc` can be read.
+pub fn table(ports: &[u16]) -> Option<Vec<Row>> {
+    super::diag::listening(ports).or_else(|| proc_rows(ports))
 }
 
 /// [`rows`] from `/proc/net/tcp{,6}` (0A is LISTEN). The kernel lists listening sockets
 /// first, then every connection (walking a table that may have a million buckets):
 /// reading stops at the first line that is not a listener, but even the first line after
 /// the listeners costs a walk of the buckets up to it, and IPv6's table (often empty of
-/// connections) a walk of them all: milliseconds.
-pub(super) fn proc_rows(ports: &[u16]) -> Vec<Row> {
+/// connections) a walk of them all: milliseconds. `None` without the IPv4 table; a
+/// system without IPv6 has no IPv6 table.
+pub(super) fn proc_rows(ports: &[u16]) -> Option<Vec<Row>> {
     use std::io::Read;
     let mut found = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(mut file) = fs::File::open(table) else {
-            continue;
+        let mut file = match fs::File::open(table) {
+            Ok(f) => f,
+            Err(_) if table.ends_with('6') => continue,
+            Err(_) => return None,
         };
         let mut text: Vec<u8> = Vec::with_capacity(8192);
         let mut chunk = [0u8; 8192];
@@ -82,7 +90,7 @@ pub(super) fn proc_rows(ports: &[u16]) -> Vec<Row> {
             }
         }
     }
-    found
+    Some(found)
 }
 
 enum Line {
