@@ -8,7 +8,7 @@ use super::*;
 /// then `n` worktrees added with `git worktree add -b`, each allocated by the hook, so the
 /// registry remembers every branch's and name's ports and the ledger names every worktree.
 /// (The leases are made fresh by each run: a lease lasts while its process does.)
-pub(super) fn realistic_fixture(n: usize) -> PathBuf {
+fn realistic_fixture(n: usize) -> PathBuf {
     let root = target_dir().join(format!("real-wt{n}"));
     let repo = root.join("main");
     if root.join("ready").exists() {
@@ -39,12 +39,7 @@ pub(super) fn realistic_fixture(n: usize) -> PathBuf {
 }
 
 /// System calls and bytes read by one run, from `strace -f` (None where strace is missing).
-pub(super) fn syscalls(
-    root: &Path,
-    dir: &Path,
-    args: &[&str],
-    vars: &[(&str, &Path)],
-) -> Option<(u64, u64)> {
+fn syscalls(root: &Path, dir: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Option<(u64, u64)> {
     let log = root.join("strace.log");
     let mut cmd = Command::new("strace");
     env(&mut cmd, root)

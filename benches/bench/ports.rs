@@ -56,7 +56,7 @@ pub(super) fn owner_lookup(n: usize) {
 }
 
 /// A repository whose main worktree holds `n` ports (services `s0`…), for health checks.
-pub(super) fn many_ports_fixture(n: usize, base: u16) -> PathBuf {
+fn many_ports_fixture(n: usize, base: u16) -> PathBuf {
     let root = target_dir().join(format!("ports{n}"));
     let repo = root.join("main");
     if !root.join("ready").exists() {
